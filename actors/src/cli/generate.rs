@@ -1,0 +1,129 @@
+//! `rlhf generate`: complete prompts with a saved model and its tokenizer.
+
+use anyhow::Context;
+use clap::Args;
+use rlhf::device::{parse_device, DType};
+use rlhf::generate::{generate, left_pad, GenerateOptions};
+use rlhf::model::{Head, Model};
+use rlhf::rng::Rng;
+use rlhf::sampling::Sampling;
+use rlhf::template::ChatTemplate;
+use rlhf::tokenizer::Tokenizer;
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub struct GenerateArgs {
+    /// Model folder in Hugging Face layout (config.json, model.safetensors, tokenizer.json).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// A prompt to complete; repeat the flag for a batch.
+    #[arg(long, required = true)]
+    pub prompt: Vec<String>,
+    /// Wrap each prompt in the chat template (for instruction-tuned models).
+    #[arg(long)]
+    pub chat: bool,
+    #[arg(long, default_value_t = 64)]
+    pub max_new_tokens: i64,
+    /// Take the most likely token at each step (ignores temperature, top-k, top-p).
+    #[arg(long)]
+    pub greedy: bool,
+    #[arg(long, default_value_t = 1.0)]
+    pub temperature: f64,
+    /// Keep the k most likely tokens (0: all).
+    #[arg(long, default_value_t = 0)]
+    pub top_k: i64,
+    /// Nucleus sampling mass (1.0: all).
+    #[arg(long, default_value_t = 1.0)]
+    pub top_p: f64,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// f32, bf16 or f16.
+    #[arg(long, default_value = "f32")]
+    pub dtype: String,
+}
+
+pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
+    let sampling = Sampling {
+        greedy: args.greedy,
+        temperature: args.temperature,
+        top_k: args.top_k,
+        top_p: args.top_p,
+    };
+    let device = parse_device(&args.device)?;
+    let dtype = DType::parse(&args.dtype)?;
+    let tokenizer = Tokenizer::from_dir(&args.model)?;
+    let (model, report) = Model::load(&args.model, Head::LanguageModel, dtype, device)?;
+    if !report.ignored.is_empty() {
+        tracing::warn!(tensors = ?report.ignored, "unused tensors in the checkpoint");
+    }
+    let template = ChatTemplate::default();
+    let texts: Vec<String> = args
+        .prompt
+        .iter()
+        .map(|p| {
+            if args.chat {
+                template.prompt(p)
+            } else {
+                p.clone()
+            }
+        })
+        .collect();
+    let completions = complete(
+        &model,
+        &tokenizer,
+        &texts,
+        args.max_new_tokens,
+        sampling,
+        args.seed,
+    )?;
+    for (prompt, completion) in args.prompt.iter().zip(completions) {
+        println!("{prompt}{completion}\n");
+    }
+    Ok(())
+}
+
+/// Generate a completion for each text; the model and tokenizer must agree on the vocabulary.
+pub fn complete(
+    model: &Model,
+    tokenizer: &Tokenizer,
+    texts: &[String],
+    max_new_tokens: i64,
+    sampling: Sampling,
+    seed: u64,
+) -> anyhow::Result<Vec<String>> {
+    let encoded = texts
+        .iter()
+        .map(|t| tokenizer.encode(t))
+        .collect::<Result<Vec<_>, _>>()?;
+    if let Some(empty) = encoded.iter().position(Vec::is_empty) {
+        anyhow::bail!("prompt {} encodes to no tokens", empty + 1);
+    }
+    let (ids, mask) = left_pad(&encoded, tokenizer.pad_id());
+    let options = GenerateOptions {
+        sampling,
+        max_new_tokens,
+        eos_token_id: Some(tokenizer.eos_id()),
+        pad_token_id: tokenizer.pad_id(),
+    };
+    let mut cache = model.new_cache(ids.size()[0], ids.size()[1] + max_new_tokens);
+    let out = generate(
+        model,
+        &mut cache,
+        &ids,
+        &mask,
+        &options,
+        &mut Rng::new(seed),
+    )
+    .context("generation failed")?;
+    let eos = tokenizer.eos_id();
+    (0..texts.len() as i64)
+        .map(|row| {
+            let tokens = Vec::<i64>::try_from(out.tokens.get(row))?;
+            let kept: Vec<i64> = tokens.into_iter().take_while(|&t| t != eos).collect();
+            Ok(tokenizer.decode(&kept)?)
+        })
+        .collect()
+}

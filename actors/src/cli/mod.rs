@@ -1,0 +1,62 @@
+//! Argument parsing and dispatch. Each subcommand's flags are documented by `--help`.
+
+pub mod generate;
+
+use crate::{bench, init};
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "rlhf",
+    version,
+    about = "Align language models with human feedback: SFT, reward model, PPO."
+)]
+pub struct Cli {
+    /// Log lines as human-readable text or as JSON objects.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Build the embedded world's tokenizer and base model into the run directory.
+    Init {
+        /// Run configuration (TOML).
+        #[arg(long, default_value = "configs/default.toml")]
+        config: PathBuf,
+    },
+    /// Complete prompts with a model in Hugging Face layout.
+    Generate(generate::GenerateArgs),
+    /// Measure throughput.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+pub fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Init { config } => init::run(&config),
+        Command::Generate(args) => generate::run(&args),
+        Command::Bench(command) => bench::run(command),
+    }
+}

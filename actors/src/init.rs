@@ -1,0 +1,76 @@
+//! `rlhf init`: build what the embedded default needs, from the config's seed alone:
+//! the prose corpus, a byte-level BPE tokenizer trained on it, and a base model saved in
+//! Hugging Face layout; then complete the config's demo prompts with it.
+
+use crate::cli::generate::complete;
+use anyhow::Context;
+use rlhf::config::RunConfig;
+use rlhf::device::parse_device;
+use rlhf::model::{Head, Model, ModelConfig};
+use rlhf::template::ChatTemplate;
+use rlhf::tokenizer::Tokenizer;
+use rlhf::world::prose;
+use std::path::Path;
+use std::time::Instant;
+use tracing::info;
+
+pub fn run(config_path: &Path) -> anyhow::Result<()> {
+    let config = RunConfig::load(config_path)?;
+    let run_dir = &config.run_dir;
+    std::fs::create_dir_all(run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
+    let resolved = toml::to_string_pretty(&config).context("serialising the resolved config")?;
+    std::fs::write(run_dir.join("config.toml"), resolved)
+        .with_context(|| format!("writing {}", run_dir.join("config.toml").display()))?;
+
+    let start = Instant::now();
+    let corpus = prose::corpus(config.seed, config.world.documents);
+    let bytes: usize = corpus.iter().map(String::len).sum();
+    info!(
+        documents = corpus.len(),
+        bytes, "generated the prose corpus"
+    );
+
+    let template = ChatTemplate::default();
+    let mut specials = vec!["<|endoftext|>".to_string()];
+    specials.extend(template.special_tokens());
+    let specials: Vec<&str> = specials.iter().map(String::as_str).collect();
+    let tokenizer = Tokenizer::train_bpe(&corpus, config.tokenizer.vocab_size, &specials)?;
+    info!(
+        vocab = tokenizer.vocab_size(),
+        seconds = start.elapsed().as_secs_f32(),
+        "trained the tokenizer"
+    );
+
+    let base_dir = run_dir.join("base");
+    let shape = config.model_shape(tokenizer.vocab_size() as i64, tokenizer.eos_id());
+    tch::manual_seed(config.seed as i64);
+    let device = parse_device(&config.model.device)?;
+    let model = Model::new(
+        ModelConfig::new_json(&shape),
+        Head::LanguageModel,
+        config.model.dtype,
+        device,
+    )?;
+    model.save(&base_dir)?;
+    tokenizer.save(&base_dir)?;
+    info!(
+        parameters = model.config().num_parameters(),
+        dir = %base_dir.display(),
+        "saved the base model (randomly initialised; pretraining comes with the pipeline)"
+    );
+
+    if !config.generate.prompts.is_empty() {
+        let completions = complete(
+            &model,
+            &tokenizer,
+            &config.generate.prompts,
+            config.generate.max_new_tokens,
+            config.generate.sampling.clone(),
+            config.seed,
+        )?;
+        for (prompt, completion) in config.generate.prompts.iter().zip(completions) {
+            println!("{prompt}{completion}\n");
+        }
+    }
+    Ok(())
+}

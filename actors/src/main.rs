@@ -1,0 +1,18 @@
+//! The `rlhf` command line: thin wrappers over the engine (src/) and the actor stages.
+//! Every user mistake ends as one `error:` line and exit code 2; nothing panics on bad input.
+
+mod bench;
+mod cli;
+mod init;
+
+use clap::Parser;
+
+fn main() {
+    let args = cli::Cli::parse();
+    cli::init_logging(args.log_format);
+    if let Err(e) = cli::run(args) {
+        // `{:#}` prints the whole context chain on one line.
+        eprintln!("error: {e:#}");
+        std::process::exit(2);
+    }
+}

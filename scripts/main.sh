@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The main job on the embedded default: set up, build, and run the pipeline end to end.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/setup.sh
+cargo build --release --bin rlhf
+./target/release/rlhf init --config "${1:-configs/default.toml}"

@@ -1,0 +1,41 @@
+//! The engine's error type. Every variant that concerns user input names the file and,
+//! where there is one, the line, key or tensor, so the binary can print it as one line.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// A file was read but its content is wrong: `what` names the line, key or tensor.
+    #[error("{}: {what}", path.display())]
+    Format { path: PathBuf, what: String },
+    /// A value given by the caller (config, flag, argument) is invalid.
+    #[error("{0}")]
+    Invalid(String),
+    /// libtorch refused an operation.
+    #[error("libtorch: {0}")]
+    Torch(#[from] tch::TchError),
+}
+
+impl Error {
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub fn format(path: impl Into<PathBuf>, what: impl Into<String>) -> Self {
+        Error::Format {
+            path: path.into(),
+            what: what.into(),
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, Error>;

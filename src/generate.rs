@@ -1,0 +1,130 @@
+//! Batched autoregressive generation with a KV cache.
+//!
+//! Prompts are left-padded so every row's last prompt token sits in the same column; the
+//! cache is filled by one prefill forward, then one token per step for all rows. A row
+//! stops at EOS (later columns are padding, masked out); the loop stops when all rows have.
+
+use crate::model::{KvCache, Model};
+use crate::rng::Rng;
+use crate::sampling::Sampling;
+use crate::{Error, Result};
+use tch::{Kind, Tensor};
+
+/// What to generate and when to stop.
+#[derive(Clone, Debug)]
+pub struct GenerateOptions {
+    pub sampling: Sampling,
+    pub max_new_tokens: i64,
+    /// Rows stop after producing this token; None generates exactly `max_new_tokens`.
+    pub eos_token_id: Option<i64>,
+    /// Written after a row has stopped.
+    pub pad_token_id: i64,
+}
+
+/// Generated continuations, [B, N] each, N <= max_new_tokens.
+#[derive(Debug)]
+pub struct Generation {
+    /// Token ids; `pad_token_id` after a row's EOS.
+    pub tokens: Tensor,
+    /// Log-probability of each token under `Sampling::log_probs`; 0 where `mask` is false.
+    pub logprobs: Tensor,
+    /// True for generated tokens, up to and including EOS.
+    pub mask: Tensor,
+}
+
+/// Left-pad token sequences into ids [B, T] and a validity mask [B, T] (int64 0/1).
+pub fn left_pad(seqs: &[Vec<i64>], pad_id: i64) -> (Tensor, Tensor) {
+    let width = seqs.iter().map(Vec::len).max().unwrap_or(0);
+    let mut ids = Vec::with_capacity(seqs.len() * width);
+    let mut mask = Vec::with_capacity(seqs.len() * width);
+    for seq in seqs {
+        let pad = width - seq.len();
+        ids.extend(std::iter::repeat_n(pad_id, pad).chain(seq.iter().copied()));
+        mask.extend(std::iter::repeat_n(0i64, pad).chain(std::iter::repeat_n(1, seq.len())));
+    }
+    let shape = [seqs.len() as i64, width as i64];
+    (
+        Tensor::from_slice(&ids).view(shape),
+        Tensor::from_slice(&mask).view(shape),
+    )
+}
+
+/// Generate continuations of left-padded `prompt` ids [B, P] with validity `prompt_mask`.
+/// The cache must come from `model.new_cache(B, P + max_new_tokens)` (or be reused from an
+/// earlier call of at least that size); it is reset first.
+pub fn generate(
+    model: &Model,
+    cache: &mut KvCache,
+    prompt: &Tensor,
+    prompt_mask: &Tensor,
+    options: &GenerateOptions,
+    rng: &mut Rng,
+) -> Result<Generation> {
+    options.sampling.validate().map_err(Error::Invalid)?;
+    let (batch, prompt_len) = (prompt.size()[0], prompt.size()[1]);
+    let steps = options.max_new_tokens;
+    let config = model.config();
+    if prompt_len == 0 || batch == 0 || steps <= 0 {
+        return Err(Error::Invalid(format!(
+            "generation needs a non-empty prompt batch and max_new_tokens > 0 (got {batch}x{prompt_len}, {steps})"
+        )));
+    }
+    if config.arch == crate::model::Architecture::Gpt2 && prompt_len + steps > config.max_positions
+    {
+        return Err(Error::Invalid(format!(
+            "prompt of {prompt_len} tokens + max_new_tokens {steps} exceeds the model's {} positions",
+            config.max_positions
+        )));
+    }
+    if !cache.fits(config, batch, prompt_len + steps, model.var_store().kind()) {
+        return Err(Error::Invalid(format!(
+            "KV cache of {}x{} does not fit a batch of {batch} x {} tokens for this model",
+            cache.batch(),
+            cache.capacity(),
+            prompt_len + steps
+        )));
+    }
+    let _guard = tch::no_grad_guard();
+    let device = model.device();
+    let noise = if options.sampling.greedy {
+        Tensor::ones([steps, batch], (Kind::Float, device))
+    } else {
+        let draws: Vec<f32> = (0..steps * batch).map(|_| rng.uniform() as f32).collect();
+        Tensor::from_slice(&draws)
+            .view([steps, batch])
+            .to_device(device)
+    };
+    cache.reset();
+    let hidden = model.forward(
+        &prompt.to_device(device),
+        Some(&prompt_mask.to_device(device)),
+        Some(cache),
+        false,
+    );
+    let mut logits = model.logits(&hidden.select(1, prompt_len - 1));
+    let mut done = Tensor::zeros([batch], (Kind::Bool, device));
+    let pad = Tensor::from(options.pad_token_id).to_device(device);
+    let (mut tokens, mut logprobs, mut masks) = (vec![], vec![], vec![]);
+    for t in 0..steps {
+        let (next, logprob) = options.sampling.sample(&logits, &noise.get(t));
+        let live = done.logical_not();
+        let next = next.where_self(&live, &pad);
+        logprobs.push(logprob * live.to_kind(Kind::Float));
+        masks.push(live);
+        if let Some(eos) = options.eos_token_id {
+            done = done.logical_or(&next.eq(eos));
+        }
+        tokens.push(next.shallow_clone());
+        let all_done = options.eos_token_id.is_some() && done.all().int64_value(&[]) == 1;
+        if t + 1 == steps || all_done {
+            break;
+        }
+        let hidden = model.forward(&next.unsqueeze(1), None, Some(cache), false);
+        logits = model.logits(&hidden.squeeze_dim(1));
+    }
+    Ok(Generation {
+        tokens: Tensor::stack(&tokens, 1),
+        logprobs: Tensor::stack(&logprobs, 1),
+        mask: Tensor::stack(&masks, 1),
+    })
+}

@@ -1,0 +1,11 @@
+pub mod device;
+pub mod error;
+pub mod generate;
+pub mod model;
+pub mod rng;
+pub mod sampling;
+pub use error::{Error, Result};
+pub mod config;
+pub mod template;
+pub mod tokenizer;
+pub mod world;

@@ -1,0 +1,154 @@
+//! GPT-2: learned positions, pre-LayerNorm blocks, GELU MLP, tied input/output embeddings.
+//! Weights keep the Hugging Face names and shapes (Conv1D: [in, out]) so checkpoints map 1:1.
+// `x = x + f(x)`, not `x += f(x)`: Tensor's `+=` adds in place and would clobber the
+// residual stream that autograd saved for the backward pass.
+#![allow(clippy::assign_op_pattern)]
+
+use super::attention::Step;
+use super::config::{Activation, ModelConfig};
+use tch::{nn, Tensor};
+
+struct LayerNorm {
+    weight: Tensor,
+    bias: Tensor,
+    eps: f64,
+}
+
+impl LayerNorm {
+    fn new(p: nn::Path, dim: i64, eps: f64) -> Self {
+        LayerNorm {
+            weight: p.ones("weight", &[dim]),
+            bias: p.zeros("bias", &[dim]),
+            eps,
+        }
+    }
+
+    fn forward(&self, x: &Tensor) -> Tensor {
+        let dim = *self.weight.size().last().expect("1-D weight");
+        x.layer_norm([dim], Some(&self.weight), Some(&self.bias), self.eps, true)
+    }
+}
+
+/// HF's Conv1D: y = x W + b with W stored as [in, out].
+struct Conv1D {
+    weight: Tensor,
+    bias: Tensor,
+}
+
+impl Conv1D {
+    fn new(p: nn::Path, inputs: i64, outputs: i64) -> Self {
+        let init = nn::Init::Randn {
+            mean: 0.0,
+            stdev: 0.02,
+        };
+        Conv1D {
+            weight: p.var("weight", &[inputs, outputs], init),
+            bias: p.zeros("bias", &[outputs]),
+        }
+    }
+
+    fn forward(&self, x: &Tensor) -> Tensor {
+        x.matmul(&self.weight) + &self.bias
+    }
+}
+
+struct Block {
+    ln_1: LayerNorm,
+    c_attn: Conv1D,
+    c_proj: Conv1D,
+    ln_2: LayerNorm,
+    c_fc: Conv1D,
+    mlp_proj: Conv1D,
+}
+
+pub struct Gpt2 {
+    wte: Tensor,
+    wpe: Tensor,
+    blocks: Vec<Block>,
+    ln_f: LayerNorm,
+    config: ModelConfig,
+}
+
+impl Gpt2 {
+    /// Creates the variables under `p` (the `transformer.` prefix) with HF names.
+    pub fn new(p: nn::Path, config: &ModelConfig) -> Self {
+        let d = config.hidden_size;
+        let init = nn::Init::Randn {
+            mean: 0.0,
+            stdev: 0.02,
+        };
+        let h = &p / "h";
+        let blocks = (0..config.num_layers)
+            .map(|i| {
+                let b = &h / i;
+                Block {
+                    ln_1: LayerNorm::new(&b / "ln_1", d, config.norm_eps),
+                    c_attn: Conv1D::new(&b / "attn" / "c_attn", d, 3 * d),
+                    c_proj: Conv1D::new(&b / "attn" / "c_proj", d, d),
+                    ln_2: LayerNorm::new(&b / "ln_2", d, config.norm_eps),
+                    c_fc: Conv1D::new(&b / "mlp" / "c_fc", d, config.intermediate_size),
+                    mlp_proj: Conv1D::new(&b / "mlp" / "c_proj", config.intermediate_size, d),
+                }
+            })
+            .collect();
+        Gpt2 {
+            wte: (&p / "wte").var("weight", &[config.vocab_size, d], init),
+            wpe: (&p / "wpe").var(
+                "weight",
+                &[config.max_positions, d],
+                nn::Init::Randn {
+                    mean: 0.0,
+                    stdev: 0.01,
+                },
+            ),
+            blocks,
+            ln_f: LayerNorm::new(&p / "ln_f", d, config.norm_eps),
+            config: config.clone(),
+        }
+    }
+
+    /// The input embedding, which is also the (tied) output projection.
+    pub fn embedding(&self) -> &Tensor {
+        &self.wte
+    }
+
+    /// Final hidden states [B, T, d] (after ln_f).
+    pub fn forward(&self, ids: &Tensor, mut step: Step, train: bool) -> Tensor {
+        let c = &self.config;
+        let drop = |x: Tensor, p: f64| {
+            if train && p > 0.0 {
+                x.dropout(p, true)
+            } else {
+                x
+            }
+        };
+        let attn_p = if train { c.attn_dropout } else { 0.0 };
+        let embedded = Tensor::embedding(&self.wte, ids, -1, false, false)
+            + Tensor::embedding(&self.wpe, &step.positions, -1, false, false);
+        let mut x = drop(embedded, c.embd_dropout);
+        let (b, t) = (ids.size()[0], ids.size()[1]);
+        let heads_shape = [b, t, c.num_heads, c.head_dim];
+        for (i, block) in self.blocks.iter().enumerate() {
+            let qkv = block.c_attn.forward(&block.ln_1.forward(&x));
+            let parts = qkv.split(c.hidden_size, 2);
+            let heads = |t: &Tensor| t.view(heads_shape).transpose(1, 2);
+            let attn = step.attend(
+                i,
+                &heads(&parts[0]),
+                &heads(&parts[1]),
+                &heads(&parts[2]),
+                attn_p,
+            );
+            x = x + drop(block.c_proj.forward(&attn), c.resid_dropout);
+            let hidden = block.c_fc.forward(&block.ln_2.forward(&x));
+            let hidden = match c.activation {
+                Activation::GeluTanh => hidden.gelu("tanh"),
+                Activation::GeluExact => hidden.gelu("none"),
+                Activation::Relu => hidden.relu(),
+            };
+            x = x + drop(block.mlp_proj.forward(&hidden), c.resid_dropout);
+        }
+        step.finish();
+        self.ln_f.forward(&x)
+    }
+}

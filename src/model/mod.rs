@@ -1,0 +1,317 @@
+//! Causal language models in Hugging Face layout: GPT-2 and Llama backbones with either the
+//! language-model head (policies, reference) or a scalar head (reward and value models).
+//!
+//! A model folder holds `config.json` and `model.safetensors` (or a sharded index); weight
+//! names and shapes are exactly those of `transformers`, so folders go both ways.
+
+pub mod attention;
+pub mod config;
+pub mod gpt2;
+pub mod llama;
+pub mod weights;
+
+pub use attention::KvCache;
+pub use config::{Architecture, ModelConfig, ModelShape};
+
+use crate::device::DType;
+use crate::{Error, Result};
+use attention::Step;
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use tch::{nn, Device, Kind, Tensor};
+
+/// Which output a model carries on top of its backbone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Head {
+    /// Next-token logits (tied to the embedding where the config says so).
+    LanguageModel,
+    /// One scalar per position, HF's `score` layer: rewards and values.
+    Scalar,
+}
+
+enum Backbone {
+    Gpt2(gpt2::Gpt2),
+    Llama(llama::Llama),
+}
+
+pub struct Model {
+    vs: nn::VarStore,
+    backbone: Backbone,
+    lm_head: Option<Tensor>,
+    score: Option<Tensor>,
+    head: Head,
+    config: ModelConfig,
+    raw_config: Value,
+}
+
+/// What loading did besides filling the expected tensors.
+#[derive(Debug, Default)]
+pub struct LoadReport {
+    /// Tensors in the file that this model has no use for.
+    pub ignored: Vec<String>,
+    /// Tensors absent from the file and freshly initialised (a new scalar head).
+    pub initialized: Vec<String>,
+}
+
+impl Model {
+    /// A randomly initialised model for a raw HF config (draws from libtorch's global RNG;
+    /// call `tch::manual_seed` first for a reproducible init).
+    pub fn new(raw_config: Value, head: Head, dtype: DType, device: Device) -> Result<Model> {
+        Model::build(raw_config, Path::new("config.json"), head, dtype, device)
+    }
+
+    fn build(
+        raw_config: Value,
+        path: &Path,
+        head: Head,
+        dtype: DType,
+        device: Device,
+    ) -> Result<Model> {
+        let config = ModelConfig::from_json(&raw_config, path)?;
+        let mut vs = nn::VarStore::new(device);
+        let root = vs.root();
+        let backbone = match config.arch {
+            Architecture::Gpt2 => Backbone::Gpt2(gpt2::Gpt2::new(&root / "transformer", &config)),
+            Architecture::Llama => Backbone::Llama(llama::Llama::new(&root / "model", &config)),
+        };
+        let init = nn::Init::Randn {
+            mean: 0.0,
+            stdev: 0.02,
+        };
+        let d = config.hidden_size;
+        let lm_head = (head == Head::LanguageModel && !config.tie_embeddings)
+            .then(|| (&root / "lm_head").var("weight", &[config.vocab_size, d], init));
+        let score = (head == Head::Scalar).then(|| (&root / "score").var("weight", &[1, d], init));
+        vs.set_kind(dtype.kind());
+        Ok(Model {
+            vs,
+            backbone,
+            lm_head,
+            score,
+            head,
+            config,
+            raw_config,
+        })
+    }
+
+    /// Load a Hugging Face folder. A scalar head missing from the file (a reward model
+    /// started from a language model) is initialised and listed in the report.
+    pub fn load(
+        dir: &Path,
+        head: Head,
+        dtype: DType,
+        device: Device,
+    ) -> Result<(Model, LoadReport)> {
+        if !dir.is_dir() {
+            return Err(Error::io(
+                dir,
+                std::io::Error::new(std::io::ErrorKind::NotFound, "model folder not found"),
+            ));
+        }
+        let config_path = config::config_path(dir);
+        let (_, raw) = ModelConfig::load(&config_path)?;
+        let model = Model::build(raw, &config_path, head, dtype, device)?;
+        let (file_tensors, files) = read_weights(dir)?;
+        let report = model.fill(&file_tensors, &files)?;
+        Ok((model, report))
+    }
+
+    fn fill(&self, file: &BTreeMap<String, (Tensor, PathBuf)>, files: &Path) -> Result<LoadReport> {
+        let mut report = LoadReport::default();
+        let mut used = BTreeSet::new();
+        let prefix = match self.config.arch {
+            Architecture::Gpt2 => "transformer.",
+            Architecture::Llama => "model.",
+        };
+        let _guard = tch::no_grad_guard();
+        for (name, mut var) in self.vs.variables() {
+            // Bare backbones (GPT2Model, LlamaModel) are saved without the prefix.
+            let found = file.get_key_value(&name).or_else(|| {
+                name.strip_prefix(prefix)
+                    .and_then(|bare| file.get_key_value(bare))
+            });
+            let Some((key, (tensor, path))) = found else {
+                if name == "score.weight" {
+                    report.initialized.push(name);
+                    continue;
+                }
+                return Err(Error::format(files, format!("missing tensor `{name}`")));
+            };
+            if tensor.size() != var.size() {
+                return Err(Error::format(
+                    path,
+                    format!(
+                        "tensor `{key}` has shape {:?}, config.json implies {:?}",
+                        tensor.size(),
+                        var.size()
+                    ),
+                ));
+            }
+            if !tensor.is_floating_point() {
+                return Err(Error::format(
+                    path,
+                    format!("tensor `{key}` is not floating point"),
+                ));
+            }
+            var.f_copy_(tensor)?;
+            used.insert(key.clone());
+        }
+        let tied_head = self.config.tie_embeddings || self.head == Head::Scalar;
+        report.ignored = file
+            .keys()
+            .filter(|k| !used.contains(*k))
+            .filter(|k| !(is_buffer(k) || (tied_head && k.as_str() == "lm_head.weight")))
+            .cloned()
+            .collect();
+        Ok(report)
+    }
+
+    /// Write config.json and model.safetensors into `dir` (created if needed).
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let mut tensors: Vec<(String, Tensor)> = self.vs.variables().into_iter().collect();
+        tensors.sort_by(|a, b| a.0.cmp(&b.0));
+        weights::write(&dir.join("model.safetensors"), &tensors)?;
+        let config =
+            serde_json::to_string_pretty(&self.hf_config()).expect("JSON value serialises");
+        weights::write_atomic(&config::config_path(dir), config.as_bytes())
+    }
+
+    /// The raw config with what this model owns brought up to date.
+    fn hf_config(&self) -> Value {
+        let mut raw = self.raw_config.clone();
+        let family = match self.config.model_type.as_str() {
+            "gpt2" => "GPT2",
+            "qwen2" => "Qwen2",
+            "mistral" => "Mistral",
+            _ => "Llama",
+        };
+        let class = match (self.head, self.config.arch) {
+            (Head::LanguageModel, Architecture::Gpt2) => format!("{family}LMHeadModel"),
+            (Head::LanguageModel, Architecture::Llama) => format!("{family}ForCausalLM"),
+            (Head::Scalar, _) => format!("{family}ForSequenceClassification"),
+        };
+        let map = raw.as_object_mut().expect("config validated as an object");
+        map.insert("architectures".into(), json!([class]));
+        map.insert("model_type".into(), json!(self.config.model_type));
+        map.remove("torch_dtype");
+        map.insert("dtype".into(), json!(self.dtype().hf_name()));
+        if self.head == Head::Scalar {
+            map.insert("num_labels".into(), json!(1));
+            map.insert("id2label".into(), json!({"0": "LABEL_0"}));
+            map.insert("label2id".into(), json!({"LABEL_0": 0}));
+        }
+        raw
+    }
+
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    pub fn head(&self) -> Head {
+        self.head
+    }
+
+    pub fn device(&self) -> Device {
+        self.vs.device()
+    }
+
+    pub fn dtype(&self) -> DType {
+        match self.vs.kind() {
+            Kind::BFloat16 => DType::Bf16,
+            Kind::Half => DType::F16,
+            _ => DType::F32,
+        }
+    }
+
+    /// The parameters, for optimizers and weight copies.
+    pub fn var_store(&self) -> &nn::VarStore {
+        &self.vs
+    }
+
+    pub fn var_store_mut(&mut self) -> &mut nn::VarStore {
+        &mut self.vs
+    }
+
+    /// A cache sized for this model.
+    pub fn new_cache(&self, batch: i64, capacity: i64) -> KvCache {
+        KvCache::new(&self.config, batch, capacity, self.vs.kind(), self.device())
+    }
+
+    /// Final hidden states [B, T, d]. `valid` marks real tokens ([B, T], None = all real);
+    /// with a cache the tokens are appended to it and attend to everything cached before.
+    pub fn forward(
+        &self,
+        ids: &Tensor,
+        valid: Option<&Tensor>,
+        cache: Option<&mut KvCache>,
+        train: bool,
+    ) -> Tensor {
+        let step = Step::new(ids, valid, cache);
+        match &self.backbone {
+            Backbone::Gpt2(m) => m.forward(ids, step, train),
+            Backbone::Llama(m) => m.forward(ids, step, train),
+        }
+    }
+
+    /// Next-token logits for hidden states [..., d] -> [..., vocab].
+    pub fn logits(&self, hidden: &Tensor) -> Tensor {
+        let weight = match (&self.lm_head, &self.backbone) {
+            (Some(w), _) => w,
+            (None, _) if !self.config.tie_embeddings => {
+                panic!("this model was loaded with a scalar head and has no LM head")
+            }
+            (None, Backbone::Gpt2(m)) => m.embedding(),
+            (None, Backbone::Llama(m)) => m.embedding(),
+        };
+        hidden.linear(weight, None::<Tensor>)
+    }
+
+    /// Scalar outputs for hidden states [..., d] -> [...].
+    pub fn scores(&self, hidden: &Tensor) -> Tensor {
+        let weight = self
+            .score
+            .as_ref()
+            .expect("scores() needs a model loaded with Head::Scalar");
+        hidden.linear(weight, None::<Tensor>).squeeze_dim(-1)
+    }
+}
+
+/// Buffers that some HF checkpoints store but that are recomputed here.
+fn is_buffer(name: &str) -> bool {
+    name.ends_with(".attn.bias")
+        || name.ends_with(".attn.masked_bias")
+        || name.ends_with("rotary_emb.inv_freq")
+}
+
+type FileTensors = BTreeMap<String, (Tensor, PathBuf)>;
+
+/// `model.safetensors`, or every shard named by `model.safetensors.index.json`.
+/// Returns the tensors with the file each came from, and the path to name in errors.
+fn read_weights(dir: &Path) -> Result<(FileTensors, PathBuf)> {
+    let single = dir.join("model.safetensors");
+    let index = dir.join("model.safetensors.index.json");
+    let shards: Vec<PathBuf> = if single.exists() || !index.exists() {
+        vec![single.clone()]
+    } else {
+        let text = std::fs::read_to_string(&index).map_err(|e| Error::io(&index, e))?;
+        let json: Value = serde_json::from_str(&text).map_err(|e| {
+            Error::format(&index, format!("invalid JSON at line {}: {e}", e.line()))
+        })?;
+        let map = json
+            .get("weight_map")
+            .and_then(Value::as_object)
+            .ok_or_else(|| Error::format(&index, "missing key `weight_map`"))?;
+        let files: BTreeSet<&str> = map.values().filter_map(Value::as_str).collect();
+        files.into_iter().map(|f| dir.join(f)).collect()
+    };
+    let mut all = BTreeMap::new();
+    for shard in &shards {
+        for (name, tensor) in weights::read(shard)? {
+            all.insert(name, (tensor, shard.clone()));
+        }
+    }
+    let named = if shards.len() == 1 { single } else { index };
+    Ok((all, named))
+}
