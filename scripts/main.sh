@@ -3,5 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
-cargo build --release --bin rlhf
+cargo build --release -p rlhf-actors --bin rlhf
 ./target/release/rlhf init --config "${1:-configs/default.toml}"

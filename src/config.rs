@@ -4,7 +4,9 @@
 
 use crate::device::DType;
 use crate::model::{Architecture, ModelShape};
+use crate::optim::OptimizerConfig;
 use crate::sampling::Sampling;
+use crate::schedule::ScheduleConfig;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -20,9 +22,124 @@ pub struct RunConfig {
     pub world: WorldConfig,
     #[serde(default)]
     pub tokenizer: TokenizerConfig,
-    pub model: ModelSection,
+    /// The base model `rlhf init` builds (required by `init` only).
+    pub model: Option<ModelSection>,
     #[serde(default)]
     pub generate: GenerateSection,
+    /// Stage 1, supervised fine-tuning (required by `rlhf sft`).
+    pub sft: Option<StageConfig>,
+    /// Stage 2, the reward model (required by `rlhf rm`).
+    pub rm: Option<StageConfig>,
+}
+
+/// A supervised stage (SFT or RM) on the learner.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageConfig {
+    /// Model folder to start from (Hugging Face layout, with tokenizer.json). RM starts
+    /// from the SFT checkpoint and replaces the unembedding with a scalar head.
+    pub init: PathBuf,
+    /// Training data (JSONL, formats in src/data/mod.rs).
+    pub data: PathBuf,
+    /// Held-out data; when absent, `holdout_fraction` of `data` is held out.
+    pub validation: Option<PathBuf>,
+    #[serde(default = "holdout_fraction")]
+    pub holdout_fraction: f64,
+    pub epochs: u64,
+    /// Examples (SFT) or prompts (RM, with all their K responses) per optimizer step.
+    pub batch_size: usize,
+    /// Examples or prompts per forward pass; gradients accumulate over
+    /// batch_size / micro_batch_size passes. Defaults to batch_size.
+    pub micro_batch_size: Option<usize>,
+    /// Longest prompt + response + EOS in tokens; longer examples are skipped and counted.
+    pub max_seq_len: usize,
+    /// Dropout while training (embeddings, attention, residuals); defaults to the model's.
+    pub dropout: Option<f64>,
+    /// SFT only: also train on prompt tokens (default: response tokens only).
+    #[serde(default)]
+    pub loss_on_prompt: bool,
+    /// RM only: demonstrations (SFT JSONL) whose mean score is set to 0 after training,
+    /// as InstructGPT does. Defaults to the `[sft]` data when that section exists.
+    pub demonstrations: Option<PathBuf>,
+    #[serde(default)]
+    pub optimizer: OptimizerConfig,
+    #[serde(default)]
+    pub schedule: ScheduleConfig,
+    #[serde(default)]
+    pub dtype: DType,
+    #[serde(default = "cpu")]
+    pub device: String,
+    /// libtorch intra-op threads of the learner.
+    #[serde(default = "two")]
+    pub threads: i32,
+}
+
+fn holdout_fraction() -> f64 {
+    0.1
+}
+
+fn two() -> i32 {
+    2
+}
+
+impl StageConfig {
+    fn validate(&self, stage: &str) -> std::result::Result<(), String> {
+        let field = |name: &str| format!("{stage}.{name}");
+        if !(0.0..1.0).contains(&self.holdout_fraction) {
+            return Err(format!(
+                "{} must be in [0, 1), got {}",
+                field("holdout_fraction"),
+                self.holdout_fraction
+            ));
+        }
+        for (name, value) in [
+            ("epochs", self.epochs as usize),
+            ("batch_size", self.batch_size),
+            ("max_seq_len", self.max_seq_len),
+        ] {
+            if value == 0 {
+                return Err(format!("{} must be positive", field(name)));
+            }
+        }
+        if let Some(micro) = self.micro_batch_size {
+            if micro == 0 || micro > self.batch_size {
+                return Err(format!(
+                    "{} must be in 1..=batch_size ({}), got {micro}",
+                    field("micro_batch_size"),
+                    self.batch_size
+                ));
+            }
+        }
+        if let Some(p) = self.dropout {
+            if !(0.0..1.0).contains(&p) {
+                return Err(format!("{} must be in [0, 1), got {p}", field("dropout")));
+            }
+        }
+        if self.threads < 1 {
+            return Err(format!("{} must be at least 1", field("threads")));
+        }
+        match stage {
+            "sft" if self.demonstrations.is_some() => {
+                return Err("sft.demonstrations: only the rm stage takes demonstrations".into())
+            }
+            "rm" if self.loss_on_prompt => {
+                return Err("rm.loss_on_prompt: only the sft stage has a prompt loss".into())
+            }
+            _ => {}
+        }
+        crate::device::parse_device(&self.device)
+            .map_err(|e| format!("{}: {e}", field("device")))?;
+        self.optimizer
+            .validate()
+            .map_err(|e| format!("{}.{e}", field("optimizer")))?;
+        self.schedule
+            .validate()
+            .map_err(|e| format!("{}.{e}", field("schedule")))
+    }
+
+    pub fn micro_batch_size(&self) -> usize {
+        self.micro_batch_size.unwrap_or(self.batch_size)
+    }
 }
 
 /// The embedded synthetic world.
@@ -126,7 +243,42 @@ impl RunConfig {
     }
 
     fn validate(&self) -> std::result::Result<(), String> {
-        let m = &self.model;
+        if let Some(sft) = &self.sft {
+            sft.validate("sft")?;
+        }
+        if let Some(rm) = &self.rm {
+            rm.validate("rm")?;
+        }
+        if self.tokenizer.vocab_size < 300 {
+            return Err(format!(
+                "tokenizer.vocab_size must be at least 300, got {}",
+                self.tokenizer.vocab_size
+            ));
+        }
+        if self.generate.max_new_tokens <= 0 {
+            return Err("generate.max_new_tokens must be positive".into());
+        }
+        self.generate
+            .sampling
+            .validate()
+            .map_err(|e| format!("generate: {e}"))?;
+        match &self.model {
+            Some(model) => model.validate(),
+            None => Ok(()),
+        }
+    }
+
+    /// The section a command needs, or an error naming it.
+    pub fn section<'a, T>(section: &'a Option<T>, name: &str, path: &Path) -> Result<&'a T> {
+        section
+            .as_ref()
+            .ok_or_else(|| Error::format(path, format!("missing section [{name}]")))
+    }
+}
+
+impl ModelSection {
+    fn validate(&self) -> std::result::Result<(), String> {
+        let m = self;
         for (name, value) in [
             ("model.layers", m.layers),
             ("model.d_model", m.d_model),
@@ -154,24 +306,12 @@ impl RunConfig {
             return Err("model.kv_heads: gpt2 has no grouped-query attention".into());
         }
         crate::device::parse_device(&m.device).map_err(|e| format!("model.device: {e}"))?;
-        if self.tokenizer.vocab_size < 300 {
-            return Err(format!(
-                "tokenizer.vocab_size must be at least 300, got {}",
-                self.tokenizer.vocab_size
-            ));
-        }
-        if self.generate.max_new_tokens <= 0 {
-            return Err("generate.max_new_tokens must be positive".into());
-        }
-        self.generate
-            .sampling
-            .validate()
-            .map_err(|e| format!("generate: {e}"))
+        Ok(())
     }
 
     /// The model shape for a vocabulary of `vocab_size` with `eos` as end token.
-    pub fn model_shape(&self, vocab_size: i64, eos: i64) -> ModelShape {
-        let m = &self.model;
+    pub fn shape(&self, vocab_size: i64, eos: i64) -> ModelShape {
+        let m = self;
         ModelShape {
             arch: match m.arch {
                 ArchName::Gpt2 => Architecture::Gpt2,

@@ -1,11 +1,16 @@
 pub mod device;
 pub mod error;
 pub mod generate;
+pub mod losses;
 pub mod model;
+pub mod optim;
 pub mod rng;
 pub mod sampling;
+pub mod schedule;
 pub use error::{Error, Result};
 pub mod config;
+pub mod data;
 pub mod template;
 pub mod tokenizer;
+pub mod train;
 pub mod world;

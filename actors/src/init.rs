@@ -42,13 +42,14 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
     );
 
     let base_dir = run_dir.join("base");
-    let shape = config.model_shape(tokenizer.vocab_size() as i64, tokenizer.eos_id());
+    let model_section = RunConfig::section(&config.model, "model", config_path)?;
+    let shape = model_section.shape(tokenizer.vocab_size() as i64, tokenizer.eos_id());
     tch::manual_seed(config.seed as i64);
-    let device = parse_device(&config.model.device)?;
+    let device = parse_device(&model_section.device)?;
     let model = Model::new(
         ModelConfig::new_json(&shape),
         Head::LanguageModel,
-        config.model.dtype,
+        model_section.dtype,
         device,
     )?;
     model.save(&base_dir)?;

@@ -4,6 +4,11 @@
 mod bench;
 mod cli;
 mod init;
+mod learner;
+mod progress;
+mod run_dir;
+mod stages;
+mod worker;
 
 use clap::Parser;
 

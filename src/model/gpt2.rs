@@ -108,6 +108,10 @@ impl Gpt2 {
     }
 
     /// The input embedding, which is also the (tied) output projection.
+    pub fn config_mut(&mut self) -> &mut ModelConfig {
+        &mut self.config
+    }
+
     pub fn embedding(&self) -> &Tensor {
         &self.wte
     }

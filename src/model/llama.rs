@@ -121,6 +121,10 @@ impl Llama {
         }
     }
 
+    pub fn config_mut(&mut self) -> &mut ModelConfig {
+        &mut self.config
+    }
+
     pub fn embedding(&self) -> &Tensor {
         &self.embed
     }

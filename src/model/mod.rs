@@ -40,6 +40,8 @@ pub struct Model {
     backbone: Backbone,
     lm_head: Option<Tensor>,
     score: Option<Tensor>,
+    /// Added to every scalar output; `config.json` key `reward_bias` (see `set_score_bias`).
+    score_bias: f64,
     head: Head,
     config: ModelConfig,
     raw_config: Value,
@@ -84,11 +86,16 @@ impl Model {
             .then(|| (&root / "lm_head").var("weight", &[config.vocab_size, d], init));
         let score = (head == Head::Scalar).then(|| (&root / "score").var("weight", &[1, d], init));
         vs.set_kind(dtype.kind());
+        let score_bias = raw_config
+            .get(REWARD_BIAS_KEY)
+            .and_then(Value::as_f64)
+            .unwrap_or(0.0);
         Ok(Model {
             vs,
             backbone,
             lm_head,
             score,
+            score_bias,
             head,
             config,
             raw_config,
@@ -274,9 +281,41 @@ impl Model {
             .score
             .as_ref()
             .expect("scores() needs a model loaded with Head::Scalar");
-        hidden.linear(weight, None::<Tensor>).squeeze_dim(-1)
+        let scores = hidden.linear(weight, None::<Tensor>).squeeze_dim(-1);
+        if self.score_bias == 0.0 {
+            scores
+        } else {
+            scores + self.score_bias
+        }
+    }
+
+    /// A constant added to every score. HF's `score` layer has no bias, so it is saved as
+    /// `reward_bias` in config.json (transformers keeps the key but does not apply it).
+    /// InstructGPT sets it so that demonstrations score 0 on average.
+    pub fn set_score_bias(&mut self, bias: f64) {
+        self.score_bias = bias;
+        self.raw_config[REWARD_BIAS_KEY] = serde_json::json!(bias);
+    }
+
+    pub fn score_bias(&self) -> f64 {
+        self.score_bias
+    }
+
+    /// One dropout probability for embeddings, attention and residuals while training.
+    pub fn set_dropout(&mut self, p: f64) {
+        let config = match &mut self.backbone {
+            Backbone::Gpt2(m) => m.config_mut(),
+            Backbone::Llama(m) => m.config_mut(),
+        };
+        for c in [config, &mut self.config] {
+            c.embd_dropout = p;
+            c.attn_dropout = p;
+            c.resid_dropout = p;
+        }
     }
 }
+
+const REWARD_BIAS_KEY: &str = "reward_bias";
 
 /// Buffers that some HF checkpoints store but that are recomputed here.
 fn is_buffer(name: &str) -> bool {

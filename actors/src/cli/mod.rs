@@ -2,7 +2,7 @@
 
 pub mod generate;
 
-use crate::{bench, init};
+use crate::{bench, init, stages};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -34,6 +34,16 @@ pub enum Command {
         #[arg(long, default_value = "configs/default.toml")]
         config: PathBuf,
     },
+    /// Stage 1: supervised fine-tuning on demonstrations (the config's [sft] section).
+    Sft {
+        #[arg(long, default_value = "configs/default.toml")]
+        config: PathBuf,
+    },
+    /// Stage 2: the reward model on K-wise rankings (the config's [rm] section).
+    Rm {
+        #[arg(long, default_value = "configs/default.toml")]
+        config: PathBuf,
+    },
     /// Complete prompts with a model in Hugging Face layout.
     Generate(generate::GenerateArgs),
     /// Measure throughput.
@@ -56,7 +66,17 @@ pub fn init_logging(format: LogFormat) {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Init { config } => init::run(&config),
+        Command::Sft { config } => runtime()?.block_on(stages::sft::run(&config)),
+        Command::Rm { config } => runtime()?.block_on(stages::rm::run(&config)),
         Command::Generate(args) => generate::run(&args),
         Command::Bench(command) => bench::run(command),
     }
+}
+
+/// The actor runtime: two async workers are plenty, tensor work runs on actor threads.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?)
 }

@@ -1,0 +1,195 @@
+//! The supervised stages (SFT and RM) share one loop on the learner actor: epochs of
+//! shuffled batches split into micro-batches, a held-out evaluation after each epoch, the
+//! last and the best checkpoint kept, every figure in metrics.jsonl.
+
+pub mod rm;
+pub mod sft;
+
+use crate::learner::{Learner, LearnerArgs, LearnerMsg, Reply};
+use crate::progress::Progress;
+use crate::run_dir::RunDir;
+use anyhow::{anyhow, Context};
+use ractor::{Actor, ActorRef};
+use rlhf::config::StageConfig;
+use rlhf::data::batches;
+use rlhf::rng::Rng;
+use rlhf::tokenizer::Tokenizer;
+use rlhf::train::{Batch, Stats, Trainer};
+use serde_json::json;
+use std::time::Instant;
+
+/// Tokenized examples of one stage that can be collated into batches.
+pub trait Examples: Send + Sync {
+    fn len(&self) -> usize;
+    fn collate(&self, indices: &[usize]) -> Batch;
+}
+
+/// Which held-out figure picks the best checkpoint.
+#[derive(Clone, Copy)]
+pub enum Best {
+    /// Lowest held-out loss (SFT).
+    LowestLoss,
+    /// Highest held-out pairwise accuracy, then lowest loss (RM).
+    HighestAccuracy,
+}
+
+impl Best {
+    fn better(self, new: &Stats, old: &Stats) -> bool {
+        match self {
+            Best::LowestLoss => new.loss < old.loss,
+            Best::HighestAccuracy => {
+                let (a, b) = (new.accuracy.unwrap_or(0.0), old.accuracy.unwrap_or(0.0));
+                a > b || (a == b && new.loss < old.loss)
+            }
+        }
+    }
+}
+
+/// Ask the learner and wait for its answer.
+pub async fn ask<T: Send + 'static>(
+    learner: &ActorRef<LearnerMsg>,
+    message: impl FnOnce(Reply<T>) -> LearnerMsg,
+) -> anyhow::Result<T> {
+    let answer = learner
+        .call(message, None)
+        .await
+        .map_err(|e| anyhow!("learner unreachable: {e}"))?;
+    match answer {
+        ractor::rpc::CallResult::Success(result) => result,
+        _ => Err(anyhow!("the learner stopped without answering")),
+    }
+}
+
+pub async fn spawn_learner(
+    stage: &StageConfig,
+    build: impl FnOnce() -> anyhow::Result<Trainer> + Send + 'static,
+) -> anyhow::Result<ActorRef<LearnerMsg>> {
+    let args = LearnerArgs {
+        threads: stage.threads,
+        build: Box::new(build),
+    };
+    let (learner, _) = Actor::spawn(None, Learner, args)
+        .await
+        .map_err(|e| anyhow!("{e}"))?;
+    Ok(learner)
+}
+
+/// Steps per epoch and in total for a stage over `examples` items.
+pub fn step_counts(stage: &StageConfig, examples: usize) -> (u64, u64) {
+    let per_epoch = examples.div_ceil(stage.batch_size).max(1) as u64;
+    (per_epoch, per_epoch * stage.epochs)
+}
+
+/// What a supervised stage trains with.
+pub struct Session<'a> {
+    pub name: &'static str,
+    pub stage: &'a StageConfig,
+    /// Seeds the batch order.
+    pub seed: u64,
+    pub learner: &'a ActorRef<LearnerMsg>,
+    /// Saved beside every checkpoint.
+    pub tokenizer: &'a Tokenizer,
+}
+
+/// Train for the configured epochs; returns the best held-out figures.
+pub async fn train(
+    session: Session<'_>,
+    dir: &mut RunDir,
+    data: (&dyn Examples, &dyn Examples),
+    best_by: Best,
+) -> anyhow::Result<Stats> {
+    let Session {
+        name,
+        stage,
+        seed,
+        learner,
+        tokenizer,
+    } = session;
+    let (train_set, held_out) = data;
+    anyhow::ensure!(
+        train_set.len() > 0,
+        "{name}: no training examples left after tokenization"
+    );
+    let (_, total_steps) = step_counts(stage, train_set.len());
+    let mut rng = Rng::new(seed);
+    let mut progress = Progress::new(name, total_steps);
+    let mut best: Option<Stats> = None;
+    let mut step = 0u64;
+    // Where the curve starts: the initial model on the held-out set.
+    let initial = evaluate(learner, held_out, stage.batch_size).await?;
+    let mut record =
+        json!({"stage": name, "step": 0, "split": "validation", "perplexity": initial.loss.exp()});
+    merge(&mut record, &initial);
+    dir.log(&record)?;
+    for epoch in 0..stage.epochs {
+        for batch in batches(train_set.len(), stage.batch_size, Some(&mut rng)) {
+            let started = Instant::now();
+            let micro: Vec<Batch> = batch
+                .chunks(stage.micro_batch_size())
+                .map(|idx| train_set.collate(idx))
+                .collect();
+            let stats = ask(learner, |reply| LearnerMsg::Train(micro, reply)).await?;
+            step += 1;
+            let seconds = started.elapsed().as_secs_f64();
+            let mut record =
+                json!({"stage": name, "epoch": epoch, "step": step, "seconds": seconds});
+            merge(&mut record, &stats);
+            if let Some(pairs) = stats.comparisons {
+                record["comparisons_per_second"] = json!(pairs as f64 / seconds);
+            } else {
+                record["tokens_per_second"] = json!(stats.tokens as f64 / seconds);
+            }
+            dir.log(&record)?;
+            progress.inc(&format!("loss {:.4}", stats.loss));
+        }
+        let eval = evaluate(learner, held_out, stage.batch_size).await?;
+        let mut record =
+            json!({"stage": name, "epoch": epoch, "step": step, "split": "validation"});
+        merge(&mut record, &eval);
+        record["perplexity"] = json!(eval.loss.exp());
+        dir.log(&record)?;
+        tracing::info!(stage = name, epoch, loss = eval.loss, accuracy = ?eval.accuracy, "held-out evaluation");
+        save(learner, tokenizer, &dir.path("checkpoints/last")).await?;
+        if best.as_ref().is_none_or(|b| best_by.better(&eval, b)) {
+            save(learner, tokenizer, &dir.path("checkpoints/best")).await?;
+            best = Some(eval);
+        }
+    }
+    progress.finish();
+    Ok(best.expect("at least one epoch"))
+}
+
+pub async fn evaluate(
+    learner: &ActorRef<LearnerMsg>,
+    set: &dyn Examples,
+    batch_size: usize,
+) -> anyhow::Result<Stats> {
+    if set.len() == 0 {
+        return Ok(Stats::default());
+    }
+    let all: Vec<Batch> = batches(set.len(), batch_size, None)
+        .iter()
+        .map(|idx| set.collate(idx))
+        .collect();
+    ask(learner, |reply| LearnerMsg::Evaluate(all, reply)).await
+}
+
+/// Model and tokenizer into one Hugging Face folder.
+pub async fn save(
+    learner: &ActorRef<LearnerMsg>,
+    tokenizer: &Tokenizer,
+    dir: &std::path::Path,
+) -> anyhow::Result<()> {
+    let target = dir.to_path_buf();
+    ask(learner, |reply| LearnerMsg::Save(target, reply)).await?;
+    tokenizer
+        .save(dir)
+        .with_context(|| format!("saving the tokenizer into {}", dir.display()))
+}
+
+fn merge(record: &mut serde_json::Value, stats: &Stats) {
+    let fields = serde_json::to_value(stats).expect("stats serialise");
+    for (k, v) in fields.as_object().expect("stats are an object") {
+        record[k] = v.clone();
+    }
+}

@@ -1,0 +1,172 @@
+//! `rlhf rm`: the reward model on K-wise rankings (stage 2). It starts from the SFT
+//! checkpoint with the unembedding replaced by a scalar head read at the last token; after
+//! training, a bias makes the demonstrations score 0 on average, as InstructGPT does.
+
+use super::sft::{build_trainer, load_split};
+use super::{ask, evaluate, save, spawn_learner, step_counts, train, Best, Examples, Session};
+use crate::learner::LearnerMsg;
+use crate::run_dir::RunDir;
+use rlhf::config::{RunConfig, StageConfig};
+use rlhf::data::{
+    collate_rm, read_rm, read_sft, split_holdout, tokenize_rm, tokenize_sft, RankedSequences,
+    SftExample,
+};
+use rlhf::generate::left_pad;
+use rlhf::model::Head;
+use rlhf::rng::Rng;
+use rlhf::template::ChatTemplate;
+use rlhf::tokenizer::Tokenizer;
+use rlhf::train::Batch;
+use serde_json::json;
+use std::path::Path;
+use tch::Tensor;
+use tracing::info;
+
+struct RankedSet {
+    items: Vec<RankedSequences>,
+    pad_id: i64,
+}
+
+impl Examples for RankedSet {
+    fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    fn collate(&self, indices: &[usize]) -> Batch {
+        let picked: Vec<&RankedSequences> = indices.iter().map(|&i| &self.items[i]).collect();
+        Batch::Rm(collate_rm(&picked, self.pad_id))
+    }
+}
+
+pub async fn run(config_path: &Path) -> anyhow::Result<()> {
+    let config = RunConfig::load(config_path)?;
+    let stage = RunConfig::section(&config.rm, "rm", config_path)?.clone();
+    let mut dir = RunDir::create(&config.run_dir.join("rm"), &config)?;
+    let tokenizer = Tokenizer::from_dir(&stage.init)?;
+    let template = ChatTemplate::default();
+    let ranked = read_rm(&stage.data, &template)?;
+    let (train_ranked, held_out) = match &stage.validation {
+        Some(path) => (ranked, read_rm(path, &template)?),
+        None => split_holdout(
+            ranked,
+            stage.holdout_fraction,
+            &mut Rng::new(config.seed ^ 0x7a3),
+        ),
+    };
+    let demonstrations = demonstrations(&config, &stage, &template, &train_ranked)?;
+    let mut sets = Vec::new();
+    for (split, examples) in [("train", &train_ranked), ("validation", &held_out)] {
+        let (items, skipped) = tokenize_rm(examples, &tokenizer, stage.max_seq_len)?;
+        if skipped > 0 {
+            info!(
+                split,
+                skipped,
+                max_seq_len = stage.max_seq_len,
+                "skipped prompts with over-long responses"
+            );
+        }
+        dir.log(&json!({"stage": "rm", "split": split, "prompts": items.len(), "skipped_too_long": skipped}))?;
+        sets.push(RankedSet {
+            items,
+            pad_id: tokenizer.pad_id(),
+        });
+    }
+    let val_set = sets.pop().expect("two splits");
+    let train_set = sets.pop().expect("two splits");
+    let (per_epoch, total) = step_counts(&stage, train_set.len());
+    let learner = spawn_learner(&stage, {
+        let stage = stage.clone();
+        move || build_trainer(&stage, Head::Scalar, per_epoch, total)
+    })
+    .await?;
+    info!(
+        train = train_set.len(),
+        validation = val_set.len(),
+        steps = total,
+        "rm: training"
+    );
+    train(
+        Session {
+            name: "rm",
+            stage: &stage,
+            seed: config.seed,
+            learner: &learner,
+            tokenizer: &tokenizer,
+        },
+        &mut dir,
+        (&train_set, &val_set),
+        Best::HighestAccuracy,
+    )
+    .await?;
+    learner.stop(None);
+
+    // Centre both kept checkpoints on the demonstrations, then report the final figures.
+    let demo = demo_batches(&demonstrations, &tokenizer, &stage)?;
+    for kept in ["last", "best"] {
+        let path = dir.path(&format!("checkpoints/{kept}"));
+        let mut reload = stage.clone();
+        reload.init = path.clone();
+        let learner = spawn_learner(&reload, {
+            let reload = reload.clone();
+            move || build_trainer(&reload, Head::Scalar, 1, 1)
+        })
+        .await?;
+        let batches: Vec<(Tensor, Tensor)> = demo
+            .iter()
+            .map(|(a, b)| (a.shallow_clone(), b.shallow_clone()))
+            .collect();
+        let mean = ask(&learner, |reply| LearnerMsg::CenterScores(batches, reply)).await?;
+        save(&learner, &tokenizer, &path).await?;
+        let eval = evaluate(&learner, &val_set, stage.batch_size).await?;
+        info!(checkpoint = kept, demonstration_mean_before = mean, accuracy = ?eval.accuracy, margin = ?eval.margin, "rm: centred on demonstrations");
+        dir.log(&json!({"stage": "rm", "checkpoint": kept, "demonstration_mean_score": mean, "reward_bias": -mean,
+            "validation_accuracy": eval.accuracy, "validation_margin": eval.margin, "validation_loss": eval.loss}))?;
+        learner.stop(None);
+    }
+    Ok(())
+}
+
+/// `rm.demonstrations`, else the `[sft]` data, else the best-ranked response of each
+/// training prompt.
+fn demonstrations(
+    config: &RunConfig,
+    stage: &StageConfig,
+    template: &ChatTemplate,
+    ranked: &[rlhf::data::RankedExample],
+) -> anyhow::Result<Vec<SftExample>> {
+    if let Some(path) = &stage.demonstrations {
+        return Ok(read_sft(path, template)?);
+    }
+    if let Some(sft) = &config.sft {
+        return Ok(load_split(sft, template, config.seed)?.0);
+    }
+    Ok(ranked
+        .iter()
+        .map(|r| SftExample {
+            prompt: r.prompt.clone(),
+            response: r.responses[0].clone(),
+            category: r.category.clone(),
+        })
+        .collect())
+}
+
+/// Demonstrations as left-padded (ids, valid) batches of reward-model inputs.
+fn demo_batches(
+    demos: &[SftExample],
+    tokenizer: &Tokenizer,
+    stage: &StageConfig,
+) -> anyhow::Result<Vec<(Tensor, Tensor)>> {
+    let (seqs, skipped) = tokenize_sft(demos, tokenizer, stage.max_seq_len)?;
+    if skipped > 0 {
+        info!(skipped, "skipped over-long demonstrations");
+    }
+    anyhow::ensure!(
+        !seqs.is_empty(),
+        "rm: no demonstrations to centre the reward on"
+    );
+    let ids: Vec<Vec<i64>> = seqs.into_iter().map(|s| s.ids).collect();
+    Ok(ids
+        .chunks(stage.batch_size.max(8))
+        .map(|chunk| left_pad(chunk, tokenizer.pad_id()))
+        .collect())
+}

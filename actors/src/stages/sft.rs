@@ -1,0 +1,120 @@
+//! `rlhf sft`: supervised fine-tuning on demonstrations (stage 1).
+
+use super::{spawn_learner, step_counts, train, Best, Examples, Session};
+use crate::run_dir::RunDir;
+use rlhf::config::{RunConfig, StageConfig};
+use rlhf::data::{collate_sft, read_sft, split_holdout, tokenize_sft, SftExample, SftSequence};
+use rlhf::device::parse_device;
+use rlhf::model::{Head, Model};
+use rlhf::rng::Rng;
+use rlhf::template::ChatTemplate;
+use rlhf::tokenizer::Tokenizer;
+use rlhf::train::{Batch, Trainer};
+use serde_json::json;
+use std::path::Path;
+use tracing::info;
+
+struct SftSet {
+    seqs: Vec<SftSequence>,
+    pad_id: i64,
+    loss_on_prompt: bool,
+}
+
+impl Examples for SftSet {
+    fn len(&self) -> usize {
+        self.seqs.len()
+    }
+
+    fn collate(&self, indices: &[usize]) -> Batch {
+        let picked: Vec<&SftSequence> = indices.iter().map(|&i| &self.seqs[i]).collect();
+        Batch::Sft(collate_sft(&picked, self.pad_id, self.loss_on_prompt))
+    }
+}
+
+pub async fn run(config_path: &Path) -> anyhow::Result<()> {
+    let config = RunConfig::load(config_path)?;
+    let stage = RunConfig::section(&config.sft, "sft", config_path)?.clone();
+    let mut dir = RunDir::create(&config.run_dir.join("sft"), &config)?;
+    let tokenizer = Tokenizer::from_dir(&stage.init)?;
+    let template = ChatTemplate::default();
+    let (train_examples, held_out) = load_split(&stage, &template, config.seed)?;
+    let sets = [("train", &train_examples), ("validation", &held_out)].map(|(split, examples)| {
+        let (seqs, skipped) = tokenize_sft(examples, &tokenizer, stage.max_seq_len)?;
+        if skipped > 0 {
+            info!(split, skipped, max_seq_len = stage.max_seq_len, "skipped over-long examples");
+        }
+        dir.log(&json!({"stage": "sft", "split": split, "examples": seqs.len(), "skipped_too_long": skipped}))?;
+        anyhow::Ok(SftSet { seqs, pad_id: tokenizer.pad_id(), loss_on_prompt: stage.loss_on_prompt })
+    });
+    let [train_set, val_set] = sets;
+    let (train_set, val_set) = (train_set?, val_set?);
+    let (per_epoch, total) = step_counts(&stage, train_set.len());
+    let learner = spawn_learner(&stage, {
+        let stage = stage.clone();
+        move || build_trainer(&stage, Head::LanguageModel, per_epoch, total)
+    })
+    .await?;
+    info!(
+        train = train_set.len(),
+        validation = val_set.len(),
+        steps = total,
+        "sft: training"
+    );
+    let best = train(
+        Session {
+            name: "sft",
+            stage: &stage,
+            seed: config.seed,
+            learner: &learner,
+            tokenizer: &tokenizer,
+        },
+        &mut dir,
+        (&train_set, &val_set),
+        Best::LowestLoss,
+    )
+    .await?;
+    info!(loss = best.loss, perplexity = best.loss.exp(), dir = %dir.path("checkpoints/best").display(), "sft: best held-out");
+    learner.stop(None);
+    Ok(())
+}
+
+/// The training data and its held-out part (the validation file, or a seeded split).
+pub fn load_split(
+    stage: &StageConfig,
+    template: &ChatTemplate,
+    seed: u64,
+) -> anyhow::Result<(Vec<SftExample>, Vec<SftExample>)> {
+    let examples = read_sft(&stage.data, template)?;
+    Ok(match &stage.validation {
+        Some(path) => (examples, read_sft(path, template)?),
+        None => split_holdout(
+            examples,
+            stage.holdout_fraction,
+            &mut Rng::new(seed ^ 0x5f7),
+        ),
+    })
+}
+
+/// Load the stage's initial model with the given head and wrap it in a trainer.
+pub fn build_trainer(
+    stage: &StageConfig,
+    head: Head,
+    per_epoch: u64,
+    total: u64,
+) -> anyhow::Result<Trainer> {
+    let (mut model, report) =
+        Model::load(&stage.init, head, stage.dtype, parse_device(&stage.device)?)?;
+    if !report.initialized.is_empty() {
+        info!(tensors = ?report.initialized, "initialised new tensors");
+    }
+    if let Some(p) = stage.dropout {
+        model.set_dropout(p);
+    }
+    Ok(Trainer::new(
+        model,
+        &stage.optimizer,
+        &stage.schedule,
+        per_epoch,
+        total,
+    ))
+}

@@ -1,0 +1,243 @@
+//! End-to-end SFT and RM through the `rlhf` binary on tiny synthetic data: the held-out
+//! SFT loss falls, and a reward model learns a preference that is learnable by
+//! construction (more "yes" words is better) to at least 0.95 held-out accuracy.
+
+use serde_json::Value;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const WORDS: [&str; 16] = [
+    "apple", "river", "stone", "cloud", "bread", "horse", "lamp", "field", "tower", "snow", "boat",
+    "wheel", "honey", "bell", "moss", "fern",
+];
+
+fn rlhf(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_rlhf"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("rlhf-stage-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A tiny base model and tokenizer from `rlhf init`, plus SFT and RM data files.
+fn setup(dir: &Path) -> PathBuf {
+    let mut sft = String::new();
+    for i in 0..240 {
+        let w = WORDS[i % WORDS.len()];
+        let v = WORDS[(i * 7 + 3) % WORDS.len()];
+        writeln!(
+            sft,
+            r#"{{"prompt": "Say {w} and {v}.", "response": "{w} {v} {w} {v}."}}"#
+        )
+        .unwrap();
+    }
+    std::fs::write(dir.join("sft.jsonl"), sft).unwrap();
+    let mut rm = String::new();
+    let mut state = 12345u64;
+    let mut next = move |n: u64| {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (state >> 33) % n
+    };
+    for _ in 0..300 {
+        // K in 2..=4 responses with distinct counts of "yes" among 8 words, best first.
+        let k = 2 + next(3) as usize;
+        let mut counts: Vec<usize> = (0..=8).collect();
+        for i in (1..counts.len()).rev() {
+            counts.swap(i, next(i as u64 + 1) as usize);
+        }
+        let mut counts = counts[..k].to_vec();
+        counts.sort_unstable_by(|a, b| b.cmp(a));
+        let responses: Vec<String> = counts
+            .iter()
+            .map(|&yes| {
+                let mut words: Vec<&str> =
+                    (0..8).map(|i| if i < yes { "yes" } else { "no" }).collect();
+                for i in (1..words.len()).rev() {
+                    words.swap(i, next(i as u64 + 1) as usize);
+                }
+                words.join(" ")
+            })
+            .collect();
+        // Present the responses shuffled, with the ranking pointing at them best first.
+        let mut order: Vec<usize> = (0..k).collect();
+        for i in (1..k).rev() {
+            order.swap(i, next(i as u64 + 1) as usize);
+        }
+        let shown: Vec<&String> = order.iter().map(|&o| &responses[o]).collect();
+        let ranking: Vec<usize> = (0..k)
+            .map(|best| order.iter().position(|&o| o == best).unwrap())
+            .collect();
+        writeln!(
+            rm,
+            "{}",
+            serde_json::json!({"prompt": "Answer.", "responses": shown, "ranking": ranking})
+        )
+        .unwrap();
+    }
+    std::fs::write(dir.join("rm.jsonl"), rm).unwrap();
+    let config = format!(
+        r#"seed = 7
+run_dir = "{run}"
+[world]
+documents = 300
+[tokenizer]
+vocab_size = 400
+[model]
+arch = "gpt2"
+layers = 2
+d_model = 64
+heads = 4
+max_positions = 96
+[sft]
+init = "{run}/base"
+data = "{dir}/sft.jsonl"
+epochs = 3
+batch_size = 16
+micro_batch_size = 8
+max_seq_len = 64
+dropout = 0.0
+[sft.optimizer]
+lr = 3e-3
+[rm]
+init = "{run}/sft/checkpoints/best"
+data = "{dir}/rm.jsonl"
+holdout_fraction = 0.2
+epochs = 6
+batch_size = 8
+max_seq_len = 64
+[rm.optimizer]
+lr = 1e-3
+"#,
+        run = dir.join("run").display(),
+        dir = dir.display()
+    );
+    let path = dir.join("config.toml");
+    std::fs::write(&path, config).unwrap();
+    path
+}
+
+fn metrics(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn ok(out: std::process::Output) {
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn sft_loss_falls_and_reward_model_learns_the_preference() {
+    let dir = temp_dir("pipeline");
+    let config = setup(&dir);
+    let config = config.to_str().unwrap();
+    ok(rlhf(&["init", "--config", config]));
+    ok(rlhf(&["sft", "--config", config]));
+    let run = dir.join("run");
+    let sft = metrics(&run.join("sft/metrics.jsonl"));
+    let held_out: Vec<f64> = sft
+        .iter()
+        .filter(|r| r["split"] == "validation" && r.get("loss").is_some())
+        .map(|r| r["loss"].as_f64().unwrap())
+        .collect();
+    assert_eq!(
+        held_out.len(),
+        4,
+        "an evaluation before training and one per epoch: {held_out:?}"
+    );
+    assert!(
+        held_out[3] < 0.5 * held_out[0],
+        "held-out loss should fall: {held_out:?}"
+    );
+    for kept in ["best", "last"] {
+        let ckpt = run.join("sft/checkpoints").join(kept);
+        assert!(ckpt.join("model.safetensors").exists() && ckpt.join("tokenizer.json").exists());
+    }
+    assert!(run.join("sft/config.toml").exists());
+
+    ok(rlhf(&["rm", "--config", config]));
+    let rm = metrics(&run.join("rm/metrics.jsonl"));
+    let centred: Vec<&Value> = rm
+        .iter()
+        .filter(|r| r.get("checkpoint").is_some())
+        .collect();
+    assert_eq!(centred.len(), 2);
+    for record in centred {
+        let accuracy = record["validation_accuracy"].as_f64().unwrap();
+        eprintln!("rm: {record}");
+        assert!(
+            accuracy >= 0.95,
+            "held-out pairwise accuracy {accuracy}: {record}"
+        );
+    }
+    let config_json: Value = serde_json::from_str(
+        &std::fs::read_to_string(run.join("rm/checkpoints/best/config.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(
+        config_json["reward_bias"].is_f64(),
+        "the demonstration-centring bias is saved"
+    );
+    assert_eq!(
+        config_json["architectures"][0],
+        "GPT2ForSequenceClassification"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn malformed_data_and_unknown_config_key_give_one_error_line() {
+    let dir = temp_dir("errors");
+    let config = setup(&dir);
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        dir.join("typo.toml"),
+        text.replace("epochs = 3", "epochs = 3\nepohcs = 3"),
+    )
+    .unwrap();
+    let out = rlhf(&["sft", "--config", dir.join("typo.toml").to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("typo.toml: line") && stderr.contains("unknown field `epohcs`"),
+        "{stderr}"
+    );
+
+    ok(rlhf(&["init", "--config", config.to_str().unwrap()]));
+    let data = dir.join("sft.jsonl");
+    let mut lines: Vec<String> = std::fs::read_to_string(&data)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    lines[2] = r#"{"prompt": "Say hi.", "respones": "hi"}"#.into();
+    std::fs::write(&data, lines.join("\n")).unwrap();
+    let out = rlhf(&["sft", "--config", config.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(
+        errors[0].contains("sft.jsonl: line 3") && errors[0].contains("response"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -1,0 +1,516 @@
+//! Tokenization of examples and their collation into left-padded tensors; held-out splits
+//! and shuffled index batches.
+
+use tch::{Kind, Tensor};
+
+use super::rm::{pairs, RankedExample};
+use super::sft::SftExample;
+use crate::generate::left_pad;
+use crate::rng::Rng;
+use crate::tokenizer::Tokenizer;
+use crate::Result;
+
+/// One SFT sequence: prompt tokens then response tokens then EOS.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SftSequence {
+    pub ids: Vec<i64>,
+    /// Number of prompt tokens at the start of `ids`.
+    pub prompt_len: usize,
+}
+
+/// Tokenizes demonstrations: `encode(prompt) ++ encode(response) ++ [EOS]` (prompt and
+/// response are encoded separately, so the boundary is exactly where generation starts).
+///
+/// Over-long rule: an example whose prompt + response + EOS exceeds `max_seq_len` tokens is
+/// skipped, never truncated (a truncated response would teach the model to stop without
+/// EOS). Returns the kept sequences, in order, and the number skipped.
+pub fn tokenize_sft(
+    examples: &[SftExample],
+    tokenizer: &Tokenizer,
+    max_seq_len: usize,
+) -> Result<(Vec<SftSequence>, usize)> {
+    let eos = tokenizer.eos_id();
+    let mut out = Vec::with_capacity(examples.len());
+    let mut skipped = 0;
+    for example in examples {
+        let mut ids = tokenizer.encode(&example.prompt)?;
+        let prompt_len = ids.len();
+        ids.extend(tokenizer.encode(&example.response)?);
+        ids.push(eos);
+        if ids.len() > max_seq_len {
+            skipped += 1;
+        } else {
+            out.push(SftSequence { ids, prompt_len });
+        }
+    }
+    Ok((out, skipped))
+}
+
+/// A collated SFT batch; B sequences left-padded to the longest, T.
+#[derive(Debug)]
+pub struct SftBatch {
+    /// [B, T] int64, left-padded.
+    pub input_ids: Tensor,
+    /// [B, T] int64: 1 on real tokens, 0 on padding.
+    pub valid: Tensor,
+    /// [B, T] int64: `input_ids` shifted left by one (the token each position predicts),
+    /// the pad id in the last column.
+    pub targets: Tensor,
+    /// [B, T] f32: 1 where the target is a response token (EOS included); with
+    /// `loss_on_prompt` also where it is a prompt token after the first. Never on padding
+    /// (neither a padding input nor a padding target).
+    pub loss_mask: Tensor,
+    /// Sum of `loss_mask`: the number of predicted tokens.
+    pub tokens: i64,
+}
+
+/// Collates SFT sequences into one left-padded batch (tensors on the CPU).
+pub fn collate_sft(seqs: &[&SftSequence], pad_id: i64, loss_on_prompt: bool) -> SftBatch {
+    let rows: Vec<Vec<i64>> = seqs.iter().map(|s| s.ids.clone()).collect();
+    let (input_ids, valid) = left_pad(&rows, pad_id);
+    let width = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let targets = if width == 0 {
+        input_ids.copy()
+    } else {
+        let last = Tensor::full(
+            [seqs.len() as i64, 1],
+            pad_id,
+            (Kind::Int64, input_ids.device()),
+        );
+        Tensor::cat(&[input_ids.narrow(1, 1, width as i64 - 1), last], 1)
+    };
+    let mut mask = vec![0f32; seqs.len() * width];
+    let mut tokens = 0i64;
+    for (row, seq) in mask.chunks_mut(width.max(1)).zip(seqs) {
+        let pad = width - seq.ids.len();
+        // Position pad + j - 1 (a real token) predicts token j of the sequence, j >= 1.
+        let first = if loss_on_prompt {
+            1
+        } else {
+            seq.prompt_len.max(1)
+        };
+        for j in first..seq.ids.len() {
+            row[pad + j - 1] = 1.0;
+            tokens += 1;
+        }
+    }
+    let loss_mask = Tensor::from_slice(&mask).view([seqs.len() as i64, width as i64]);
+    SftBatch {
+        input_ids,
+        valid,
+        targets,
+        loss_mask,
+        tokens,
+    }
+}
+
+/// K sequences per prompt: prompt + response_k + EOS, ordered best to worst.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RankedSequences {
+    pub rows: Vec<Vec<i64>>,
+    /// Number of prompt tokens at the start of every row.
+    pub prompt_len: usize,
+}
+
+/// Tokenizes ranked examples like [`tokenize_sft`]. Same over-long rule: if any of a
+/// prompt's K sequences exceeds `max_seq_len`, the whole prompt is skipped (never
+/// truncated, never thinned to fewer responses). Returns the kept groups and the number of
+/// prompts skipped.
+pub fn tokenize_rm(
+    examples: &[RankedExample],
+    tokenizer: &Tokenizer,
+    max_seq_len: usize,
+) -> Result<(Vec<RankedSequences>, usize)> {
+    let eos = tokenizer.eos_id();
+    let mut out = Vec::with_capacity(examples.len());
+    let mut skipped = 0;
+    for example in examples {
+        let prompt = tokenizer.encode(&example.prompt)?;
+        let mut rows = Vec::with_capacity(example.responses.len());
+        for response in &example.responses {
+            let mut ids = prompt.clone();
+            ids.extend(tokenizer.encode(response)?);
+            ids.push(eos);
+            rows.push(ids);
+        }
+        if rows.iter().any(|r| r.len() > max_seq_len) {
+            skipped += 1;
+        } else {
+            out.push(RankedSequences {
+                rows,
+                prompt_len: prompt.len(),
+            });
+        }
+    }
+    Ok((out, skipped))
+}
+
+/// A collated reward-model batch: the rows of all its prompts, N in all.
+#[derive(Debug)]
+pub struct RmBatch {
+    /// [N, T] int64, left-padded: every row's last token (EOS) is in column T-1, where
+    /// the reward is read.
+    pub input_ids: Tensor,
+    /// [N, T] int64: 1 on real tokens, 0 on padding.
+    pub valid: Tensor,
+    /// Per prompt: its rows in `input_ids`, best to worst.
+    pub groups: Vec<Vec<usize>>,
+    /// Number of pairwise comparisons: the sum of C(K, 2) over the prompts.
+    pub comparisons: usize,
+}
+
+/// Collates ranked groups into one left-padded batch (tensors on the CPU); each group's
+/// rows are consecutive and keep their best-to-worst order.
+pub fn collate_rm(items: &[&RankedSequences], pad_id: i64) -> RmBatch {
+    let mut rows = Vec::new();
+    let mut groups = Vec::with_capacity(items.len());
+    let mut comparisons = 0;
+    for item in items {
+        groups.push((rows.len()..rows.len() + item.rows.len()).collect());
+        comparisons += pairs(item.rows.len());
+        rows.extend(item.rows.iter().cloned());
+    }
+    let (input_ids, valid) = left_pad(&rows, pad_id);
+    RmBatch {
+        input_ids,
+        valid,
+        groups,
+        comparisons,
+    }
+}
+
+/// Splits `items` into (train, held out) at random: `round(len * fraction)` items are held
+/// out, but at least one on each side when `len >= 2` and `fraction > 0` (`fraction` <= 0
+/// or NaN holds nothing out; a single item always goes to train). Which items are held out
+/// is drawn from `rng`; both sides keep the items' original order.
+pub fn split_holdout<T>(items: Vec<T>, fraction: f64, rng: &mut Rng) -> (Vec<T>, Vec<T>) {
+    let len = items.len();
+    let held = if len >= 2 && fraction > 0.0 {
+        ((len as f64 * fraction.min(1.0)).round() as usize).clamp(1, len - 1)
+    } else {
+        0
+    };
+    let mut order: Vec<usize> = (0..len).collect();
+    rng.shuffle(&mut order);
+    let mut held_out = vec![false; len];
+    for &i in &order[..held] {
+        held_out[i] = true;
+    }
+    let (mut train, mut test) = (Vec::with_capacity(len - held), Vec::with_capacity(held));
+    for (item, out) in items.into_iter().zip(held_out) {
+        if out {
+            test.push(item);
+        } else {
+            train.push(item);
+        }
+    }
+    (train, test)
+}
+
+/// Index batches over `0..len` of `batch_size` (> 0) indices each, the last one partial
+/// when `len` is not a multiple; in order, or shuffled when an `rng` is given.
+///
+/// # Panics
+/// When `batch_size` is 0.
+pub fn batches(len: usize, batch_size: usize, rng: Option<&mut Rng>) -> Vec<Vec<usize>> {
+    assert!(batch_size > 0, "batches: batch_size must be positive");
+    let mut order: Vec<usize> = (0..len).collect();
+    if let Some(rng) = rng {
+        rng.shuffle(&mut order);
+    }
+    order.chunks(batch_size).map(<[usize]>::to_vec).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::template::ChatTemplate;
+
+    fn tokenizer() -> Tokenizer {
+        let texts: Vec<String> = [
+            "Ada lives in the town of Dunford.",
+            "The river Avel runs past the mill and into the sea.",
+            "Name a river. The Avel is a river.",
+            "Bram keeps three goats and a dog in the hills.",
+            "What is the capital? The capital is Dunford.",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        Tokenizer::train_bpe(
+            &texts,
+            300,
+            &["<|endoftext|>", "<|system|>", "<|user|>", "<|assistant|>"],
+        )
+        .unwrap()
+    }
+
+    fn rows(t: &Tensor) -> Vec<Vec<i64>> {
+        Vec::<Vec<i64>>::try_from(t).unwrap()
+    }
+
+    fn rows_f32(t: &Tensor) -> Vec<Vec<f32>> {
+        assert_eq!(t.kind(), Kind::Float);
+        Vec::<Vec<f32>>::try_from(t).unwrap()
+    }
+
+    fn sft(prompt: &str, response: &str) -> SftExample {
+        SftExample {
+            prompt: ChatTemplate::default().prompt(prompt),
+            response: response.into(),
+            category: None,
+        }
+    }
+
+    #[test]
+    fn tokenize_sft_concatenates_and_skips_over_long() {
+        let tok = tokenizer();
+        let (eos, user, assistant) = (
+            tok.eos_id(),
+            tok.token_id("<|user|>"),
+            tok.token_id("<|assistant|>"),
+        );
+        assert_eq!((eos, user, assistant), (0, Some(2), Some(3)));
+        let examples = [
+            sft("Name a river.", "The Avel."),
+            sft(
+                "Where does Ada live?",
+                "Ada lives in the town of Dunford, past the mill.",
+            ),
+            sft("Hi", "Hello."),
+        ];
+        let expected: Vec<SftSequence> = examples
+            .iter()
+            .map(|e| {
+                let prompt = tok.encode(&e.prompt).unwrap();
+                let mut ids = prompt.clone();
+                ids.extend(tok.encode(&e.response).unwrap());
+                ids.push(eos);
+                SftSequence {
+                    ids,
+                    prompt_len: prompt.len(),
+                }
+            })
+            .collect();
+        // The prompt opens with the user marker and ends with the assistant prefix.
+        assert_eq!(expected[0].ids[0], 2);
+        assert!(expected[0].ids[..expected[0].prompt_len].contains(&3));
+        assert_eq!(*expected[0].ids.last().unwrap(), eos);
+
+        let (all, skipped) = tokenize_sft(&examples, &tok, 1000).unwrap();
+        assert_eq!((all, skipped), (expected.clone(), 0));
+
+        // A limit of exactly the first example's length keeps it (and the shorter third),
+        // and skips the longer second one.
+        let (l0, l1, l2) = (
+            expected[0].ids.len(),
+            expected[1].ids.len(),
+            expected[2].ids.len(),
+        );
+        assert!(l1 > l0 && l0 >= l2, "{l0} {l1} {l2}");
+        let (kept, skipped) = tokenize_sft(&examples, &tok, l0).unwrap();
+        assert_eq!(kept, [expected[0].clone(), expected[2].clone()]);
+        assert_eq!(skipped, 1);
+        let (kept, skipped) = tokenize_sft(&examples, &tok, 0).unwrap();
+        assert_eq!((kept.len(), skipped), (0, 3));
+    }
+
+    #[test]
+    fn collate_sft_left_pads_shifts_and_masks() {
+        // Prompt [5, 6], response [7, 8], EOS 0; prompt [9, 10, 11], response [], EOS 0.
+        let a = SftSequence {
+            ids: vec![5, 6, 7, 8, 0],
+            prompt_len: 2,
+        };
+        let b = SftSequence {
+            ids: vec![9, 10, 11, 0],
+            prompt_len: 3,
+        };
+        let batch = collate_sft(&[&a, &b], 0, false);
+        assert_eq!(rows(&batch.input_ids), [[5, 6, 7, 8, 0], [0, 9, 10, 11, 0]]);
+        assert_eq!(rows(&batch.valid), [[1, 1, 1, 1, 1], [0, 1, 1, 1, 1]]);
+        assert_eq!(rows(&batch.targets), [[6, 7, 8, 0, 0], [9, 10, 11, 0, 0]]);
+        // a: positions 1..=3 predict 7, 8, EOS; b: position 3 predicts EOS.
+        assert_eq!(
+            rows_f32(&batch.loss_mask),
+            [[0., 1., 1., 1., 0.], [0., 0., 0., 1., 0.]]
+        );
+        assert_eq!(batch.tokens, 4);
+
+        // With the prompt: every real position but the last; b's position 0 is padding
+        // (its target 9 is not predicted from anything).
+        let batch = collate_sft(&[&a, &b], 0, true);
+        assert_eq!(
+            rows_f32(&batch.loss_mask),
+            [[1., 1., 1., 1., 0.], [0., 1., 1., 1., 0.]]
+        );
+        assert_eq!(batch.tokens, 7);
+        assert_eq!(batch.loss_mask.sum(Kind::Float).double_value(&[]), 7.0);
+
+        // A distinct pad id shows where padding lands.
+        let batch = collate_sft(&[&b, &a], 1, false);
+        assert_eq!(rows(&batch.input_ids), [[1, 9, 10, 11, 0], [5, 6, 7, 8, 0]]);
+        assert_eq!(rows(&batch.targets), [[9, 10, 11, 0, 1], [6, 7, 8, 0, 1]]);
+        assert_eq!(batch.tokens, 4);
+
+        let empty = collate_sft(&[], 0, false);
+        assert_eq!(empty.input_ids.size(), [0, 0]);
+        assert_eq!(empty.targets.size(), [0, 0]);
+        assert_eq!(empty.tokens, 0);
+    }
+
+    #[test]
+    fn tokenized_sft_mask_covers_exactly_the_response() {
+        let tok = tokenizer();
+        let examples = [sft("Name a river.", "The Avel."), sft("Hi", "Hello.")];
+        let (seqs, _) = tokenize_sft(&examples, &tok, 1000).unwrap();
+        let batch = collate_sft(&seqs.iter().collect::<Vec<_>>(), tok.pad_id(), false);
+        let (ids, targets, mask) = (
+            rows(&batch.input_ids),
+            rows(&batch.targets),
+            rows_f32(&batch.loss_mask),
+        );
+        for (i, (example, seq)) in examples.iter().zip(&seqs).enumerate() {
+            let predicted: Vec<i64> = (0..mask[i].len())
+                .filter(|&t| mask[i][t] == 1.0)
+                .map(|t| targets[i][t])
+                .collect();
+            let mut response = tok.encode(&example.response).unwrap();
+            response.push(tok.eos_id());
+            assert_eq!(predicted, response);
+            assert_eq!(ids[i][ids[i].len() - seq.ids.len()..], seq.ids[..]);
+        }
+        assert_eq!(
+            batch.tokens as usize,
+            seqs.iter()
+                .map(|s| s.ids.len() - s.prompt_len)
+                .sum::<usize>()
+        );
+    }
+
+    fn ranked(prompt: &str, responses: &[&str]) -> RankedExample {
+        RankedExample {
+            prompt: ChatTemplate::default().prompt(prompt),
+            responses: responses.iter().map(|s| s.to_string()).collect(),
+            category: None,
+        }
+    }
+
+    #[test]
+    fn tokenize_rm_skips_whole_prompts() {
+        let tok = tokenizer();
+        let examples = [
+            ranked("Name a river.", &["The Avel.", "A river.", "Dunford."]),
+            ranked(
+                "Hi",
+                &[
+                    "Hello.",
+                    "The river Avel runs past the mill and into the sea.",
+                ],
+            ),
+        ];
+        let (all, skipped) = tokenize_rm(&examples, &tok, 1000).unwrap();
+        assert_eq!(skipped, 0);
+        for (group, example) in all.iter().zip(&examples) {
+            let prompt = tok.encode(&example.prompt).unwrap();
+            assert_eq!(group.prompt_len, prompt.len());
+            let expected: Vec<Vec<i64>> = example
+                .responses
+                .iter()
+                .map(|r| {
+                    let mut ids = prompt.clone();
+                    ids.extend(tok.encode(r).unwrap());
+                    ids.push(tok.eos_id());
+                    ids
+                })
+                .collect();
+            assert_eq!(group.rows, expected);
+        }
+        let longest_first = all[0].rows.iter().map(Vec::len).max().unwrap();
+        let longest_second = all[1].rows.iter().map(Vec::len).max().unwrap();
+        assert!(longest_second > longest_first);
+        // The second prompt's short response fits, its long one does not: all of it goes.
+        assert!(all[1].rows[0].len() <= longest_first);
+        let (kept, skipped) = tokenize_rm(&examples, &tok, longest_first).unwrap();
+        assert_eq!((kept, skipped), (vec![all[0].clone()], 1));
+    }
+
+    #[test]
+    fn collate_rm_aligns_eos_and_groups_rows() {
+        let one = RankedSequences {
+            rows: vec![vec![5, 6, 7, 0], vec![5, 6, 0]],
+            prompt_len: 2,
+        };
+        let two = RankedSequences {
+            rows: vec![vec![9, 8, 0], vec![9, 7, 7, 7, 0], vec![9, 6, 0]],
+            prompt_len: 1,
+        };
+        let batch = collate_rm(&[&one, &two], 0);
+        assert_eq!(
+            rows(&batch.input_ids),
+            [
+                [0, 5, 6, 7, 0],
+                [0, 0, 5, 6, 0],
+                [0, 0, 9, 8, 0],
+                [9, 7, 7, 7, 0],
+                [0, 0, 9, 6, 0],
+            ]
+        );
+        assert_eq!(
+            rows(&batch.valid),
+            [
+                [0, 1, 1, 1, 1],
+                [0, 0, 1, 1, 1],
+                [0, 0, 1, 1, 1],
+                [1, 1, 1, 1, 1],
+                [0, 0, 1, 1, 1],
+            ]
+        );
+        assert_eq!(batch.groups, [vec![0, 1], vec![2, 3, 4]]);
+        assert_eq!(batch.comparisons, 1 + 3);
+    }
+
+    #[test]
+    fn split_holdout_is_deterministic_and_keeps_both_sides() {
+        let items: Vec<u32> = (0..10).collect();
+        let (train, test) = split_holdout(items.clone(), 0.2, &mut Rng::new(7));
+        assert_eq!((train.len(), test.len()), (8, 2));
+        let mut all: Vec<u32> = train.iter().chain(&test).copied().collect();
+        all.sort();
+        assert_eq!(all, items);
+        assert!(train.windows(2).all(|w| w[0] < w[1]));
+        assert!(test.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(
+            split_holdout(items.clone(), 0.2, &mut Rng::new(7)),
+            (train, test)
+        );
+        let sizes = |n: u32, f: f64| {
+            let (a, b) = split_holdout((0..n).collect::<Vec<_>>(), f, &mut Rng::new(1));
+            (a.len(), b.len())
+        };
+        assert_eq!(sizes(2, 0.01), (1, 1));
+        assert_eq!(sizes(3, 0.99), (1, 2));
+        assert_eq!(sizes(3, 5.0), (1, 2));
+        assert_eq!(sizes(10, 0.0), (10, 0));
+        assert_eq!(sizes(10, -1.0), (10, 0));
+        assert_eq!(sizes(10, f64::NAN), (10, 0));
+        assert_eq!(sizes(1, 0.5), (1, 0));
+        assert_eq!(sizes(0, 0.5), (0, 0));
+    }
+
+    #[test]
+    fn batches_cover_every_index_once() {
+        assert_eq!(batches(7, 3, None), [vec![0, 1, 2], vec![3, 4, 5], vec![6]]);
+        assert_eq!(batches(0, 3, None), Vec::<Vec<usize>>::new());
+        let shuffled = batches(7, 3, Some(&mut Rng::new(3)));
+        assert_eq!(shuffled.iter().map(Vec::len).collect::<Vec<_>>(), [3, 3, 1]);
+        let mut all: Vec<usize> = shuffled.concat();
+        all.sort();
+        assert_eq!(all, (0..7).collect::<Vec<_>>());
+        assert_eq!(shuffled, batches(7, 3, Some(&mut Rng::new(3))));
+        assert_ne!(
+            batches(50, 50, Some(&mut Rng::new(3))),
+            batches(50, 50, None)
+        );
+    }
+}

@@ -1,0 +1,219 @@
+//! One trainable model with its optimizer and schedule: the engine behind the learner actor.
+//! SFT and reward-model batches share the step logic: gradient accumulation over
+//! micro-batches (each weighted by its share of the step's tokens or prompts, so the step's
+//! loss is the same as one big batch's), gradient-norm clipping, then AdamW at the
+//! scheduled learning rate.
+
+use crate::data::{RmBatch, SftBatch};
+use crate::losses::{kwise_loss, sft_loss};
+use crate::model::{Head, Model};
+use crate::optim::{AdamW, OptimizerConfig};
+use crate::schedule::ScheduleConfig;
+use crate::{Error, Result};
+use serde::Serialize;
+use tch::{Kind, Tensor};
+
+/// A batch for one of the supervised objectives.
+pub enum Batch {
+    Sft(SftBatch),
+    Rm(RmBatch),
+}
+
+impl Batch {
+    /// What this batch contributes to a step's mean: loss tokens (SFT) or prompts (RM).
+    fn weight(&self) -> f64 {
+        match self {
+            Batch::Sft(b) => b.tokens as f64,
+            Batch::Rm(b) => b.groups.len() as f64,
+        }
+    }
+}
+
+/// Figures of one optimizer step or one evaluation pass.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Stats {
+    /// Mean loss (token-mean for SFT, prompt-mean for RM).
+    pub loss: f64,
+    /// Loss tokens (SFT) or sequences (RM) processed.
+    pub tokens: i64,
+    /// Ranked pairs compared (RM).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub comparisons: Option<usize>,
+    /// Fraction of pairs the model orders like the labels (RM).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accuracy: Option<f64>,
+    /// Mean reward margin r(preferred) - r(other) (RM).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub margin: Option<f64>,
+    /// Gradient norm before clipping (training steps only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grad_norm: Option<f64>,
+    /// Learning rate used (training steps only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lr: Option<f64>,
+}
+
+impl Stats {
+    /// Weighted accumulation of a batch's figures (weights: tokens or prompts).
+    fn add(&mut self, other: &Stats, weight: f64, total: f64) {
+        let share = weight / total;
+        self.loss += other.loss * share;
+        self.tokens += other.tokens;
+        let pairs_before = self.comparisons.unwrap_or(0) as f64;
+        if let (Some(pairs), Some(acc), Some(margin)) =
+            (other.comparisons, other.accuracy, other.margin)
+        {
+            let n = pairs_before + pairs as f64;
+            let mix = |old: Option<f64>, new: f64| {
+                (old.unwrap_or(0.0) * pairs_before + new * pairs as f64) / n
+            };
+            self.accuracy = Some(mix(self.accuracy, acc));
+            self.margin = Some(mix(self.margin, margin));
+            self.comparisons = Some(n as usize);
+        }
+    }
+}
+
+/// Loss and figures of one batch (train decides dropout).
+pub fn batch_loss(model: &Model, batch: &Batch, train: bool) -> (Tensor, Stats) {
+    match batch {
+        Batch::Sft(b) => {
+            let hidden = model.forward(&b.input_ids, Some(&b.valid), None, train);
+            let (loss, stats) = sft_loss(&model.logits(&hidden), &b.targets, &b.loss_mask);
+            let stats = Stats {
+                loss: stats.loss,
+                tokens: stats.tokens,
+                ..Stats::default()
+            };
+            (loss, stats)
+        }
+        Batch::Rm(b) => {
+            let hidden = model.forward(&b.input_ids, Some(&b.valid), None, train);
+            // Left padding puts every sequence's last token (EOS) in the last column.
+            let last = hidden.size()[1] - 1;
+            let rewards = model.scores(&hidden.select(1, last)).to_kind(Kind::Float);
+            let (loss, rank) = kwise_loss(&rewards, &b.groups);
+            let stats = Stats {
+                loss: loss.double_value(&[]),
+                tokens: b.input_ids.size()[0],
+                comparisons: Some(rank.pairs),
+                accuracy: Some(rank.accuracy),
+                margin: Some(rank.mean_margin),
+                ..Stats::default()
+            };
+            (loss, stats)
+        }
+    }
+}
+
+pub struct Trainer {
+    model: Model,
+    optimizer: AdamW,
+    optimizer_config: OptimizerConfig,
+    schedule: ScheduleConfig,
+    steps_per_epoch: u64,
+    total_steps: u64,
+}
+
+impl Trainer {
+    pub fn new(
+        model: Model,
+        optimizer: &OptimizerConfig,
+        schedule: &ScheduleConfig,
+        steps_per_epoch: u64,
+        total_steps: u64,
+    ) -> Trainer {
+        let params = model.var_store().variables().into_iter().collect();
+        Trainer {
+            optimizer: AdamW::new(params, optimizer),
+            model,
+            optimizer_config: optimizer.clone(),
+            schedule: schedule.clone(),
+            steps_per_epoch: steps_per_epoch.max(1),
+            total_steps: total_steps.max(1),
+        }
+    }
+
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    pub fn model_mut(&mut self) -> &mut Model {
+        &mut self.model
+    }
+
+    /// Optimizer steps taken so far.
+    pub fn steps(&self) -> u64 {
+        self.optimizer.steps()
+    }
+
+    /// The learning rate the next step will use.
+    pub fn lr(&self) -> f64 {
+        let base = self.optimizer_config.lr;
+        self.schedule
+            .lr(base, self.steps(), self.steps_per_epoch, self.total_steps)
+    }
+
+    /// One optimizer step over the micro-batches of one batch.
+    pub fn train_step(&mut self, micro_batches: &[Batch]) -> Result<Stats> {
+        let total: f64 = micro_batches.iter().map(Batch::weight).sum();
+        if total <= 0.0 {
+            return Err(Error::Invalid(
+                "a training step needs at least one loss token or prompt".into(),
+            ));
+        }
+        self.optimizer.zero_grad();
+        let mut stats = Stats::default();
+        for batch in micro_batches {
+            let weight = batch.weight();
+            let (loss, batch_stats) = batch_loss(&self.model, batch, true);
+            (loss * (weight / total)).backward();
+            stats.add(&batch_stats, weight, total);
+        }
+        if !stats.loss.is_finite() {
+            return Err(Error::Invalid(format!(
+                "non-finite loss {} at step {}",
+                stats.loss,
+                self.steps()
+            )));
+        }
+        let lr = self.lr();
+        stats.grad_norm = Some(
+            self.optimizer
+                .clip_grad_norm(self.optimizer_config.max_grad_norm),
+        );
+        self.optimizer.step(lr);
+        stats.lr = Some(lr);
+        Ok(stats)
+    }
+
+    /// Loss and figures over held-out batches, without dropout or gradients.
+    pub fn evaluate(&self, batches: &[Batch]) -> Stats {
+        let total: f64 = batches.iter().map(Batch::weight).sum();
+        let mut stats = Stats::default();
+        let _guard = tch::no_grad_guard();
+        for batch in batches {
+            let (_, batch_stats) = batch_loss(&self.model, batch, false);
+            stats.add(&batch_stats, batch.weight(), total.max(1e-12));
+        }
+        stats
+    }
+
+    /// Mean score of left-padded (ids, valid) batches of reward-model inputs, such as a
+    /// reward model's demonstrations, for its bias.
+    pub fn mean_score(&self, batches: &[(Tensor, Tensor)]) -> f64 {
+        assert_eq!(self.model.head(), Head::Scalar);
+        let _guard = tch::no_grad_guard();
+        let (mut sum, mut n) = (0.0, 0i64);
+        for (ids, mask) in batches {
+            let hidden = self.model.forward(ids, Some(mask), None, false);
+            let scores = self.model.scores(&hidden.select(1, hidden.size()[1] - 1));
+            sum += scores
+                .to_kind(Kind::Double)
+                .sum(Kind::Double)
+                .double_value(&[]);
+            n += scores.size()[0];
+        }
+        sum / n.max(1) as f64
+    }
+}
