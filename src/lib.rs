@@ -4,6 +4,7 @@ pub mod generate;
 pub mod losses;
 pub mod model;
 pub mod optim;
+pub mod ppo;
 pub mod rng;
 pub mod sampling;
 pub mod schedule;

@@ -95,7 +95,9 @@ impl<'a> Step<'a> {
     pub fn new(ids: &Tensor, valid: Option<&Tensor>, cache: Option<&'a mut KvCache>) -> Self {
         let (batch, tokens) = (ids.size()[0], ids.size()[1]);
         let device = ids.device();
-        if valid.is_none() && cache.is_none() {
+        // A batch without padding needs no mask: one host read buys the fused causal kernel.
+        let unpadded = valid.is_none_or(|v| v.min().int64_value(&[]) != 0);
+        if unpadded && cache.is_none() {
             // Unpadded training batches: the fused causal kernel, no mask tensor.
             let positions = Tensor::arange(tokens, (Kind::Int64, device))
                 .unsqueeze(0)

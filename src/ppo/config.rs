@@ -1,0 +1,235 @@
+//! The `[ppo]` section of a run configuration: the hyper-parameters of the PPO math in
+//! this module (the actor layout, devices and staleness live elsewhere).
+
+use super::kl::KlEstimator;
+use serde::{Deserialize, Serialize};
+
+/// The KL penalty to the reference (SFT) policy folded into the per-token reward.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KlConfig {
+    /// The penalty coefficient beta (initial value when `adaptive`); >= 0.
+    pub coef: f64,
+    /// Per-token estimator of log(pi / pi_ref): `k1` (the log-ratio, as InstructGPT) or
+    /// `k3` (Schulman's non-negative `exp(-d) - 1 + d`).
+    pub estimator: KlEstimator,
+    /// Adapt `coef` towards `target` (Ziegler et al. 2019) instead of keeping it fixed.
+    pub adaptive: bool,
+    /// Target KL per sequence in nats for the adaptive controller (> 0); Ziegler et al. and
+    /// TRL use 6.
+    pub target: f64,
+    /// Horizon of the adaptive controller in sequences (> 0): the larger, the slower
+    /// `coef` moves.
+    pub horizon: u64,
+}
+
+impl Default for KlConfig {
+    fn default() -> Self {
+        KlConfig {
+            coef: 0.05,
+            estimator: KlEstimator::K1,
+            adaptive: false,
+            target: 6.0,
+            horizon: 10_000,
+        }
+    }
+}
+
+/// PPO and PPO-ptx hyper-parameters.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PpoConfig {
+    /// The KL penalty to the reference policy.
+    pub kl: KlConfig,
+    /// Discount factor of GAE, in [0, 1]; 1 (undiscounted) as is usual for RLHF.
+    pub gamma: f64,
+    /// GAE lambda, in [0, 1].
+    pub lam: f64,
+    /// Clip range epsilon of the policy ratio (> 0).
+    pub clip_range: f64,
+    /// Clip range of the value prediction around the rollout's old values (> 0; a large
+    /// value effectively disables value clipping).
+    pub clip_range_value: f64,
+    /// Weight of the value loss in the total loss (>= 0).
+    pub vf_coef: f64,
+    /// Weight of the entropy bonus subtracted from the loss (>= 0; 0 disables it).
+    pub entropy_coef: f64,
+    /// PPO-ptx: InstructGPT's gamma, the weight of the pretraining log-likelihood mixed into
+    /// each update (>= 0; 0 is plain PPO).
+    pub ptx_coef: f64,
+    /// Passes over each rollout batch (>= 1).
+    pub ppo_epochs: usize,
+    /// Minibatches each pass is split into (>= 1).
+    pub minibatches: usize,
+    /// Added to the score of responses that end without EOS (typically negative; 0 means
+    /// no penalty).
+    pub no_eos_penalty: f64,
+    /// Divide the scores of each batch by their standard deviation before shaping (see
+    /// [`super::rewards::normalize_scores`]).
+    pub normalize_rewards: bool,
+    /// Whiten the advantages over the batch's response tokens (masked mean 0, variance 1).
+    pub whiten_advantages: bool,
+    /// Cap (>= 1) of the truncated importance weight that corrects stale batches (see
+    /// [`super::loss::truncated_importance_weights`]).
+    pub max_importance_weight: f64,
+}
+
+impl Default for PpoConfig {
+    fn default() -> Self {
+        PpoConfig {
+            kl: KlConfig::default(),
+            gamma: 1.0,
+            lam: 0.95,
+            clip_range: 0.2,
+            clip_range_value: 0.2,
+            vf_coef: 0.1,
+            entropy_coef: 0.0,
+            ptx_coef: 0.0,
+            ppo_epochs: 1,
+            minibatches: 1,
+            no_eos_penalty: 0.0,
+            normalize_rewards: false,
+            whiten_advantages: true,
+            max_importance_weight: 2.0,
+        }
+    }
+}
+
+fn check(ok: bool, name: &str, rule: &str, value: impl std::fmt::Display) -> Result<(), String> {
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{name} must be {rule}, got {value}"))
+    }
+}
+
+impl KlConfig {
+    /// Checks every field; the message starts with the field's name (`kl.` included).
+    pub fn validate(&self) -> Result<(), String> {
+        let c = self.coef;
+        check(
+            c >= 0.0 && c.is_finite(),
+            "kl.coef",
+            "non-negative and finite",
+            c,
+        )?;
+        let t = self.target;
+        check(
+            t > 0.0 && t.is_finite(),
+            "kl.target",
+            "positive and finite",
+            t,
+        )?;
+        check(self.horizon > 0, "kl.horizon", "positive", self.horizon)
+    }
+}
+
+impl PpoConfig {
+    /// Checks every field; the message starts with the field's name.
+    pub fn validate(&self) -> Result<(), String> {
+        self.kl.validate()?;
+        for (name, v) in [("gamma", self.gamma), ("lam", self.lam)] {
+            check((0.0..=1.0).contains(&v), name, "in [0, 1]", v)?;
+        }
+        for (name, v) in [
+            ("clip_range", self.clip_range),
+            ("clip_range_value", self.clip_range_value),
+        ] {
+            check(v > 0.0 && !v.is_nan(), name, "positive", v)?;
+        }
+        for (name, v) in [
+            ("vf_coef", self.vf_coef),
+            ("entropy_coef", self.entropy_coef),
+            ("ptx_coef", self.ptx_coef),
+        ] {
+            check(
+                v >= 0.0 && v.is_finite(),
+                name,
+                "non-negative and finite",
+                v,
+            )?;
+        }
+        check(
+            self.ppo_epochs >= 1,
+            "ppo_epochs",
+            "at least 1",
+            self.ppo_epochs,
+        )?;
+        check(
+            self.minibatches >= 1,
+            "minibatches",
+            "at least 1",
+            self.minibatches,
+        )?;
+        let p = self.no_eos_penalty;
+        check(p.is_finite(), "no_eos_penalty", "finite", p)?;
+        let w = self.max_importance_weight;
+        check(
+            w >= 1.0 && w.is_finite(),
+            "max_importance_weight",
+            "finite and at least 1",
+            w,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_parse_from_toml() {
+        assert_eq!(PpoConfig::default().validate(), Ok(()));
+        let parsed: PpoConfig =
+            toml::from_str("lam = 0.9\nptx_coef = 27.8\n[kl]\nestimator = \"k3\"\nadaptive = true")
+                .unwrap();
+        assert_eq!(parsed.lam, 0.9);
+        assert_eq!(parsed.ptx_coef, 27.8);
+        assert_eq!(parsed.kl.estimator, KlEstimator::K3);
+        assert!(parsed.kl.adaptive);
+        assert_eq!(parsed.kl.coef, 0.05);
+        assert_eq!(parsed.clip_range, 0.2);
+        let empty: PpoConfig = toml::from_str("").unwrap();
+        assert_eq!(empty, PpoConfig::default());
+    }
+
+    #[test]
+    fn unknown_fields_and_estimators_are_rejected() {
+        assert!(toml::from_str::<PpoConfig>("clip = 0.1").is_err());
+        assert!(toml::from_str::<PpoConfig>("[kl]\nbeta = 0.1").is_err());
+        assert!(toml::from_str::<PpoConfig>("[kl]\nestimator = \"k2\"").is_err());
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        type Edit = fn(&mut PpoConfig);
+        let cases: [(Edit, &str); 14] = [
+            (|c| c.kl.coef = -0.1, "kl.coef"),
+            (|c| c.kl.target = 0.0, "kl.target"),
+            (|c| c.kl.horizon = 0, "kl.horizon"),
+            (|c| c.gamma = 1.5, "gamma"),
+            (|c| c.lam = -0.1, "lam"),
+            (|c| c.clip_range = 0.0, "clip_range"),
+            (|c| c.clip_range_value = f64::NAN, "clip_range_value"),
+            (|c| c.vf_coef = -1.0, "vf_coef"),
+            (|c| c.entropy_coef = f64::INFINITY, "entropy_coef"),
+            (|c| c.ptx_coef = -1.0, "ptx_coef"),
+            (|c| c.ppo_epochs = 0, "ppo_epochs"),
+            (|c| c.minibatches = 0, "minibatches"),
+            (|c| c.no_eos_penalty = f64::NAN, "no_eos_penalty"),
+            (|c| c.max_importance_weight = 0.5, "max_importance_weight"),
+        ];
+        for (edit, prefix) in cases {
+            let mut config = PpoConfig::default();
+            edit(&mut config);
+            let err = config.validate().unwrap_err();
+            assert!(err.starts_with(prefix), "{prefix}: {err}");
+        }
+        let negative = PpoConfig {
+            clip_range: -0.2,
+            ..PpoConfig::default()
+        };
+        let err = negative.validate().unwrap_err();
+        assert_eq!(err, "clip_range must be positive, got -0.2");
+    }
+}

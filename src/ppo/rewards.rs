@@ -1,0 +1,191 @@
+//! The per-token PPO reward: the KL penalty to the reference policy on every response
+//! token and the reward model's score (with an optional no-EOS penalty) on the last one.
+
+use super::kl::{kl_per_token, KlEstimator};
+use super::read_back;
+use serde::{Deserialize, Serialize};
+use tch::{Kind, Tensor};
+
+/// Statistics of one [`shaped_rewards`] call (means over the B sequences).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RewardStats {
+    /// Mean score as given (before the no-EOS penalty).
+    pub score_mean: f64,
+    /// Mean score after the no-EOS penalty: what was placed on the last tokens.
+    pub penalized_score_mean: f64,
+    /// Mean over sequences of the summed per-token KL estimate (nats): what the adaptive
+    /// KL controller is fed.
+    pub kl_per_sequence_mean: f64,
+    /// Mean over sequences of the summed KL penalty, `kl_coef * kl_per_sequence_mean`.
+    pub kl_penalty_mean: f64,
+    /// Mean over sequences of the summed shaped reward (score - KL penalty).
+    pub reward_mean: f64,
+    /// Fraction of responses that ended without EOS.
+    pub no_eos_fraction: f64,
+    /// Mean number of real response tokens.
+    pub response_length_mean: f64,
+}
+
+/// The shaped rewards, f32 [B, T], detached, 0 outside the mask.
+///
+/// `scores`: `[B]` (or `[B, 1]`) reward-model scores; `logp`, `ref_logp`, `mask`: [B, T] over
+/// response tokens; `ended_with_eos`: `[B]` bool. Every real token gets
+/// `-kl_coef * kl_t` (see [`kl_per_token`]); the last real token of row b (the highest
+/// masked-in column; `mask.sum(1) - 1` for the project's responses, which start at column
+/// 0) also gets `scores[b] + no_eos_penalty * !ended_with_eos[b]`. A row without real
+/// tokens gets nothing (its score is dropped).
+#[allow(clippy::too_many_arguments)]
+pub fn shaped_rewards(
+    scores: &Tensor,
+    logp: &Tensor,
+    ref_logp: &Tensor,
+    mask: &Tensor,
+    ended_with_eos: &Tensor,
+    kl_coef: f64,
+    estimator: KlEstimator,
+    no_eos_penalty: f64,
+) -> (Tensor, RewardStats) {
+    assert_eq!(mask.dim(), 2, "shaped_rewards: mask must be [B, T]");
+    let (b, width) = (mask.size()[0], mask.size()[1]);
+    let scores = scores.detach().to_kind(Kind::Float).reshape([-1]);
+    assert_eq!(scores.size(), [b], "shaped_rewards: scores must be [B]");
+    assert_eq!(
+        ended_with_eos.size(),
+        [b],
+        "shaped_rewards: ended_with_eos must be [B]"
+    );
+    let (rewards, host) = tch::no_grad(|| {
+        let inside = mask.to_kind(Kind::Bool).to_kind(Kind::Float);
+        let kl = kl_per_token(&logp.detach(), &ref_logp.detach(), mask, estimator);
+        let no_eos = ended_with_eos
+            .to_kind(Kind::Bool)
+            .logical_not()
+            .to_kind(Kind::Float);
+        let penalized = &scores + no_eos_penalty * &no_eos;
+        let lengths = inside.sum_dim_intlist(1, false, Kind::Float);
+        let columns = Tensor::arange(width, (Kind::Float, mask.device()));
+        let last = (&inside * columns.unsqueeze(0))
+            .amax(1, false)
+            .to_kind(Kind::Int64);
+        let placed = &penalized * lengths.gt(0.0).to_kind(Kind::Float);
+        let rewards = (-kl_coef * &kl).scatter_add(1, &last.unsqueeze(1), &placed.unsqueeze(1));
+        let kl_seq = kl.sum_dim_intlist(1, false, Kind::Float).mean(Kind::Float);
+        let host = read_back(&[
+            &scores.mean(Kind::Float),
+            &penalized.mean(Kind::Float),
+            &kl_seq,
+            &rewards
+                .sum_dim_intlist(1, false, Kind::Float)
+                .mean(Kind::Float),
+            &no_eos.mean(Kind::Float),
+            &lengths.mean(Kind::Float),
+        ]);
+        (rewards, host)
+    });
+    let stats = RewardStats {
+        score_mean: host[0],
+        penalized_score_mean: host[1],
+        kl_per_sequence_mean: host[2],
+        kl_penalty_mean: kl_coef * host[2],
+        reward_mean: host[3],
+        no_eos_fraction: host[4],
+        response_length_mean: host[5],
+    };
+    (rewards, stats)
+}
+
+/// Scores divided by their (unbiased) standard deviation over the batch, the mean kept:
+/// the scale of the reward relative to the KL penalty becomes independent of the reward
+/// model's scale, while the sign and offset the scores carry (InstructGPT centres its RM
+/// on the SFT demonstrations) are preserved. Batches of fewer than two scores, or with a
+/// standard deviation below 1e-6, are returned unchanged. `[B]` f32, detached.
+pub fn normalize_scores(scores: &Tensor) -> Tensor {
+    let s = scores.detach().to_kind(Kind::Float).reshape([-1]);
+    if s.size()[0] < 2 {
+        return s;
+    }
+    let std = s.std(true);
+    let scale = std.where_self(&std.gt(1e-6), &std.ones_like());
+    s / scale
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ppo::testutil::{close, ragged_mask, t, values};
+
+    #[test]
+    fn score_and_penalty_land_on_each_rows_last_token() {
+        // Rows of length 3, 1, 4 and 0 in width 4; logp = ref_logp + 0.5 everywhere real.
+        let lens = [3, 1, 4, 0];
+        let mask = ragged_mask(&lens, 4);
+        let ref_logp = t(&[-1.0; 16], &[4, 4]);
+        let logp = (&ref_logp + 0.5).masked_fill(&mask.eq(0.0), f64::NAN);
+        let scores = t(&[1.0, 2.0, 3.0, 4.0], &[4]);
+        let eos = Tensor::from_slice(&[true, false, true, false]);
+        let (r, stats) = shaped_rewards(
+            &scores,
+            &logp,
+            &ref_logp,
+            &mask,
+            &eos,
+            0.1,
+            KlEstimator::K1,
+            -1.0,
+        );
+        let k = -0.05;
+        #[rustfmt::skip]
+        let want = [
+            k, k, k + 1.0, 0.0,
+            k + 2.0 - 1.0, 0.0, 0.0, 0.0,
+            k, k, k, k + 3.0,
+            0.0, 0.0, 0.0, 0.0,
+        ];
+        close(&values(&r), &want, 1e-6);
+        assert!((stats.score_mean - 2.5).abs() < 1e-6);
+        assert!((stats.penalized_score_mean - 2.0).abs() < 1e-6);
+        assert!((stats.kl_per_sequence_mean - 0.5 * 8.0 / 4.0).abs() < 1e-6);
+        assert!((stats.kl_penalty_mean - 0.1).abs() < 1e-6);
+        // Row 3 is empty: its score is dropped. Totals: 1 - .15, 1 - .05, 3 - .2, 0.
+        assert!((stats.reward_mean - (4.6 / 4.0)).abs() < 1e-6);
+        assert!((stats.no_eos_fraction - 0.5).abs() < 1e-12);
+        assert!((stats.response_length_mean - 2.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn k3_penalty_is_non_negative_per_token() {
+        let mask = ragged_mask(&[2], 2);
+        let logp = t(&[-1.0, -3.0], &[1, 2]);
+        let ref_logp = t(&[-2.0, -2.0], &[1, 2]);
+        let eos = Tensor::from_slice(&[true]);
+        let scores = t(&[0.0], &[1, 1]);
+        let (r, stats) = shaped_rewards(
+            &scores,
+            &logp,
+            &ref_logp,
+            &mask,
+            &eos,
+            1.0,
+            KlEstimator::K3,
+            -5.0,
+        );
+        // d = ref - logp = -1, 1.
+        let k3 = [(-1f64).exp(), 1f64.exp() - 2.0];
+        close(&values(&r), &[-k3[0], -k3[1]], 1e-6);
+        assert!((stats.kl_per_sequence_mean - (k3[0] + k3[1])).abs() < 1e-6);
+        assert_eq!(stats.no_eos_fraction, 0.0);
+    }
+
+    #[test]
+    fn normalization_divides_by_the_std_and_keeps_the_mean() {
+        let s = t(&[1.0, 3.0, 5.0], &[3]);
+        // Unbiased std of 1, 3, 5 is 2.
+        close(&values(&normalize_scores(&s)), &[0.5, 1.5, 2.5], 1e-6);
+        close(
+            &values(&normalize_scores(&t(&[4.0, 4.0], &[2]))),
+            &[4.0, 4.0],
+            0.0,
+        );
+        close(&values(&normalize_scores(&t(&[7.0], &[1]))), &[7.0], 0.0);
+    }
+}
