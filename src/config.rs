@@ -5,6 +5,7 @@
 use crate::device::DType;
 use crate::model::{Architecture, ModelShape};
 use crate::optim::OptimizerConfig;
+use crate::ppo::PpoConfig;
 use crate::sampling::Sampling;
 use crate::schedule::ScheduleConfig;
 use crate::{Error, Result};
@@ -30,6 +31,132 @@ pub struct RunConfig {
     pub sft: Option<StageConfig>,
     /// Stage 2, the reward model (required by `rlhf rm`).
     pub rm: Option<StageConfig>,
+    /// Stage 3, PPO and PPO-ptx on the actor system (required by `rlhf ppo`).
+    pub ppo: Option<PpoStage>,
+}
+
+/// Stage 3: PPO against the reward model with a KL leash to the SFT policy.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PpoStage {
+    /// The SFT policy (Hugging Face folder with tokenizer): the initial policy of the
+    /// generator and learner, and the frozen reference.
+    pub policy: PathBuf,
+    /// The reward model: scores responses; the value model starts from it.
+    pub reward_model: PathBuf,
+    /// PPO prompts, JSONL `{"prompt"}`.
+    pub prompts: PathBuf,
+    /// Pretraining text for PPO-ptx (JSONL `{"text"}` or plain text); needed when
+    /// `algo.ptx_coef > 0`.
+    pub pretrain: Option<PathBuf>,
+    /// PPO iterations: one rollout batch and one update each.
+    pub steps: u64,
+    /// Prompts per rollout batch.
+    pub rollout_batch_size: usize,
+    /// Prompts longer than this (in tokens) are skipped and counted.
+    pub max_prompt_len: usize,
+    /// Longest response; responses that reach it without EOS get `algo.no_eos_penalty`.
+    pub max_new_tokens: i64,
+    /// Versions a rollout may lag the learner: 0 is synchronous PPO, 1 overlaps the
+    /// generation of batch k+1 with the update on batch k.
+    #[serde(default = "one")]
+    pub max_staleness: u64,
+    /// Pretraining sequences per update (PPO-ptx) and their length in tokens.
+    #[serde(default = "ptx_batch")]
+    pub ptx_batch_size: usize,
+    #[serde(default = "ptx_len")]
+    pub ptx_seq_len: usize,
+    #[serde(default)]
+    pub sampling: Sampling,
+    #[serde(default)]
+    pub algo: PpoConfig,
+    /// AdamW for the policy and the value model.
+    #[serde(default)]
+    pub optimizer: OptimizerConfig,
+    #[serde(default)]
+    pub dtype: DType,
+    #[serde(default)]
+    pub actors: Actors,
+}
+
+/// Where each PPO actor runs.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Actors {
+    pub generator: Placement,
+    pub reference: Placement,
+    pub reward: Placement,
+    pub learner: Placement,
+}
+
+/// A device and, on CPU, a libtorch intra-op thread budget.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Placement {
+    /// `cpu`, `cuda` or `cuda:N`.
+    pub device: String,
+    pub threads: i32,
+}
+
+impl Default for Placement {
+    fn default() -> Self {
+        Placement {
+            device: "cpu".into(),
+            threads: 1,
+        }
+    }
+}
+
+fn one() -> u64 {
+    1
+}
+
+fn ptx_batch() -> usize {
+    8
+}
+
+fn ptx_len() -> usize {
+    128
+}
+
+impl PpoStage {
+    fn validate(&self) -> std::result::Result<(), String> {
+        for (name, value) in [
+            ("ppo.steps", self.steps as usize),
+            ("ppo.rollout_batch_size", self.rollout_batch_size),
+            ("ppo.max_prompt_len", self.max_prompt_len),
+            ("ppo.max_new_tokens", self.max_new_tokens.max(0) as usize),
+            ("ppo.ptx_batch_size", self.ptx_batch_size),
+            ("ppo.ptx_seq_len", self.ptx_seq_len),
+        ] {
+            if value == 0 {
+                return Err(format!("{name} must be positive"));
+            }
+        }
+        if self.algo.ptx_coef > 0.0 && self.pretrain.is_none() {
+            return Err("ppo.pretrain: needed when ppo.algo.ptx_coef > 0".into());
+        }
+        let a = &self.actors;
+        for (name, p) in [
+            ("generator", &a.generator),
+            ("reference", &a.reference),
+            ("reward", &a.reward),
+            ("learner", &a.learner),
+        ] {
+            crate::device::parse_device(&p.device)
+                .map_err(|e| format!("ppo.actors.{name}.device: {e}"))?;
+            if p.threads < 1 {
+                return Err(format!("ppo.actors.{name}.threads must be at least 1"));
+            }
+        }
+        self.sampling
+            .validate()
+            .map_err(|e| format!("ppo.sampling: {e}"))?;
+        self.algo.validate().map_err(|e| format!("ppo.algo.{e}"))?;
+        self.optimizer
+            .validate()
+            .map_err(|e| format!("ppo.optimizer.{e}"))
+    }
 }
 
 /// A supervised stage (SFT or RM) on the learner.
@@ -248,6 +375,9 @@ impl RunConfig {
         }
         if let Some(rm) = &self.rm {
             rm.validate("rm")?;
+        }
+        if let Some(ppo) = &self.ppo {
+            ppo.validate()?;
         }
         if self.tokenizer.vocab_size < 300 {
             return Err(format!(

@@ -6,6 +6,7 @@ pub mod model;
 pub mod optim;
 pub mod ppo;
 pub mod rng;
+pub mod rollout;
 pub mod sampling;
 pub mod schedule;
 pub use error::{Error, Result};

@@ -1,9 +1,14 @@
-//! The learner actor: owns the trainable model and its optimizer (an `rlhf::train::Trainer`
-//! on a dedicated thread) and is the only place weights change. SFT and RM drive it now;
-//! PPO reuses it.
+//! The learner actor: owns the trainable model(s) and optimizer(s) on a dedicated thread
+//! and is the only place weights change. Its engine is a supervised `Trainer` (SFT, RM)
+//! or a `PpoLearner` (policy and value model); both hand out weights the same way.
 
 use crate::worker::Worker;
+use anyhow::anyhow;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use rlhf::data::SftBatch;
+use rlhf::ppo::learner::{PpoLearner, PpoStats};
+use rlhf::rng::Rng;
+use rlhf::rollout::RolloutBatch;
 use rlhf::train::{Batch, Stats, Trainer};
 use std::path::PathBuf;
 use tch::Tensor;
@@ -11,33 +16,73 @@ use tch::Tensor;
 pub type Reply<T> = RpcReplyPort<anyhow::Result<T>>;
 
 pub enum LearnerMsg {
-    /// One optimizer step over the micro-batches of one batch.
+    /// One optimizer step over the micro-batches of one batch (supervised engine).
     Train(Vec<Batch>, Reply<Stats>),
-    /// Loss and figures over held-out batches.
+    /// Loss and figures over held-out batches (supervised engine).
     Evaluate(Vec<Batch>, Reply<Stats>),
-    /// Save the model in Hugging Face layout into the folder.
+    /// One PPO update on a scored rollout batch, with an optional pretraining batch.
+    PpoUpdate(RolloutBatch, Option<SftBatch>, Reply<PpoStats>),
+    /// Save the (policy) model in Hugging Face layout into the folder.
     Save(PathBuf, Reply<()>),
-    /// Copies of the weights and their version (optimizer steps taken), for other actors.
-    // The PPO stage's weight sync to the generator is the caller; until it lands, tests are.
-    #[cfg_attr(not(test), allow(dead_code))]
+    /// Copies of the (policy) weights and their version, for the generator.
     Weights(Reply<(u64, Vec<(String, Tensor)>)>),
     /// Shift the scalar head so these (ids, valid) sequences score 0 on average; replies
-    /// with their mean score before the shift.
+    /// with their mean score before the shift (supervised engine).
     CenterScores(Vec<(Tensor, Tensor)>, Reply<f64>),
+}
+
+/// What the learner thread owns.
+pub enum Engine {
+    Supervised(Box<Trainer>),
+    /// The PPO learner, the rng that shuffles its minibatches, and its learning rate.
+    Ppo(Box<PpoLearner>, Rng, f64),
+}
+
+impl Engine {
+    fn supervised(&mut self) -> anyhow::Result<&mut Trainer> {
+        match self {
+            Engine::Supervised(t) => Ok(t),
+            Engine::Ppo(..) => Err(anyhow!("the learner runs PPO, not a supervised stage")),
+        }
+    }
+
+    fn weights(&self) -> (u64, Vec<(String, Tensor)>) {
+        let _guard = tch::no_grad_guard();
+        match self {
+            Engine::Supervised(t) => {
+                let vars = t.model().var_store().variables();
+                (
+                    t.steps(),
+                    vars.into_iter()
+                        .map(|(n, v)| (n, v.detach().copy()))
+                        .collect(),
+                )
+            }
+            Engine::Ppo(p, ..) => (p.version(), p.policy_weights()),
+        }
+    }
+
+    fn save(&self, dir: &std::path::Path) -> anyhow::Result<()> {
+        match self {
+            Engine::Supervised(t) => t.model().save(dir)?,
+            Engine::Ppo(p, ..) => p.policy().save(dir)?,
+        }
+        Ok(())
+    }
 }
 
 /// Empty: the state lives in `LearnerState`.
 pub struct Learner;
 
 pub struct LearnerState {
-    worker: Worker<Trainer>,
+    worker: Worker<Engine>,
 }
 
 pub struct LearnerArgs {
     /// libtorch intra-op threads for the learner thread.
     pub threads: i32,
-    /// Builds the trainer on the learner thread (loading the model there).
-    pub build: Box<dyn FnOnce() -> anyhow::Result<Trainer> + Send>,
+    /// Builds the engine on the learner thread (loading the models there).
+    pub build: Box<dyn FnOnce() -> anyhow::Result<Engine> + Send>,
 }
 
 impl Actor for Learner {
@@ -64,47 +109,47 @@ impl Actor for Learner {
         match msg {
             LearnerMsg::Train(batches, reply) => {
                 let result = worker
-                    .run(move |t| t.train_step(&batches).map_err(anyhow::Error::from))
+                    .run(move |e| Ok(e.supervised()?.train_step(&batches)?))
                     .await;
                 let _ = reply.send(result.and_then(|r| r));
             }
             LearnerMsg::Evaluate(batches, reply) => {
-                let _ = reply.send(worker.run(move |t| t.evaluate(&batches)).await);
-            }
-            LearnerMsg::Save(dir, reply) => {
                 let result = worker
-                    .run(move |t| t.model().save(&dir).map_err(anyhow::Error::from))
+                    .run(move |e| Ok(e.supervised()?.evaluate(&batches)))
                     .await;
                 let _ = reply.send(result.and_then(|r| r));
             }
+            LearnerMsg::PpoUpdate(batch, ptx, reply) => {
+                let result = worker.run(move |e| match e {
+                    Engine::Ppo(learner, rng, lr) => {
+                        Ok(learner.update(&batch, ptx.as_ref(), rng, *lr)?)
+                    }
+                    Engine::Supervised(_) => {
+                        Err(anyhow!("the learner runs a supervised stage, not PPO"))
+                    }
+                });
+                let _ = reply.send(result.await.and_then(|r| r));
+            }
+            LearnerMsg::Save(dir, reply) => {
+                let result = worker.run(move |e| e.save(&dir)).await;
+                let _ = reply.send(result.and_then(|r| r));
+            }
             LearnerMsg::Weights(reply) => {
-                let result = worker.run(copy_weights).await;
-                let _ = reply.send(result);
+                let _ = reply.send(worker.run(|e| e.weights()).await);
             }
             LearnerMsg::CenterScores(sequences, reply) => {
-                let result = worker.run(move |t| {
+                let result = worker.run(move |e| {
+                    let t = e.supervised()?;
                     let mean = t.mean_score(&sequences);
                     let bias = t.model().score_bias() - mean;
                     t.model_mut().set_score_bias(bias);
-                    mean
+                    Ok(mean)
                 });
-                let _ = reply.send(result.await);
+                let _ = reply.send(result.await.and_then(|r| r));
             }
         }
         Ok(())
     }
-}
-
-fn copy_weights(trainer: &mut Trainer) -> (u64, Vec<(String, Tensor)>) {
-    let _guard = tch::no_grad_guard();
-    let weights = trainer
-        .model()
-        .var_store()
-        .variables()
-        .into_iter()
-        .map(|(name, t)| (name, t.detach().copy()))
-        .collect();
-    (trainer.steps(), weights)
 }
 
 #[cfg(test)]
@@ -131,13 +176,8 @@ mod tests {
                 lr: 1e-2,
                 ..OptimizerConfig::default()
             };
-            Ok(Trainer::new(
-                fixture(head),
-                &config,
-                &ScheduleConfig::default(),
-                1,
-                1,
-            ))
+            let trainer = Trainer::new(fixture(head), &config, &ScheduleConfig::default(), 1, 1);
+            Ok(Engine::Supervised(Box::new(trainer)))
         };
         let args = LearnerArgs {
             threads: 1,

@@ -5,6 +5,7 @@ mod bench;
 mod cli;
 mod init;
 mod learner;
+mod ppo;
 mod progress;
 mod run_dir;
 mod stages;

@@ -1,6 +1,7 @@
-//! End-to-end SFT and RM through the `rlhf` binary on tiny synthetic data: the held-out
+//! End-to-end SFT, RM and PPO through the `rlhf` binary on tiny synthetic data: the held-out
 //! SFT loss falls, and a reward model learns a preference that is learnable by
-//! construction (more "yes" words is better) to at least 0.95 held-out accuracy.
+//! construction (more "yes" words is better) to at least 0.95 held-out accuracy, and PPO
+//! against that reward model raises its score, asynchronously and synchronously.
 
 use serde_json::Value;
 use std::fmt::Write as _;
@@ -84,6 +85,16 @@ fn setup(dir: &Path) -> PathBuf {
         .unwrap();
     }
     std::fs::write(dir.join("rm.jsonl"), rm).unwrap();
+    let prompts: String = WORDS
+        .iter()
+        .map(|w| format!("{{\"prompt\": \"Answer about the {w}.\"}}\n"))
+        .collect();
+    std::fs::write(dir.join("prompts.jsonl"), prompts).unwrap();
+    std::fs::write(
+        dir.join("pretrain.txt"),
+        "The apple fell by the river.\n\nA horse pulled the boat past the tower.\n",
+    )
+    .unwrap();
     let config = format!(
         r#"seed = 7
 run_dir = "{run}"
@@ -116,6 +127,23 @@ batch_size = 8
 max_seq_len = 64
 [rm.optimizer]
 lr = 1e-3
+[ppo]
+policy = "{run}/sft/checkpoints/best"
+reward_model = "{run}/rm/checkpoints/best"
+prompts = "{dir}/prompts.jsonl"
+pretrain = "{dir}/pretrain.txt"
+steps = 24
+rollout_batch_size = 16
+max_prompt_len = 32
+max_new_tokens = 10
+max_staleness = 1
+ptx_batch_size = 4
+ptx_seq_len = 32
+[ppo.algo]
+ptx_coef = 0.1
+ppo_epochs = 2
+[ppo.optimizer]
+lr = 1e-3
 "#,
         run = dir.join("run").display(),
         dir = dir.display()
@@ -133,6 +161,13 @@ fn metrics(path: &Path) -> Vec<Value> {
         .collect()
 }
 
+fn ppo_steps(run: &Path) -> Vec<Value> {
+    metrics(&run.join("ppo/metrics.jsonl"))
+        .into_iter()
+        .filter(|r| r.get("policy_version").is_some())
+        .collect()
+}
+
 fn ok(out: std::process::Output) {
     assert!(
         out.status.success(),
@@ -143,7 +178,7 @@ fn ok(out: std::process::Output) {
 }
 
 #[test]
-fn sft_loss_falls_and_reward_model_learns_the_preference() {
+fn sft_loss_falls_reward_model_learns_and_ppo_raises_the_reward() {
     let dir = temp_dir("pipeline");
     let config = setup(&dir);
     let config = config.to_str().unwrap();
@@ -198,6 +233,45 @@ fn sft_loss_falls_and_reward_model_learns_the_preference() {
         config_json["architectures"][0],
         "GPT2ForSequenceClassification"
     );
+    // Stage 3, asynchronous (max_staleness 1): the learned reward rises, no batch is
+    // older than one version, and PPO-ptx reports its pretraining loss.
+    ok(rlhf(&["ppo", "--config", config]));
+    let steps = ppo_steps(&run);
+    assert_eq!(steps.len(), 24);
+    let score = |r: &Value| r["score_mean"].as_f64().unwrap();
+    let first: f64 = steps[..4].iter().map(score).sum::<f64>() / 4.0;
+    let last: f64 = steps[20..].iter().map(score).sum::<f64>() / 4.0;
+    eprintln!("ppo score {first:.3} -> {last:.3}");
+    assert!(
+        last > first + 1.0,
+        "PPO should raise the reward-model score: {first} -> {last}"
+    );
+    for r in &steps {
+        assert!(r["staleness"].as_u64().unwrap() <= 1, "{r}");
+        assert!(
+            r["kl_per_sequence"].as_f64().unwrap().is_finite() && r["ptx_loss"].as_f64().is_some(),
+            "{r}"
+        );
+    }
+    assert!(run.join("ppo/checkpoints/last/model.safetensors").exists());
+
+    // Synchronous (max_staleness 0): every batch comes from the learner's current weights,
+    // so generator and learner log-probs of the same tokens agree.
+    let text = std::fs::read_to_string(config).unwrap();
+    let sync = text
+        .replace("steps = 24", "steps = 4")
+        .replace("max_staleness = 1", "max_staleness = 0");
+    let sync_config = dir.join("sync.toml");
+    std::fs::write(&sync_config, sync).unwrap();
+    std::fs::remove_file(run.join("ppo/metrics.jsonl")).unwrap();
+    ok(rlhf(&["ppo", "--config", sync_config.to_str().unwrap()]));
+    for r in ppo_steps(&run) {
+        assert_eq!(r["staleness"], 0, "{r}");
+        assert!(
+            r["logprob_gap"].as_f64().unwrap() < 1e-4,
+            "generator/learner log-prob gap: {r}"
+        );
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

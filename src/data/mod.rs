@@ -74,6 +74,7 @@
 
 mod batch;
 mod jsonl;
+mod prompts;
 mod rm;
 mod sft;
 
@@ -82,5 +83,6 @@ pub use batch::{
     RmBatch, SftBatch, SftSequence,
 };
 pub use jsonl::{read_jsonl, JsonlReader, Record};
+pub use prompts::{read_pretrain, read_prompts, Prompt};
 pub use rm::{read_rm, RankedExample, MAX_K, MIN_K};
 pub use sft::{read_sft, SftExample};

@@ -33,6 +33,7 @@
 pub mod config;
 pub mod gae;
 pub mod kl;
+pub mod learner;
 pub mod loss;
 pub mod rewards;
 
@@ -44,6 +45,7 @@ mod testutil;
 pub use config::{KlConfig, PpoConfig};
 pub use gae::{gae, masked_mean, masked_var, masked_whiten};
 pub use kl::{kl_per_token, AdaptiveKlController, KlEstimator};
+pub use learner::{load_weights, PpoLearner, PpoStats};
 pub use loss::{
     entropy_from_logits, logprob_gap, policy_loss, truncated_importance_weights, value_loss,
     PolicyStats, ValueStats,

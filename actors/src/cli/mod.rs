@@ -44,6 +44,11 @@ pub enum Command {
         #[arg(long, default_value = "configs/default.toml")]
         config: PathBuf,
     },
+    /// Stage 3: PPO (and PPO-ptx) on the actor system (the config's [ppo] section).
+    Ppo {
+        #[arg(long, default_value = "configs/default.toml")]
+        config: PathBuf,
+    },
     /// Complete prompts with a model in Hugging Face layout.
     Generate(generate::GenerateArgs),
     /// Measure throughput.
@@ -68,6 +73,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Init { config } => init::run(&config),
         Command::Sft { config } => runtime()?.block_on(stages::sft::run(&config)),
         Command::Rm { config } => runtime()?.block_on(stages::rm::run(&config)),
+        Command::Ppo { config } => runtime()?.block_on(crate::ppo::run(&config)),
         Command::Generate(args) => generate::run(&args),
         Command::Bench(command) => bench::run(command),
     }

@@ -5,7 +5,7 @@
 pub mod rm;
 pub mod sft;
 
-use crate::learner::{Learner, LearnerArgs, LearnerMsg, Reply};
+use crate::learner::{Engine, Learner, LearnerArgs, LearnerMsg, Reply};
 use crate::progress::Progress;
 use crate::run_dir::RunDir;
 use anyhow::{anyhow, Context};
@@ -66,7 +66,7 @@ pub async fn spawn_learner(
 ) -> anyhow::Result<ActorRef<LearnerMsg>> {
     let args = LearnerArgs {
         threads: stage.threads,
-        build: Box::new(build),
+        build: Box::new(move || Ok(Engine::Supervised(Box::new(build()?)))),
     };
     let (learner, _) = Actor::spawn(None, Learner, args)
         .await

@@ -1,0 +1,138 @@
+//! The generator actor: a policy copy that samples responses with the KV cache, stamps
+//! each rollout with the version of the weights that produced it, and takes new weights
+//! between batches.
+
+use crate::learner::Reply;
+use crate::worker::Worker;
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use rlhf::generate::{generate, left_pad, GenerateOptions};
+use rlhf::model::{KvCache, Model};
+use rlhf::ppo::learner::load_weights;
+use rlhf::rng::Rng;
+use rlhf::rollout::RolloutBatch;
+use tch::Tensor;
+
+/// The generator's engine: synchronous, owned by its thread.
+pub struct Sampler {
+    pub model: Model,
+    pub options: GenerateOptions,
+    pub rng: Rng,
+    pub version: u64,
+    cache: Option<KvCache>,
+    next_id: u64,
+}
+
+impl Sampler {
+    pub fn new(model: Model, options: GenerateOptions, seed: u64) -> Sampler {
+        Sampler {
+            model,
+            options,
+            rng: Rng::new(seed),
+            version: 0,
+            cache: None,
+            next_id: 0,
+        }
+    }
+
+    /// Sample one response per prompt (token ids) into a rollout batch.
+    pub fn rollout(&mut self, prompts: &[Vec<i64>], pad_id: i64) -> anyhow::Result<RolloutBatch> {
+        let (ids, mask) = left_pad(prompts, pad_id);
+        let (batch, width) = (ids.size()[0], ids.size()[1] + self.options.max_new_tokens);
+        // Keep the cache across batches; reallocate only when a batch does not fit.
+        let kind = self.model.var_store().kind();
+        let cache = match self.cache.take() {
+            Some(c) if c.fits(self.model.config(), batch, width, kind) => c,
+            _ => self.model.new_cache(batch, width),
+        };
+        let cache = self.cache.insert(cache);
+        let out = generate(
+            &self.model,
+            cache,
+            &ids,
+            &mask,
+            &self.options,
+            &mut self.rng,
+        )?;
+        let id = self.next_id;
+        self.next_id += 1;
+        Ok(RolloutBatch::from_generation(
+            id,
+            self.version,
+            ids,
+            mask,
+            out,
+            self.options.eos_token_id,
+        ))
+    }
+
+    pub fn set_weights(
+        &mut self,
+        version: u64,
+        weights: &[(String, Tensor)],
+    ) -> anyhow::Result<()> {
+        load_weights(&mut self.model, weights)?;
+        self.version = version;
+        Ok(())
+    }
+}
+
+pub enum GeneratorMsg {
+    /// Sample responses for these tokenized prompts.
+    Generate(Vec<Vec<i64>>, Reply<RolloutBatch>),
+    /// Load new policy weights (applied between batches).
+    SetWeights(u64, Vec<(String, Tensor)>, Reply<()>),
+}
+
+pub struct Generator;
+
+pub struct GeneratorState {
+    worker: Worker<Sampler>,
+    pad_id: i64,
+}
+
+pub struct GeneratorArgs {
+    pub threads: i32,
+    pub pad_id: i64,
+    pub build: Box<dyn FnOnce() -> anyhow::Result<Sampler> + Send>,
+}
+
+impl Actor for Generator {
+    type Msg = GeneratorMsg;
+    type State = GeneratorState;
+    type Arguments = GeneratorArgs;
+
+    async fn pre_start(
+        &self,
+        _: ActorRef<GeneratorMsg>,
+        args: GeneratorArgs,
+    ) -> Result<GeneratorState, ActorProcessingErr> {
+        let worker = Worker::spawn("generator", args.threads, args.build).await?;
+        Ok(GeneratorState {
+            worker,
+            pad_id: args.pad_id,
+        })
+    }
+
+    async fn handle(
+        &self,
+        _: ActorRef<GeneratorMsg>,
+        msg: GeneratorMsg,
+        state: &mut GeneratorState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            GeneratorMsg::Generate(prompts, reply) => {
+                let pad = state.pad_id;
+                let result = state.worker.run(move |s| s.rollout(&prompts, pad)).await;
+                let _ = reply.send(result.and_then(|r| r));
+            }
+            GeneratorMsg::SetWeights(version, weights, reply) => {
+                let result = state
+                    .worker
+                    .run(move |s| s.set_weights(version, &weights))
+                    .await;
+                let _ = reply.send(result.and_then(|r| r));
+            }
+        }
+        Ok(())
+    }
+}

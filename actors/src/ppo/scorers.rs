@@ -1,0 +1,125 @@
+//! The reference-policy and reward-model actors: each adds one field to a rollout batch.
+//! Reward models are pluggable behind [`RewardScorer`].
+
+use crate::learner::Reply;
+use crate::worker::Worker;
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use rlhf::model::Model;
+use rlhf::rollout::{response_logprobs, sequence_scores, RolloutBatch};
+use rlhf::sampling::Sampling;
+use tch::{Device, Tensor};
+
+/// What a reward actor does: one score per response of a rollout batch ([B] f32).
+pub trait RewardScorer {
+    fn score(&mut self, batch: &RolloutBatch) -> anyhow::Result<Tensor>;
+}
+
+/// The neural reward model from stage 2, read at each sequence's last token.
+pub struct NeuralReward {
+    pub model: Model,
+}
+
+impl RewardScorer for NeuralReward {
+    fn score(&mut self, batch: &RolloutBatch) -> anyhow::Result<Tensor> {
+        Ok(sequence_scores(
+            &self.model,
+            &batch.to_device(self.model.device()),
+        ))
+    }
+}
+
+/// The frozen SFT policy, scoring tokens the way the generator sampled them.
+pub struct Reference {
+    pub model: Model,
+    pub sampling: Sampling,
+}
+
+impl Reference {
+    pub fn add_ref_logprobs(&self, mut batch: RolloutBatch) -> RolloutBatch {
+        let on_device = batch.to_device(self.model.device());
+        let logp = response_logprobs(&self.model, &on_device, &self.sampling, false);
+        batch.ref_logprobs = Some(logp.to_device(Device::Cpu));
+        batch
+    }
+}
+
+/// Messages of both scoring actors: the batch goes in, comes back with its field set.
+pub enum ScorerMsg {
+    Score(RolloutBatch, Reply<RolloutBatch>),
+}
+
+/// A scoring actor over an engine `E` (the reference or a reward scorer).
+pub struct Scorer<E>(std::marker::PhantomData<fn() -> E>);
+
+impl<E> Scorer<E> {
+    pub fn new() -> Self {
+        Scorer(std::marker::PhantomData)
+    }
+}
+
+pub struct ScorerState<E: 'static> {
+    worker: Worker<E>,
+    apply: fn(&mut E, RolloutBatch) -> anyhow::Result<RolloutBatch>,
+}
+
+pub struct ScorerArgs<E> {
+    pub name: &'static str,
+    pub threads: i32,
+    pub build: Box<dyn FnOnce() -> anyhow::Result<E> + Send>,
+    pub apply: fn(&mut E, RolloutBatch) -> anyhow::Result<RolloutBatch>,
+}
+
+/// `apply` for the reference actor.
+pub fn reference_apply(r: &mut Reference, batch: RolloutBatch) -> anyhow::Result<RolloutBatch> {
+    Ok(r.add_ref_logprobs(batch))
+}
+
+/// `apply` for a reward actor.
+pub fn reward_apply<R: RewardScorer>(
+    r: &mut R,
+    mut batch: RolloutBatch,
+) -> anyhow::Result<RolloutBatch> {
+    let scores = r.score(&batch)?;
+    anyhow::ensure!(
+        scores.size() == [batch.len()],
+        "reward actor returned {:?} scores for a batch of {}",
+        scores.size(),
+        batch.len()
+    );
+    batch.scores = Some(scores.to_device(Device::Cpu).to_kind(tch::Kind::Float));
+    Ok(batch)
+}
+
+impl<E: 'static> Actor for Scorer<E> {
+    type Msg = ScorerMsg;
+    type State = ScorerState<E>;
+    type Arguments = ScorerArgs<E>;
+
+    async fn pre_start(
+        &self,
+        _: ActorRef<ScorerMsg>,
+        args: ScorerArgs<E>,
+    ) -> Result<ScorerState<E>, ActorProcessingErr> {
+        let worker = Worker::spawn(args.name, args.threads, args.build).await?;
+        Ok(ScorerState {
+            worker,
+            apply: args.apply,
+        })
+    }
+
+    async fn handle(
+        &self,
+        _: ActorRef<ScorerMsg>,
+        msg: ScorerMsg,
+        state: &mut ScorerState<E>,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            ScorerMsg::Score(batch, reply) => {
+                let apply = state.apply;
+                let result = state.worker.run(move |e| apply(e, batch)).await;
+                let _ = reply.send(result.and_then(|r| r));
+            }
+        }
+        Ok(())
+    }
+}

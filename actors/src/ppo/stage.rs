@@ -1,0 +1,376 @@
+//! The PPO stage: build the four actors, run the pipeline, log every step.
+
+use super::generator::{Generator, GeneratorArgs, GeneratorMsg, Sampler};
+use super::scorers::{
+    reference_apply, reward_apply, NeuralReward, Reference, Scorer, ScorerArgs, ScorerMsg,
+};
+use crate::learner::{Engine, Learner, LearnerArgs, LearnerMsg};
+use crate::progress::Progress;
+use crate::run_dir::RunDir;
+use crate::stages::ask;
+use anyhow::{anyhow, Context};
+use ractor::{Actor, ActorRef};
+use rlhf::config::{PpoStage, RunConfig};
+use rlhf::data::{collate_sft, read_pretrain, read_prompts, SftSequence};
+use rlhf::device::parse_device;
+use rlhf::generate::GenerateOptions;
+use rlhf::model::{Head, Model};
+use rlhf::ppo::learner::PpoLearner;
+use rlhf::rng::Rng;
+use rlhf::rollout::RolloutBatch;
+use rlhf::template::ChatTemplate;
+use rlhf::tokenizer::Tokenizer;
+use serde_json::json;
+use std::path::Path;
+use std::time::Instant;
+use tokio::sync::{mpsc, watch};
+use tracing::info;
+
+/// A scored batch with the seconds each producer phase took.
+struct Produced {
+    batch: RolloutBatch,
+    generate: f64,
+    reference: f64,
+    reward: f64,
+}
+
+struct Actors {
+    generator: ActorRef<GeneratorMsg>,
+    reference: ActorRef<ScorerMsg>,
+    reward: ActorRef<ScorerMsg>,
+    learner: ActorRef<LearnerMsg>,
+}
+
+pub async fn run(config_path: &Path) -> anyhow::Result<()> {
+    let config = RunConfig::load(config_path)?;
+    let stage = RunConfig::section(&config.ppo, "ppo", config_path)?.clone();
+    let mut dir = RunDir::create(&config.run_dir.join("ppo"), &config)?;
+    let tokenizer = Tokenizer::from_dir(&stage.policy)?;
+    let prompts = tokenize_prompts(&stage, &tokenizer, &mut dir)?;
+    let ptx = match (&stage.pretrain, stage.algo.ptx_coef > 0.0) {
+        (Some(path), true) => Some(pretrain_sequences(path, &tokenizer, stage.ptx_seq_len)?),
+        _ => None,
+    };
+    let actors = spawn(&stage, &tokenizer, config.seed).await?;
+    info!(
+        prompts = prompts.len(),
+        steps = stage.steps,
+        max_staleness = stage.max_staleness,
+        "ppo: training"
+    );
+
+    let (queue, mut inbox) = mpsc::channel::<Produced>(stage.max_staleness.max(1) as usize);
+    let (synced, synced_rx) = watch::channel(0u64);
+    let producer = tokio::spawn(produce(
+        actors.generator.clone(),
+        actors.reference.clone(),
+        actors.reward.clone(),
+        prompts,
+        stage.clone(),
+        config.seed,
+        queue,
+        synced_rx,
+    ));
+    let mut rng = Rng::new(config.seed ^ 0x9e3);
+    let mut progress = Progress::new("ppo", stage.steps);
+    let started = Instant::now();
+    for step in 1..=stage.steps {
+        let wait = Instant::now();
+        let Some(produced) = inbox.recv().await else {
+            break;
+        };
+        let queue_wait = wait.elapsed().as_secs_f64();
+        let episodes = produced.batch.len();
+        let ptx_batch = ptx.as_ref().map(|seqs| {
+            let picked: Vec<&SftSequence> = (0..stage.ptx_batch_size)
+                .map(|_| &seqs[rng.below(seqs.len())])
+                .collect();
+            collate_sft(&picked, tokenizer.pad_id(), true)
+        });
+        let update = Instant::now();
+        let stats = ask(&actors.learner, |r| {
+            LearnerMsg::PpoUpdate(produced.batch, ptx_batch, r)
+        })
+        .await?;
+        let update_seconds = update.elapsed().as_secs_f64();
+        let sync = Instant::now();
+        let (version, weights) = ask(&actors.learner, LearnerMsg::Weights).await?;
+        call_generator(&actors.generator, |r| {
+            GeneratorMsg::SetWeights(version, weights, r)
+        })
+        .await?;
+        let _ = synced.send(version);
+        let mut record = json!({
+            "stage": "ppo", "step": step, "episodes": episodes,
+            "generate_seconds": produced.generate, "reference_seconds": produced.reference,
+            "reward_seconds": produced.reward, "learner_seconds": update_seconds,
+            "weight_sync_seconds": sync.elapsed().as_secs_f64(), "queue_wait_seconds": queue_wait,
+            "elapsed_seconds": started.elapsed().as_secs_f64(),
+        });
+        for (k, v) in serde_json::to_value(&stats)?
+            .as_object()
+            .expect("stats object")
+        {
+            record[k] = v.clone();
+        }
+        dir.log(&record)?;
+        progress.inc(&format!(
+            "score {:.3} kl {:.3} staleness {}",
+            stats.score_mean, stats.kl_per_sequence, stats.staleness
+        ));
+    }
+    progress.finish();
+    producer.await.context("the rollout producer panicked")??;
+    let total = started.elapsed().as_secs_f64();
+    let last = dir.path("checkpoints/last");
+    crate::stages::save(&actors.learner, &tokenizer, &last).await?;
+    info!(seconds = total, episodes_per_second = (stage.steps as f64 * stage.rollout_batch_size as f64) / total, dir = %last.display(), "ppo: done");
+    for actor in [
+        actors.generator.get_cell(),
+        actors.reference.get_cell(),
+        actors.reward.get_cell(),
+        actors.learner.get_cell(),
+    ] {
+        actor.stop(None);
+    }
+    Ok(())
+}
+
+/// Generate, add reference log-probs and scores, queue; wait for weights as the
+/// staleness bound requires.
+#[allow(clippy::too_many_arguments)]
+async fn produce(
+    generator: ActorRef<GeneratorMsg>,
+    reference: ActorRef<ScorerMsg>,
+    reward: ActorRef<ScorerMsg>,
+    prompts: Vec<Vec<i64>>,
+    stage: PpoStage,
+    seed: u64,
+    queue: mpsc::Sender<Produced>,
+    mut synced: watch::Receiver<u64>,
+) -> anyhow::Result<()> {
+    let mut rng = Rng::new(seed ^ 0x51a);
+    let mut order: Vec<usize> = Vec::new();
+    for k in 0..stage.steps {
+        let needed = k.saturating_sub(stage.max_staleness);
+        synced
+            .wait_for(|&v| v >= needed)
+            .await
+            .map_err(|_| anyhow!("the learner loop ended"))?;
+        let mut batch_prompts = Vec::with_capacity(stage.rollout_batch_size);
+        while batch_prompts.len() < stage.rollout_batch_size {
+            if order.is_empty() {
+                order = (0..prompts.len()).collect();
+                rng.shuffle(&mut order);
+            }
+            batch_prompts.push(prompts[order.pop().expect("refilled")].clone());
+        }
+        let t = Instant::now();
+        let batch =
+            call_generator(&generator, |r| GeneratorMsg::Generate(batch_prompts, r)).await?;
+        let generate = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let batch = call_scorer(&reference, batch)
+            .await
+            .context("reference policy")?;
+        let reference_seconds = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let batch = call_scorer(&reward, batch).await.context("reward model")?;
+        let reward_seconds = t.elapsed().as_secs_f64();
+        let produced = Produced {
+            batch,
+            generate,
+            reference: reference_seconds,
+            reward: reward_seconds,
+        };
+        if queue.send(produced).await.is_err() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+async fn call_generator<T: Send + 'static>(
+    generator: &ActorRef<GeneratorMsg>,
+    message: impl FnOnce(crate::learner::Reply<T>) -> GeneratorMsg,
+) -> anyhow::Result<T> {
+    match generator
+        .call(message, None)
+        .await
+        .map_err(|e| anyhow!("generator unreachable: {e}"))?
+    {
+        ractor::rpc::CallResult::Success(result) => result,
+        _ => Err(anyhow!("the generator stopped without answering")),
+    }
+}
+
+async fn call_scorer(
+    actor: &ActorRef<ScorerMsg>,
+    batch: RolloutBatch,
+) -> anyhow::Result<RolloutBatch> {
+    match actor
+        .call(|r| ScorerMsg::Score(batch, r), None)
+        .await
+        .map_err(|e| anyhow!("scorer unreachable: {e}"))?
+    {
+        ractor::rpc::CallResult::Success(result) => result,
+        _ => Err(anyhow!("a scoring actor stopped without answering")),
+    }
+}
+
+async fn spawn(stage: &PpoStage, tokenizer: &Tokenizer, seed: u64) -> anyhow::Result<Actors> {
+    let a = &stage.actors;
+    let dtype = stage.dtype;
+    let load = move |path: &Path, head: Head, device: &str| -> anyhow::Result<Model> {
+        let (model, _) = Model::load(path, head, dtype, parse_device(device)?)?;
+        Ok(model)
+    };
+    let options = GenerateOptions {
+        sampling: stage.sampling.clone(),
+        max_new_tokens: stage.max_new_tokens,
+        eos_token_id: Some(tokenizer.eos_id()),
+        pad_token_id: tokenizer.pad_id(),
+    };
+    let (policy, device) = (stage.policy.clone(), a.generator.device.clone());
+    let generator = spawn_actor(
+        Generator,
+        GeneratorArgs {
+            threads: a.generator.threads,
+            pad_id: tokenizer.pad_id(),
+            build: Box::new(move || {
+                Ok(Sampler::new(
+                    load(&policy, Head::LanguageModel, &device)?,
+                    options,
+                    seed,
+                ))
+            }),
+        },
+    )
+    .await?;
+    let (policy, device, sampling) = (
+        stage.policy.clone(),
+        a.reference.device.clone(),
+        stage.sampling.clone(),
+    );
+    let reference = spawn_actor(
+        Scorer::new(),
+        ScorerArgs {
+            name: "reference",
+            threads: a.reference.threads,
+            build: Box::new(move || {
+                Ok(Reference {
+                    model: load(&policy, Head::LanguageModel, &device)?,
+                    sampling,
+                })
+            }),
+            apply: reference_apply,
+        },
+    )
+    .await?;
+    let (rm, device) = (stage.reward_model.clone(), a.reward.device.clone());
+    let reward = spawn_actor(
+        Scorer::new(),
+        ScorerArgs {
+            name: "reward",
+            threads: a.reward.threads,
+            build: Box::new(move || {
+                Ok(NeuralReward {
+                    model: load(&rm, Head::Scalar, &device)?,
+                })
+            }),
+            apply: reward_apply::<NeuralReward>,
+        },
+    )
+    .await?;
+    let (policy, rm, device, s) = (
+        stage.policy.clone(),
+        stage.reward_model.clone(),
+        a.learner.device.clone(),
+        stage.clone(),
+    );
+    let learner = spawn_actor(
+        Learner,
+        LearnerArgs {
+            threads: a.learner.threads,
+            build: Box::new(move || {
+                let policy = load(&policy, Head::LanguageModel, &device)?;
+                let value = load(&rm, Head::Scalar, &device)?;
+                let learner =
+                    PpoLearner::new(policy, value, &s.optimizer, &s.algo, s.sampling.clone());
+                Ok(Engine::Ppo(
+                    Box::new(learner),
+                    Rng::new(seed ^ 0x1ea),
+                    s.optimizer.lr,
+                ))
+            }),
+        },
+    )
+    .await?;
+    Ok(Actors {
+        generator,
+        reference,
+        reward,
+        learner,
+    })
+}
+
+async fn spawn_actor<A: Actor>(actor: A, args: A::Arguments) -> anyhow::Result<ActorRef<A::Msg>> {
+    let (actor, _) = Actor::spawn(None, actor, args)
+        .await
+        .map_err(|e| anyhow!("{e}"))?;
+    Ok(actor)
+}
+
+/// Prompt token ids; prompts over `max_prompt_len` tokens are skipped and counted.
+fn tokenize_prompts(
+    stage: &PpoStage,
+    tokenizer: &Tokenizer,
+    dir: &mut RunDir,
+) -> anyhow::Result<Vec<Vec<i64>>> {
+    let prompts = read_prompts(&stage.prompts, &ChatTemplate::default())?;
+    let mut kept = Vec::with_capacity(prompts.len());
+    for p in &prompts {
+        let ids = tokenizer.encode(&p.text)?;
+        if ids.len() <= stage.max_prompt_len {
+            kept.push(ids);
+        }
+    }
+    let skipped = prompts.len() - kept.len();
+    if skipped > 0 {
+        info!(
+            skipped,
+            max_prompt_len = stage.max_prompt_len,
+            "skipped over-long prompts"
+        );
+    }
+    dir.log(&json!({"stage": "ppo", "prompts": kept.len(), "skipped_too_long": skipped}))?;
+    anyhow::ensure!(
+        !kept.is_empty(),
+        "{}: no prompt fits ppo.max_prompt_len",
+        stage.prompts.display()
+    );
+    Ok(kept)
+}
+
+/// Pretraining documents as EOS-terminated token chunks of at most `len` tokens.
+fn pretrain_sequences(
+    path: &Path,
+    tokenizer: &Tokenizer,
+    len: usize,
+) -> anyhow::Result<Vec<SftSequence>> {
+    let mut seqs = Vec::new();
+    for doc in read_pretrain(path)? {
+        let mut ids = tokenizer.encode(&doc)?;
+        ids.push(tokenizer.eos_id());
+        seqs.extend(
+            ids.chunks(len)
+                .filter(|c| c.len() > 1)
+                .map(|c| SftSequence {
+                    ids: c.to_vec(),
+                    prompt_len: 0,
+                }),
+        );
+    }
+    anyhow::ensure!(!seqs.is_empty(), "{}: no pretraining text", path.display());
+    Ok(seqs)
+}

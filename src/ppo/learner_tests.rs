@@ -1,0 +1,316 @@
+//! Tests of the PPO learner on tiny random models.
+
+use super::*;
+use crate::data::SftBatch;
+use crate::device::DType;
+use crate::generate::{generate, left_pad, GenerateOptions};
+use crate::model::{Architecture, ModelConfig, ModelShape};
+use crate::ppo::KlConfig;
+use tch::Device;
+
+const VOCAB: i64 = 32;
+const EOS: i64 = 31;
+const TARGET: i64 = 7;
+
+fn tiny(head: Head, seed: i64) -> Model {
+    // Tiny tensors: one intra-op thread is fastest, and on a busy machine a second thread
+    // spinning at OpenMP barriers makes these tests an order of magnitude slower.
+    tch::set_num_threads(1);
+    tch::manual_seed(seed);
+    let shape = ModelShape {
+        arch: Architecture::Llama,
+        vocab_size: VOCAB,
+        hidden_size: 32,
+        num_layers: 2,
+        num_heads: 4,
+        num_kv_heads: 2,
+        max_positions: 64,
+        eos_token_id: EOS,
+    };
+    Model::new(ModelConfig::new_json(&shape), head, DType::F32, Device::Cpu).unwrap()
+}
+
+fn learner(ppo: &PpoConfig, lr: f64) -> PpoLearner {
+    let optimizer = OptimizerConfig {
+        lr,
+        ..OptimizerConfig::default()
+    };
+    PpoLearner::new(
+        tiny(Head::LanguageModel, 1),
+        tiny(Head::Scalar, 2),
+        &optimizer,
+        ppo,
+        Sampling::default(),
+    )
+}
+
+/// `rows` random prompts of 2 to 5 tokens (never EOS).
+fn prompts(rng: &mut Rng, rows: usize) -> Vec<Vec<i64>> {
+    (0..rows)
+        .map(|_| {
+            let len = 2 + rng.below(4);
+            (0..len)
+                .map(|_| 1 + rng.below(EOS as usize - 1) as i64)
+                .collect()
+        })
+        .collect()
+}
+
+/// The programmatic reward: the fraction of the `max_new` response slots holding TARGET.
+fn target_fraction(batch: &RolloutBatch, max_new: i64) -> Tensor {
+    let hits = batch.response_ids.eq(TARGET).to_kind(Kind::Float) * &batch.response_mask;
+    hits.sum_dim_intlist(1, false, Kind::Float) / max_new as f64
+}
+
+/// A batch sampled by the learner's current policy, with reference log-probs from
+/// `reference` and TARGET-fraction scores.
+fn rollout(
+    learner: &PpoLearner,
+    reference: &Model,
+    rng: &mut Rng,
+    rows: usize,
+    max_new: i64,
+) -> RolloutBatch {
+    let (ids, mask) = left_pad(&prompts(rng, rows), 0);
+    let options = GenerateOptions {
+        sampling: learner.sampling().clone(),
+        max_new_tokens: max_new,
+        eos_token_id: Some(EOS),
+        pad_token_id: 0,
+    };
+    let policy = learner.policy();
+    let mut cache = policy.new_cache(ids.size()[0], ids.size()[1] + max_new);
+    let generation = generate(policy, &mut cache, &ids, &mask, &options, rng).unwrap();
+    let mut batch =
+        RolloutBatch::from_generation(0, learner.version(), ids, mask, generation, Some(EOS));
+    batch.ref_logprobs = Some(response_logprobs(
+        reference,
+        &batch,
+        learner.sampling(),
+        false,
+    ));
+    batch.scores = Some(target_fraction(&batch, max_new));
+    batch
+}
+
+/// A frozen copy of the learner's current policy.
+fn frozen_copy(learner: &PpoLearner) -> Model {
+    let mut copy = tiny(Head::LanguageModel, 99);
+    load_weights(&mut copy, &learner.policy_weights()).unwrap();
+    copy
+}
+
+fn logits(model: &Model, ids: &Tensor) -> Tensor {
+    tch::no_grad(|| model.logits(&model.forward(ids, None, None, false)))
+}
+
+/// Synchronous PPO (generate with the current policy, score, update) against a reward
+/// for emitting TARGET. The reference is uniform-ish over 32 tokens, so a policy that
+/// collapsed onto TARGET would pay about 8 * ln 32 = 27.7 nats per sequence; with
+/// beta = 0.03 the KL-regularised optimum puts about 0.7 of the mass on TARGET at about
+/// 14 nats, and PPO should get there and stay there.
+#[test]
+fn ppo_raises_a_programmatic_reward_with_bounded_kl() {
+    let ppo = PpoConfig {
+        kl: KlConfig {
+            coef: 0.03,
+            ..KlConfig::default()
+        },
+        ppo_epochs: 2,
+        minibatches: 2,
+        ..PpoConfig::default()
+    };
+    let lr = 3e-3;
+    let mut learner = learner(&ppo, lr);
+    let reference = frozen_copy(&learner);
+    let mut rng = Rng::new(5);
+    let (rows, max_new) = (32, 8);
+    let mut history = vec![];
+    for step in 0..25 {
+        let batch = rollout(&learner, &reference, &mut rng, rows, max_new);
+        let stats = learner.update(&batch, None, &mut rng, lr).unwrap();
+        assert_eq!((stats.staleness, stats.policy_version), (0, step + 1));
+        assert!(stats.logprob_gap < 1e-4, "{stats:?}");
+        assert!(stats.kl_per_sequence.is_finite() && stats.policy_loss.is_finite());
+        assert!(stats.value_loss.is_finite() && stats.entropy > 0.0);
+        history.push(stats);
+    }
+    let mean = |stats: &[PpoStats], f: fn(&PpoStats) -> f64| {
+        stats.iter().map(f).sum::<f64>() / stats.len() as f64
+    };
+    let tail = &history[history.len() - 3..];
+    let scores: Vec<f64> = history.iter().map(|s| s.score_mean).collect();
+    let first = mean(&history[..3], |s| s.score_mean);
+    let last = mean(tail, |s| s.score_mean);
+    let kl = mean(tail, |s| s.kl_per_sequence);
+    assert!(first < 0.1, "{scores:?}");
+    assert!(last > 0.3, "{scores:?}");
+    assert!(kl > 0.0 && kl < 20.0, "KL per sequence {kl}");
+    assert!(mean(tail, |s| s.explained_variance) > 0.5, "{:?}", tail);
+}
+
+#[test]
+fn fresh_batch_from_the_learners_weights_is_on_policy() {
+    let ppo = PpoConfig {
+        ppo_epochs: 1,
+        minibatches: 1,
+        ..PpoConfig::default()
+    };
+    let mut learner = learner(&ppo, 1e-3);
+    let reference = frozen_copy(&learner);
+    let mut rng = Rng::new(9);
+    let batch = rollout(&learner, &reference, &mut rng, 8, 6);
+    let mask = &batch.response_mask;
+    let old = response_logprobs(learner.policy(), &batch, learner.sampling(), false);
+    let weights = truncated_importance_weights(&old, &batch.behaviour_logprobs, mask, 2.0);
+    let off = (weights - mask).abs().max().double_value(&[]);
+    assert!(off < 1e-4, "importance weights differ from 1 by {off}");
+
+    let stats = learner.update(&batch, None, &mut rng, 1e-3).unwrap();
+    assert_eq!(
+        (stats.staleness, stats.batch_version, stats.policy_version),
+        (0, 0, 1)
+    );
+    assert_eq!(stats.clip_fraction, 0.0, "{stats:?}");
+    assert!(stats.approx_kl.abs() < 1e-7, "{stats:?}");
+    assert!(stats.logprob_gap < 1e-5, "{stats:?}");
+    assert!(
+        (stats.importance_weight_mean - 1.0).abs() < 1e-5,
+        "{stats:?}"
+    );
+    assert!(stats.kl_per_sequence.abs() < 1e-5, "{stats:?}");
+    assert!(stats.ptx_loss.is_none());
+    assert!(stats.entropy > 0.0 && stats.grad_norm_policy > 0.0 && stats.grad_norm_value > 0.0);
+    assert_eq!(stats.lr, 1e-3);
+
+    // The same batch again is one version stale, and the learner has moved away from it.
+    let stats = learner.update(&batch, None, &mut rng, 1e-3).unwrap();
+    assert_eq!((stats.staleness, stats.policy_version), (1, 2));
+    assert!(stats.logprob_gap > 1e-5, "{stats:?}");
+    assert!(
+        (stats.importance_weight_mean - 1.0).abs() > 1e-6,
+        "{stats:?}"
+    );
+}
+
+#[test]
+fn missing_ref_logprobs_or_scores_is_an_error_that_names_it() {
+    let mut learner = learner(&PpoConfig::default(), 1e-3);
+    let reference = frozen_copy(&learner);
+    let mut rng = Rng::new(2);
+    let mut batch = rollout(&learner, &reference, &mut rng, 4, 4);
+    let scores = batch.scores.take();
+    let err = learner.update(&batch, None, &mut rng, 1e-3).unwrap_err();
+    assert!(err.to_string().contains("`scores`"), "{err}");
+    batch.scores = scores;
+    batch.ref_logprobs = None;
+    let err = learner.update(&batch, None, &mut rng, 1e-3).unwrap_err();
+    assert!(err.to_string().contains("`ref_logprobs`"), "{err}");
+    assert_eq!(learner.version(), 0);
+}
+
+#[test]
+fn load_weights_round_trip_gives_identical_logits() {
+    let mut learner = learner(&PpoConfig::default(), 1e-2);
+    let reference = frozen_copy(&learner);
+    let mut rng = Rng::new(4);
+    let batch = rollout(&learner, &reference, &mut rng, 4, 4);
+    learner.update(&batch, None, &mut rng, 1e-2).unwrap();
+
+    let ids = Tensor::from_slice(&[3i64, 9, 14, 7, 7, 2]).view([2, 3]);
+    let mut generator = tiny(Head::LanguageModel, 77);
+    let want = logits(learner.policy(), &ids);
+    assert!(!logits(&generator, &ids).equal(&want));
+    let weights = learner.policy_weights();
+    assert!(weights.iter().all(|(_, t)| !t.requires_grad()));
+    load_weights(&mut generator, &weights).unwrap();
+    assert!(logits(&generator, &ids).equal(&want));
+    // The copies are detached: the next update does not move the generator.
+    let batch = rollout(&learner, &reference, &mut rng, 4, 4);
+    learner.update(&batch, None, &mut rng, 1e-2).unwrap();
+    assert!(logits(&generator, &ids).equal(&want));
+    assert!(!logits(learner.policy(), &ids).equal(&want));
+
+    let mut fewer = weights
+        .iter()
+        .map(|(n, t)| (n.clone(), t.shallow_clone()))
+        .collect::<Vec<_>>();
+    let (dropped, _) = fewer.remove(3);
+    let err = load_weights(&mut generator, &fewer).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains(&format!("missing tensor `{dropped}`")),
+        "{err}"
+    );
+    let mut bad = fewer;
+    bad.push((
+        dropped.clone(),
+        Tensor::zeros([1, 2], (Kind::Float, Device::Cpu)),
+    ));
+    let err = load_weights(&mut generator, &bad).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains(&format!("`{dropped}` has shape [1, 2]")),
+        "{err}"
+    );
+    bad.pop();
+    bad.push((
+        "no.such.weight".into(),
+        Tensor::zeros([1], (Kind::Float, Device::Cpu)),
+    ));
+    let err = load_weights(&mut generator, &bad).unwrap_err();
+    assert!(err.to_string().contains("`no.such.weight`"), "{err}");
+    // Failed loads copied nothing.
+    assert!(logits(&generator, &ids).equal(&want));
+}
+
+#[test]
+fn ptx_mixes_in_the_pretraining_loss() {
+    let ppo = PpoConfig {
+        ptx_coef: 1.0,
+        entropy_coef: 0.01,
+        ..PpoConfig::default()
+    };
+    let mut learner = learner(&ppo, 1e-2);
+    let reference = frozen_copy(&learner);
+    let mut rng = Rng::new(6);
+    // A "pretraining" batch: two left-padded sequences, loss on every real next token.
+    let seqs = vec![vec![4i64, 5, 6, 4, 5, 6, 4, 5], vec![9, 8, 9, 8, 9]];
+    let (input_ids, valid) = left_pad(&seqs, 0);
+    let width = input_ids.size()[1];
+    let targets = Tensor::cat(
+        &[
+            input_ids.narrow(1, 1, width - 1),
+            Tensor::zeros([2, 1], (Kind::Int64, Device::Cpu)),
+        ],
+        1,
+    );
+    let loss_mask = valid.narrow(1, 1, width - 1).to_kind(Kind::Float);
+    let loss_mask = Tensor::cat(
+        &[loss_mask, Tensor::zeros([2, 1], (Kind::Float, Device::Cpu))],
+        1,
+    ) * valid.to_kind(Kind::Float);
+    let tokens = loss_mask.sum(Kind::Float).int64_value(&[]);
+    let ptx = SftBatch {
+        input_ids,
+        valid,
+        targets,
+        loss_mask,
+        tokens,
+    };
+    let mut losses = vec![];
+    for _ in 0..8 {
+        let batch = rollout(&learner, &reference, &mut rng, 8, 4);
+        let stats = learner.update(&batch, Some(&ptx), &mut rng, 1e-2).unwrap();
+        losses.push(stats.ptx_loss.expect("ptx loss is reported"));
+    }
+    assert!(losses[0] > 3.0, "{losses:?}");
+    assert!(losses[7] < losses[0] - 1.0, "{losses:?}");
+    // Without a ptx batch, no ptx loss.
+    let batch = rollout(&learner, &reference, &mut rng, 8, 4);
+    assert!(learner
+        .update(&batch, None, &mut rng, 1e-2)
+        .unwrap()
+        .ptx_loss
+        .is_none());
+}

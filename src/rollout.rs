@@ -1,0 +1,459 @@
+//! Rollout batches, the unit of work of stage 3, and the engine functions the PPO actors
+//! run on them: response log-probs (generator check, reference policy, learner), per-token
+//! values (learner) and sequence scores (reward model).
+//!
+//! # Layout of a batch
+//!
+//! A [`RolloutBatch`] holds B left-padded prompts `[B, P]` with their validity mask and B
+//! responses `[B, N]` that start at column 0; a response's tokens after its EOS are padding
+//! (mask 0). Put side by side, `prompt ++ response` is the sequence the models see: the
+//! padding on the left (prompt) and on the right (after EOS) is invisible, because
+//! positions count only valid tokens and no real token attends to padding. The last prompt
+//! token sits in column `P - 1` of every row, so the hidden state at sequence column
+//! `P - 1 + j` is the state in which response token `j` is chosen: its logits give the
+//! token's log-prob and the value head there gives `V(s_j)`.
+//!
+//! The generator stamps each batch with the `policy_version` of its weights; the reference
+//! policy fills `ref_logprobs`, the reward model `scores`, and the learner consumes it.
+
+use crate::generate::Generation;
+use crate::model::Model;
+use crate::sampling::Sampling;
+use tch::{Device, Kind, Tensor};
+
+/// One batch of sampled responses and everything PPO needs to learn from it.
+#[derive(Debug)]
+pub struct RolloutBatch {
+    /// Sequence number given by the generator.
+    pub id: u64,
+    /// Version of the policy weights that sampled the responses.
+    pub policy_version: u64,
+    /// [B, P] i64, left-padded prompts.
+    pub prompt_ids: Tensor,
+    /// [B, P] i64, 1 on real prompt tokens.
+    pub prompt_mask: Tensor,
+    /// [B, N] i64 response tokens from column 0; padding after a row's EOS.
+    pub response_ids: Tensor,
+    /// [B, N] f32, 1 for real response tokens (EOS included).
+    pub response_mask: Tensor,
+    /// [B, N] f32, log-probs of the response tokens under the generator's (behaviour)
+    /// policy, as [`Sampling::log_probs`] defines them; 0 outside the mask.
+    pub behaviour_logprobs: Tensor,
+    /// [B] bool, the response ended with EOS (false: cut at `max_new_tokens`).
+    pub ended_with_eos: Tensor,
+    /// [B, N] f32, the reference (SFT) policy's log-probs; set by the reference actor.
+    pub ref_logprobs: Option<Tensor>,
+    /// [B] f32, the reward model's scores; set by the reward actor.
+    pub scores: Option<Tensor>,
+}
+
+impl RolloutBatch {
+    /// A batch from what [`crate::generate::generate`] returned for these prompts. `eos`:
+    /// the EOS id generation stopped at (None: no response ended with EOS). The prompts
+    /// are moved to the generation's device.
+    pub fn from_generation(
+        id: u64,
+        policy_version: u64,
+        prompt_ids: Tensor,
+        prompt_mask: Tensor,
+        generation: Generation,
+        eos: Option<i64>,
+    ) -> RolloutBatch {
+        let device = generation.tokens.device();
+        let mask = generation.mask.to_kind(Kind::Bool);
+        let rows = generation.tokens.size()[0];
+        assert_eq!(
+            prompt_ids.size()[0],
+            rows,
+            "from_generation: prompts vs responses"
+        );
+        assert_eq!(
+            prompt_ids.size(),
+            prompt_mask.size(),
+            "from_generation: prompt mask"
+        );
+        let ended_with_eos = match eos {
+            Some(eos) => generation
+                .tokens
+                .eq(eos)
+                .logical_and(&mask)
+                .any_dim(1, false),
+            None => Tensor::zeros([rows], (Kind::Bool, device)),
+        };
+        RolloutBatch {
+            id,
+            policy_version,
+            prompt_ids: prompt_ids.to_device(device).to_kind(Kind::Int64),
+            prompt_mask: prompt_mask.to_device(device).to_kind(Kind::Int64),
+            response_ids: generation.tokens,
+            response_mask: mask.to_kind(Kind::Float),
+            behaviour_logprobs: generation.logprobs.to_kind(Kind::Float),
+            ended_with_eos,
+            ref_logprobs: None,
+            scores: None,
+        }
+    }
+
+    /// Number of rows B.
+    pub fn len(&self) -> i64 {
+        self.response_ids.size()[0]
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Prompt width P.
+    pub fn prompt_width(&self) -> i64 {
+        self.prompt_ids.size()[1]
+    }
+
+    /// Response width N.
+    pub fn response_width(&self) -> i64 {
+        self.response_ids.size()[1]
+    }
+
+    /// `prompt ++ response` ids [B, P + N] and their validity [B, P + N] (i64 0/1).
+    pub fn sequences(&self) -> (Tensor, Tensor) {
+        let ids = Tensor::cat(&[&self.prompt_ids, &self.response_ids], 1);
+        let valid = Tensor::cat(
+            &[
+                self.prompt_mask.to_kind(Kind::Int64),
+                self.response_mask.to_kind(Kind::Int64),
+            ],
+            1,
+        );
+        (ids, valid)
+    }
+
+    /// Every tensor through `f` (the same rows for all).
+    fn map(&self, f: impl Fn(&Tensor) -> Tensor) -> RolloutBatch {
+        RolloutBatch {
+            id: self.id,
+            policy_version: self.policy_version,
+            prompt_ids: f(&self.prompt_ids),
+            prompt_mask: f(&self.prompt_mask),
+            response_ids: f(&self.response_ids),
+            response_mask: f(&self.response_mask),
+            behaviour_logprobs: f(&self.behaviour_logprobs),
+            ended_with_eos: f(&self.ended_with_eos),
+            ref_logprobs: self.ref_logprobs.as_ref().map(&f),
+            scores: self.scores.as_ref().map(&f),
+        }
+    }
+
+    /// The rows listed in `rows` ([K] i64), in that order: a minibatch.
+    pub fn select(&self, rows: &Tensor) -> RolloutBatch {
+        self.map(|t| t.index_select(0, &rows.to_device(t.device()).to_kind(Kind::Int64)))
+    }
+
+    /// The batch on `device` (shallow handles where it already is there).
+    pub fn to_device(&self, device: Device) -> RolloutBatch {
+        self.map(|t| t.to_device(device))
+    }
+
+    /// A shallow copy sharing the tensors.
+    pub fn shallow_clone(&self) -> RolloutBatch {
+        self.map(Tensor::shallow_clone)
+    }
+}
+
+/// Hidden states at the positions where the response tokens are chosen: column
+/// `P - 1 + j` of `prompt ++ response`, [B, N, d], on the model's device. Keeps the graph
+/// when grad mode is on; `train` enables dropout.
+fn response_hidden(model: &Model, batch: &RolloutBatch, train: bool) -> Tensor {
+    let (p, n) = (batch.prompt_width(), batch.response_width());
+    assert!(p > 0, "rollout batch {}: prompts are empty", batch.id);
+    let device = model.device();
+    let (ids, valid) = batch.sequences();
+    let hidden = model.forward(
+        &ids.to_device(device),
+        Some(&valid.to_device(device)),
+        None,
+        train,
+    );
+    hidden.narrow(1, p - 1, n)
+}
+
+/// The next-token logits at the positions where the response tokens are chosen,
+/// [B, N, V] in the model's dtype; keeps the graph when grad mode is on (`train` enables
+/// dropout). [`Sampling::log_probs`] of these are what the generator sampled from.
+pub fn response_logits(model: &Model, batch: &RolloutBatch, train: bool) -> Tensor {
+    model.logits(&response_hidden(model, batch, train))
+}
+
+/// Log-probs [B, N] of `tokens` [B, N] in the distributions `log_probs` [B, N, V], 0 where
+/// `mask` is 0.
+pub fn token_logprobs(log_probs: &Tensor, tokens: &Tensor, mask: &Tensor) -> Tensor {
+    let device = log_probs.device();
+    let outside = mask.to_device(device).to_kind(Kind::Bool).logical_not();
+    log_probs
+        .gather(2, &tokens.to_device(device).unsqueeze(-1), false)
+        .squeeze_dim(-1)
+        .masked_fill(&outside, 0.0)
+}
+
+/// Log-prob of each response token under `sampling.log_probs` of the model's logits at
+/// the position before it: f32 [B, N] on the model's device, 0 outside the response mask.
+/// With `train` the graph is kept (and dropout runs, if the model has any); otherwise it
+/// runs under no_grad. For the generator's own weights this equals the `logprobs` that
+/// [`crate::generate::generate`] returned (up to kernel numerics).
+pub fn response_logprobs(
+    model: &Model,
+    batch: &RolloutBatch,
+    sampling: &Sampling,
+    train: bool,
+) -> Tensor {
+    let run = || {
+        let log_probs = sampling.log_probs(&response_logits(model, batch, train));
+        token_logprobs(&log_probs, &batch.response_ids, &batch.response_mask)
+    };
+    if train {
+        run()
+    } else {
+        tch::no_grad(run)
+    }
+}
+
+/// The scalar head at the position before each response token (the state in which that
+/// token is chosen): f32 [B, N] on the model's device, 0 outside the response mask. With
+/// `train` the graph is kept; otherwise it runs under no_grad.
+pub fn response_values(value_model: &Model, batch: &RolloutBatch, train: bool) -> Tensor {
+    let run = || {
+        let values = value_model
+            .scores(&response_hidden(value_model, batch, train))
+            .to_kind(Kind::Float);
+        let outside = batch
+            .response_mask
+            .to_device(values.device())
+            .to_kind(Kind::Bool)
+            .logical_not();
+        values.masked_fill(&outside, 0.0)
+    };
+    if train {
+        run()
+    } else {
+        tch::no_grad(run)
+    }
+}
+
+/// The reward model's score of each `prompt ++ response`, read at the row's last real
+/// token (EOS when the response has one): f32 [B] on the model's device, under no_grad.
+/// Padding after the response changes nothing: the score equals that of the unpadded
+/// sequence alone.
+pub fn sequence_scores(reward_model: &Model, batch: &RolloutBatch) -> Tensor {
+    tch::no_grad(|| {
+        let device = reward_model.device();
+        let (ids, valid) = batch.sequences();
+        let valid = valid.to_device(device);
+        let hidden = reward_model.forward(&ids.to_device(device), Some(&valid), None, false);
+        let (b, t, d) = hidden.size3().expect("hidden states are [B, T, d]");
+        let columns = Tensor::arange(t, (Kind::Int64, device)).unsqueeze(0);
+        let last = (valid.to_kind(Kind::Int64) * columns).amax(1, false);
+        let at_last = hidden
+            .gather(1, &last.view([b, 1, 1]).expand([b, 1, d], false), false)
+            .squeeze_dim(1);
+        reward_model.scores(&at_last).to_kind(Kind::Float)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::DType;
+    use crate::generate::{generate, left_pad, GenerateOptions};
+    use crate::model::Head;
+    use crate::rng::Rng;
+    use std::path::Path;
+
+    fn fixture(name: &str, head: Head) -> Model {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name);
+        Model::load(&dir, head, DType::F32, Device::Cpu).unwrap().0
+    }
+
+    fn prompts() -> Vec<Vec<i64>> {
+        vec![
+            vec![5, 17],
+            vec![40, 2, 33, 8, 61],
+            vec![9, 9, 12, 70, 3, 44, 21],
+            vec![11, 60, 4],
+        ]
+    }
+
+    fn options(eos: Option<i64>) -> GenerateOptions {
+        GenerateOptions {
+            sampling: Sampling {
+                temperature: 0.8,
+                top_k: 30,
+                top_p: 0.95,
+                greedy: false,
+            },
+            max_new_tokens: 9,
+            eos_token_id: eos,
+            pad_token_id: 0,
+        }
+    }
+
+    fn rollout(model: &Model, eos: Option<i64>, seed: u64) -> RolloutBatch {
+        let (ids, mask) = left_pad(&prompts(), 0);
+        let opts = options(eos);
+        let mut cache = model.new_cache(ids.size()[0], ids.size()[1] + opts.max_new_tokens);
+        let generation =
+            generate(model, &mut cache, &ids, &mask, &opts, &mut Rng::new(seed)).unwrap();
+        RolloutBatch::from_generation(3, 7, ids, mask, generation, eos)
+    }
+
+    /// A batch where some rows stop at EOS (the token row 1 samples at step 2 without one).
+    fn ragged_rollout(model: &Model) -> (RolloutBatch, i64) {
+        let free = rollout(model, None, 11);
+        let eos = free.response_ids.int64_value(&[1, 2]);
+        let batch = rollout(model, Some(eos), 11);
+        let lengths = Vec::<f64>::try_from(
+            batch
+                .response_mask
+                .sum_dim_intlist(1, false, Kind::Float)
+                .to_kind(Kind::Double),
+        )
+        .unwrap();
+        assert!(lengths.iter().any(|&l| l < 9.0), "{lengths:?}");
+        assert!(lengths.iter().any(|&l| l == 9.0), "{lengths:?}");
+        (batch, eos)
+    }
+
+    fn rows_f64(t: &Tensor) -> Vec<Vec<f64>> {
+        Vec::<Vec<f64>>::try_from(t.to_kind(Kind::Double)).unwrap()
+    }
+
+    #[test]
+    fn from_generation_marks_eos_and_masks() {
+        let model = fixture("llama-tiny", Head::LanguageModel);
+        let (batch, eos) = ragged_rollout(&model);
+        assert_eq!((batch.id, batch.policy_version), (3, 7));
+        assert_eq!(batch.response_mask.kind(), Kind::Float);
+        let ids = Vec::<Vec<i64>>::try_from(&batch.response_ids).unwrap();
+        let mask = rows_f64(&batch.response_mask);
+        let ended = Vec::<bool>::try_from(&batch.ended_with_eos).unwrap();
+        for ((row, m), ended) in ids.iter().zip(&mask).zip(ended) {
+            let len = m.iter().filter(|&&x| x == 1.0).count();
+            assert!(m[..len].iter().all(|&x| x == 1.0));
+            assert_eq!(ended, row[..len].contains(&eos), "{row:?}");
+            assert_eq!(ended, row[len - 1] == eos);
+        }
+        let (seq, valid) = batch.sequences();
+        assert_eq!(seq.size(), [4, 7 + batch.response_width()]);
+        assert_eq!(valid.kind(), Kind::Int64);
+        let expect_valid = Tensor::cat(
+            &[
+                batch.prompt_mask.shallow_clone(),
+                batch.response_mask.to_kind(Kind::Int64),
+            ],
+            1,
+        );
+        assert!(valid.equal(&expect_valid));
+        let none = rollout(&model, None, 11);
+        assert!(!bool::try_from(none.ended_with_eos.any()).unwrap());
+    }
+
+    #[test]
+    fn response_logprobs_equal_the_generators() {
+        let model = fixture("llama-tiny", Head::LanguageModel);
+        let (batch, _) = ragged_rollout(&model);
+        let sampling = options(None).sampling;
+        let got = response_logprobs(&model, &batch, &sampling, false);
+        assert!(!got.requires_grad());
+        let diff = (&got - &batch.behaviour_logprobs)
+            .abs()
+            .max()
+            .double_value(&[]);
+        assert!(diff < 1e-5, "max |logprob diff| {diff}");
+        // Zero outside the mask, like the generator's.
+        let outside = batch.response_mask.eq(0.0);
+        assert!(
+            got.masked_select(&outside)
+                .abs()
+                .sum(Kind::Float)
+                .double_value(&[])
+                == 0.0
+        );
+        // The graph is kept when training.
+        let trained = response_logprobs(&model, &batch, &sampling, true);
+        assert!(trained.requires_grad());
+        assert!((trained.detach() - &got).abs().max().double_value(&[]) < 1e-6);
+        // A different temperature gives different log-probs.
+        let hot = Sampling {
+            temperature: 1.5,
+            ..sampling
+        };
+        let other = response_logprobs(&model, &batch, &hot, false);
+        assert!((other - &got).abs().max().double_value(&[]) > 1e-3);
+    }
+
+    #[test]
+    fn select_takes_rows_of_every_tensor() {
+        let model = fixture("llama-tiny", Head::LanguageModel);
+        let (mut batch, _) = ragged_rollout(&model);
+        batch.scores = Some(Tensor::from_slice(&[0.5f32, 1.5, 2.5, 3.5]));
+        let rows = Tensor::from_slice(&[2i64, 0]);
+        let sub = batch.select(&rows);
+        assert_eq!(sub.len(), 2);
+        assert!(sub.prompt_ids.get(0).equal(&batch.prompt_ids.get(2)));
+        assert!(sub.response_ids.get(1).equal(&batch.response_ids.get(0)));
+        assert!(sub
+            .ended_with_eos
+            .get(0)
+            .equal(&batch.ended_with_eos.get(2)));
+        let scores = Vec::<f32>::try_from(sub.scores.as_ref().unwrap()).unwrap();
+        assert_eq!(scores, [2.5, 0.5]);
+        assert!(sub.ref_logprobs.is_none());
+        // Log-probs of a minibatch are those of its rows in the full batch.
+        let sampling = options(None).sampling;
+        let full = response_logprobs(&model, &batch, &sampling, false);
+        let part = response_logprobs(&model, &sub, &sampling, false);
+        assert!(
+            (part - full.index_select(0, &rows))
+                .abs()
+                .max()
+                .double_value(&[])
+                < 1e-5
+        );
+    }
+
+    #[test]
+    fn sequence_scores_ignore_trailing_padding() {
+        let policy = fixture("llama-tiny", Head::LanguageModel);
+        let rm = fixture("llama-tiny-score", Head::Scalar);
+        let (batch, _) = ragged_rollout(&policy);
+        let scores = sequence_scores(&rm, &batch);
+        assert_eq!(scores.size(), [4]);
+        assert_eq!(scores.kind(), Kind::Float);
+        let values = response_values(&rm, &batch, false);
+        assert_eq!(values.size(), batch.response_ids.size());
+        let responses = Vec::<Vec<i64>>::try_from(&batch.response_ids).unwrap();
+        let mask = rows_f64(&batch.response_mask);
+        let values = rows_f64(&values);
+        let alone = |seq: &[i64]| {
+            let ids = Tensor::from_slice(seq).unsqueeze(0);
+            tch::no_grad(|| {
+                let hidden = rm.forward(&ids, None, None, false);
+                rm.scores(&hidden.select(1, seq.len() as i64 - 1))
+                    .double_value(&[0])
+            })
+        };
+        for (r, prompt) in prompts().iter().enumerate() {
+            let len = mask[r].iter().filter(|&&m| m == 1.0).count();
+            let mut seq = prompt.clone();
+            seq.extend(&responses[r][..len]);
+            let want = alone(&seq);
+            let got = scores.double_value(&[r as i64]);
+            assert!((got - want).abs() < 1e-5, "row {r}: {got} vs {want}");
+            // The value of response token j is read at the token before it.
+            for j in [0, len - 1] {
+                let want = alone(&seq[..prompt.len() + j]);
+                assert!((values[r][j] - want).abs() < 1e-5, "row {r} token {j}");
+            }
+            assert!(values[r][len..].iter().all(|&v| v == 0.0));
+        }
+    }
+}
