@@ -39,11 +39,11 @@ pub struct RolloutBatch {
     /// [B, N] f32, log-probs of the response tokens under the generator's (behaviour)
     /// policy, as [`Sampling::log_probs`] defines them; 0 outside the mask.
     pub behaviour_logprobs: Tensor,
-    /// [B] bool, the response ended with EOS (false: cut at `max_new_tokens`).
+    /// `[B]` bool, the response ended with EOS (false: cut at `max_new_tokens`).
     pub ended_with_eos: Tensor,
     /// [B, N] f32, the reference (SFT) policy's log-probs; set by the reference actor.
     pub ref_logprobs: Option<Tensor>,
-    /// [B] f32, the reward model's scores; set by the reward actor.
+    /// `[B]` f32, the reward model's scores; set by the reward actor.
     pub scores: Option<Tensor>,
 }
 
@@ -142,7 +142,7 @@ impl RolloutBatch {
         }
     }
 
-    /// The rows listed in `rows` ([K] i64), in that order: a minibatch.
+    /// The rows listed in `rows` (`[K]` i64), in that order: a minibatch.
     pub fn select(&self, rows: &Tensor) -> RolloutBatch {
         self.map(|t| t.index_select(0, &rows.to_device(t.device()).to_kind(Kind::Int64)))
     }
@@ -238,7 +238,7 @@ pub fn response_values(value_model: &Model, batch: &RolloutBatch, train: bool) -
 }
 
 /// The reward model's score of each `prompt ++ response`, read at the row's last real
-/// token (EOS when the response has one): f32 [B] on the model's device, under no_grad.
+/// token (EOS when the response has one): f32 `[B]` on the model's device, under no_grad.
 /// Padding after the response changes nothing: the score equals that of the unpadded
 /// sequence alone.
 pub fn sequence_scores(reward_model: &Model, batch: &RolloutBatch) -> Tensor {
@@ -318,7 +318,7 @@ mod tests {
         )
         .unwrap();
         assert!(lengths.iter().any(|&l| l < 9.0), "{lengths:?}");
-        assert!(lengths.iter().any(|&l| l == 9.0), "{lengths:?}");
+        assert!(lengths.contains(&9.0), "{lengths:?}");
         (batch, eos)
     }
 

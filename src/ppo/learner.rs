@@ -8,7 +8,7 @@
 //! 2. Rewards: the scores (optionally [`normalize_scores`]d) on the last token, the KL
 //!    penalty `beta * kl(logp_old, ref_logp)` on every token ([`shaped_rewards`]), beta
 //!    from the [`AdaptiveKlController`].
-//! 3. [`gae`] advantages and returns; advantages optionally whitened over the batch.
+//! 3. [`gae()`] advantages and returns; advantages optionally whitened over the batch.
 //! 4. Truncated importance weights `min(pi_old / mu, cap)` against the generator's
 //!    behaviour log-probs `mu`, correcting stale batches (see [`super::loss`]); the
 //!    generator-vs-learner [`logprob_gap`] is measured on every batch.
@@ -260,6 +260,19 @@ impl PpoLearner {
                 batch.id
             )));
         }
+        let shape_error = |what: &str, got: Vec<i64>, want: &[i64]| {
+            Error::Invalid(format!(
+                "PPO update: rollout batch {}: `{what}` has shape {got:?}, expected {want:?}",
+                batch.id
+            ))
+        };
+        let width = batch.response_width();
+        if ref_logp.size() != [rows, width] {
+            return Err(shape_error("ref_logprobs", ref_logp.size(), &[rows, width]));
+        }
+        if scores.numel() != rows as usize {
+            return Err(shape_error("scores", scores.size(), &[rows]));
+        }
         let device = self.policy.device();
         let batch = batch.to_device(device);
         let mask = &batch.response_mask;
@@ -405,9 +418,13 @@ impl PpoLearner {
             &mask.to_device(value_device),
             config.clip_range_value,
         );
-        let mut loss = policy + config.vf_coef * value.to_device(batch.response_ids.device());
+        // Out-of-place sums: every term keeps its own graph.
+        let mut terms = vec![
+            policy,
+            config.vf_coef * value.to_device(batch.response_ids.device()),
+        ];
         if config.entropy_coef > 0.0 {
-            loss = loss - config.entropy_coef * &entropy;
+            terms.push(-config.entropy_coef * &entropy);
         }
         let mut ptx_loss = 0.0;
         if let Some(ptx) = ptx {
@@ -415,9 +432,10 @@ impl PpoLearner {
                 .policy
                 .forward(&ptx.input_ids, Some(&ptx.valid), None, true);
             let (nll, stats) = sft_loss(&self.policy.logits(&hidden), &ptx.targets, &ptx.loss_mask);
-            loss = loss + config.ptx_coef * nll;
+            terms.push(config.ptx_coef * nll);
             ptx_loss = stats.loss;
         }
+        let loss = Tensor::stack(&terms, 0).sum(Kind::Float);
         let entropy = read_back(&[&entropy])[0];
         let total = policy_stats.loss + config.vf_coef * value_stats.loss
             - config.entropy_coef * entropy

@@ -206,6 +206,11 @@ fn missing_ref_logprobs_or_scores_is_an_error_that_names_it() {
     batch.ref_logprobs = None;
     let err = learner.update(&batch, None, &mut rng, 1e-3).unwrap_err();
     assert!(err.to_string().contains("`ref_logprobs`"), "{err}");
+    // A reward plug-in that returns the wrong shape is an error too, not a panic.
+    batch.ref_logprobs = Some(batch.behaviour_logprobs.shallow_clone());
+    batch.scores = Some(Tensor::zeros([3], (Kind::Float, Device::Cpu)));
+    let err = learner.update(&batch, None, &mut rng, 1e-3).unwrap_err();
+    assert!(err.to_string().contains("`scores` has shape [3]"), "{err}");
     assert_eq!(learner.version(), 0);
 }
 

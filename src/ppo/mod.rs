@@ -29,6 +29,10 @@
 //! Hyper-parameters live in [`PpoConfig`]. All [B, T] tensors are over response tokens
 //! with a mask that is 1 for real tokens (responses start at column 0; tokens after EOS are
 //! masked out); statistics are read back in one host transfer per call.
+//!
+//! [`PpoLearner`] puts it together: the policy, the value model and their optimizers, and
+//! [`PpoLearner::update`] on one [`crate::rollout::RolloutBatch`]; [`load_weights`] is the
+//! other end of its weight sync.
 
 pub mod config;
 pub mod gae;
