@@ -272,6 +272,55 @@ fn sft_loss_falls_reward_model_learns_and_ppo_raises_the_reward() {
             "generator/learner log-prob gap: {r}"
         );
     }
+
+    // A reward actor that fails mid-run ends the run with an error naming it, and the
+    // policy is still checkpointed.
+    let failing = dir.join("fail.toml");
+    std::fs::write(&failing, text.replace("steps = 24", "steps = 6")).unwrap();
+    std::fs::remove_dir_all(run.join("ppo/checkpoints")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_rlhf"))
+        .args(["ppo", "--config", failing.to_str().unwrap()])
+        .env("RLHF_FAIL_REWARD_AT_BATCH", "2")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let error = stderr
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or_default();
+    assert!(
+        error.contains("reward model") && error.contains("injected failure on rollout batch 2"),
+        "{stderr}"
+    );
+    assert!(run.join("ppo/checkpoints/last/model.safetensors").exists());
+
+    // SIGTERM finishes the current step, checkpoints and exits 0.
+    let long = dir.join("long.toml");
+    std::fs::write(&long, text.replace("steps = 24", "steps = 100000")).unwrap();
+    std::fs::remove_dir_all(run.join("ppo/checkpoints")).unwrap();
+    std::fs::remove_file(run.join("ppo/metrics.jsonl")).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rlhf"))
+        .args(["ppo", "--config", long.to_str().unwrap()])
+        .spawn()
+        .unwrap();
+    let metrics_path = run.join("ppo/metrics.jsonl");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    while !metrics_path.exists() || ppo_steps(&run).len() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no PPO step within the deadline"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert!(run.join("ppo/checkpoints/last/model.safetensors").exists());
+    assert!(ppo_steps(&run).len() < 100000);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -79,6 +79,17 @@ pub fn reward_apply<R: RewardScorer>(
     r: &mut R,
     mut batch: RolloutBatch,
 ) -> anyhow::Result<RolloutBatch> {
+    // Test hook: lets tests fail the reward actor mid-run and watch the run end cleanly.
+    if std::env::var("RLHF_FAIL_REWARD_AT_BATCH")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        == Some(batch.id)
+    {
+        anyhow::bail!(
+            "injected failure on rollout batch {} (RLHF_FAIL_REWARD_AT_BATCH)",
+            batch.id
+        );
+    }
     let scores = r.score(&batch)?;
     anyhow::ensure!(
         scores.size() == [batch.len()],

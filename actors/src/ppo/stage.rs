@@ -71,60 +71,33 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         queue,
         synced_rx,
     ));
-    let mut rng = Rng::new(config.seed ^ 0x9e3);
-    let mut progress = Progress::new("ppo", stage.steps);
+    let stop = shutdown_signal();
+    let steps = Loop {
+        stage: &stage,
+        tokenizer: &tokenizer,
+        ptx: ptx.as_deref(),
+        seed: config.seed,
+    };
     let started = Instant::now();
-    for step in 1..=stage.steps {
-        let wait = Instant::now();
-        let Some(produced) = inbox.recv().await else {
-            break;
-        };
-        let queue_wait = wait.elapsed().as_secs_f64();
-        let episodes = produced.batch.len();
-        let ptx_batch = ptx.as_ref().map(|seqs| {
-            let picked: Vec<&SftSequence> = (0..stage.ptx_batch_size)
-                .map(|_| &seqs[rng.below(seqs.len())])
-                .collect();
-            collate_sft(&picked, tokenizer.pad_id(), true)
-        });
-        let update = Instant::now();
-        let stats = ask(&actors.learner, |r| {
-            LearnerMsg::PpoUpdate(produced.batch, ptx_batch, r)
-        })
-        .await?;
-        let update_seconds = update.elapsed().as_secs_f64();
-        let sync = Instant::now();
-        let (version, weights) = ask(&actors.learner, LearnerMsg::Weights).await?;
-        call_generator(&actors.generator, |r| {
-            GeneratorMsg::SetWeights(version, weights, r)
-        })
-        .await?;
-        let _ = synced.send(version);
-        let mut record = json!({
-            "stage": "ppo", "step": step, "episodes": episodes,
-            "generate_seconds": produced.generate, "reference_seconds": produced.reference,
-            "reward_seconds": produced.reward, "learner_seconds": update_seconds,
-            "weight_sync_seconds": sync.elapsed().as_secs_f64(), "queue_wait_seconds": queue_wait,
-            "elapsed_seconds": started.elapsed().as_secs_f64(),
-        });
-        for (k, v) in serde_json::to_value(&stats)?
-            .as_object()
-            .expect("stats object")
-        {
-            record[k] = v.clone();
-        }
-        dir.log(&record)?;
-        progress.inc(&format!(
-            "score {:.3} kl {:.3} staleness {}",
-            stats.score_mean, stats.kl_per_sequence, stats.staleness
-        ));
-    }
-    progress.finish();
-    producer.await.context("the rollout producer panicked")??;
-    let total = started.elapsed().as_secs_f64();
+    let consumed = steps
+        .consume(&actors, &mut inbox, &synced, &mut dir, stop)
+        .await;
+    // The producer either finished, or waits on a queue or a version nobody will send.
+    producer.abort();
+    let produced = match producer.await {
+        Ok(result) => result,
+        Err(e) if e.is_cancelled() => Ok(()),
+        Err(e) => Err(anyhow!("the rollout producer panicked: {e}")),
+    };
+    // A producer failure surfaces as a closed queue on the consumer's side: report it first.
+    let outcome = produced.and(consumed.map(|_| ()));
     let last = dir.path("checkpoints/last");
-    crate::stages::save(&actors.learner, &tokenizer, &last).await?;
-    info!(seconds = total, episodes_per_second = (stage.steps as f64 * stage.rollout_batch_size as f64) / total, dir = %last.display(), "ppo: done");
+    match crate::stages::save(&actors.learner, &tokenizer, &last).await {
+        Ok(()) => info!(dir = %last.display(), "ppo: saved the policy"),
+        Err(e) => tracing::error!("ppo: could not save a checkpoint: {e:#}"),
+    }
+    let total = started.elapsed().as_secs_f64();
+    info!(seconds = total, "ppo: finished");
     for actor in [
         actors.generator.get_cell(),
         actors.reference.get_cell(),
@@ -133,7 +106,112 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     ] {
         actor.stop(None);
     }
-    Ok(())
+    outcome
+}
+
+/// The consumer side: feed the learner, sync weights, log.
+struct Loop<'a> {
+    stage: &'a PpoStage,
+    tokenizer: &'a Tokenizer,
+    ptx: Option<&'a [SftSequence]>,
+    seed: u64,
+}
+
+impl Loop<'_> {
+    /// Runs until the configured steps are done, a shutdown signal arrives (the current step
+    /// finishes first), or an actor fails (an error naming it).
+    async fn consume(
+        &self,
+        actors: &Actors,
+        inbox: &mut mpsc::Receiver<Produced>,
+        synced: &watch::Sender<u64>,
+        dir: &mut RunDir,
+        stop: watch::Receiver<bool>,
+    ) -> anyhow::Result<u64> {
+        let (stage, tokenizer) = (self.stage, self.tokenizer);
+        let mut rng = Rng::new(self.seed ^ 0x9e3);
+        let mut progress = Progress::new("ppo", stage.steps);
+        let started = Instant::now();
+        let mut done = 0;
+        for step in 1..=stage.steps {
+            if *stop.borrow() {
+                info!(
+                    step = done,
+                    "ppo: shutdown requested; stopping after the finished step"
+                );
+                break;
+            }
+            let wait = Instant::now();
+            let Some(produced) = inbox.recv().await else {
+                // The producer stopped early: its error is reported by the caller.
+                break;
+            };
+            let queue_wait = wait.elapsed().as_secs_f64();
+            let episodes = produced.batch.len();
+            let ptx_batch = self.ptx.map(|seqs| {
+                let picked: Vec<&SftSequence> = (0..stage.ptx_batch_size)
+                    .map(|_| &seqs[rng.below(seqs.len())])
+                    .collect();
+                collate_sft(&picked, tokenizer.pad_id(), true)
+            });
+            let update = Instant::now();
+            let stats = ask(&actors.learner, |r| {
+                LearnerMsg::PpoUpdate(produced.batch, ptx_batch, r)
+            })
+            .await
+            .context("learner")?;
+            let update_seconds = update.elapsed().as_secs_f64();
+            let sync = Instant::now();
+            let (version, weights) = ask(&actors.learner, LearnerMsg::Weights)
+                .await
+                .context("learner")?;
+            call_generator(&actors.generator, |r| {
+                GeneratorMsg::SetWeights(version, weights, r)
+            })
+            .await
+            .context("generator")?;
+            let _ = synced.send(version);
+            let mut record = json!({
+                "stage": "ppo", "step": step, "episodes": episodes,
+                "generate_seconds": produced.generate, "reference_seconds": produced.reference,
+                "reward_seconds": produced.reward, "learner_seconds": update_seconds,
+                "weight_sync_seconds": sync.elapsed().as_secs_f64(), "queue_wait_seconds": queue_wait,
+                "elapsed_seconds": started.elapsed().as_secs_f64(),
+            });
+            for (k, v) in serde_json::to_value(&stats)?
+                .as_object()
+                .expect("stats object")
+            {
+                record[k] = v.clone();
+            }
+            dir.log(&record)?;
+            progress.inc(&format!(
+                "score {:.3} kl {:.3} staleness {}",
+                stats.score_mean, stats.kl_per_sequence, stats.staleness
+            ));
+            done = step;
+        }
+        progress.finish();
+        Ok(done)
+    }
+}
+
+/// Becomes true on SIGINT or SIGTERM.
+fn shutdown_signal() -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => return,
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        let _ = tx.send(true);
+    });
+    rx
 }
 
 /// Generate, add reference log-probs and scores, queue; wait for weights as the
@@ -166,8 +244,9 @@ async fn produce(
             batch_prompts.push(prompts[order.pop().expect("refilled")].clone());
         }
         let t = Instant::now();
-        let batch =
-            call_generator(&generator, |r| GeneratorMsg::Generate(batch_prompts, r)).await?;
+        let batch = call_generator(&generator, |r| GeneratorMsg::Generate(batch_prompts, r))
+            .await
+            .context("generator")?;
         let generate = t.elapsed().as_secs_f64();
         let t = Instant::now();
         let batch = call_scorer(&reference, batch)
