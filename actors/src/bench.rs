@@ -51,6 +51,30 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 4)]
         k: i64,
     },
+    /// A full PPO step on the actor system (generator, reference, reward, learner), run
+    /// synchronously (max_staleness 0) and asynchronously (1) in the same invocation:
+    /// samples/s, per-phase seconds, and the speed-up against the ideal overlap.
+    Ppo {
+        #[command(flatten)]
+        shape: ShapeArgs,
+        /// Prompts (episodes) per rollout batch.
+        #[arg(long, default_value_t = 32)]
+        batch: usize,
+        #[arg(long, default_value_t = 64)]
+        prompt_len: i64,
+        #[arg(long, default_value_t = 128)]
+        new_tokens: i64,
+        /// PPO steps per setting; the first is a warm-up and not counted.
+        #[arg(long, default_value_t = 6)]
+        steps: u64,
+        #[arg(long, default_value_t = 1)]
+        ppo_epochs: usize,
+        #[arg(long, default_value_t = 1)]
+        minibatches: usize,
+        /// libtorch threads of each actor (the generator and the learner run in parallel).
+        #[arg(long, default_value_t = 1)]
+        actor_threads: i32,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -66,7 +90,7 @@ pub enum Arch {
 }
 
 /// Model shape, precision, placement and timing settings shared by the benchmarks.
-#[derive(Args)]
+#[derive(Args, Clone)]
 pub struct ShapeArgs {
     #[arg(long, value_enum, default_value_t = Arch::Gpt2)]
     pub arch: Arch,
@@ -93,10 +117,31 @@ pub struct ShapeArgs {
     pub device: String,
 }
 
+/// Settings of `rlhf bench ppo` besides the model shape.
+pub struct PpoBench {
+    pub batch: usize,
+    pub prompt_len: i64,
+    pub new_tokens: i64,
+    pub steps: u64,
+    pub ppo_epochs: usize,
+    pub minibatches: usize,
+    pub actor_threads: i32,
+}
+
 impl ShapeArgs {
     fn model(&self, head: Head, max_positions: i64) -> anyhow::Result<Model> {
         anyhow::ensure!(self.repeats > 0, "--repeats must be at least 1");
         tch::set_num_threads(self.threads);
+        self.random_model(head, max_positions, &self.device)
+    }
+
+    /// A model of this shape with a fixed seed, so every call gives the same weights.
+    pub fn random_model(
+        &self,
+        head: Head,
+        max_positions: i64,
+        device: &str,
+    ) -> anyhow::Result<Model> {
         let shape = ModelShape {
             arch: match self.arch {
                 Arch::Gpt2 => Architecture::Gpt2,
@@ -116,7 +161,7 @@ impl ShapeArgs {
             ModelConfig::new_json(&shape),
             head,
             dtype,
-            parse_device(&self.device)?,
+            parse_device(device)?,
         )?)
     }
 
@@ -160,6 +205,31 @@ impl ShapeArgs {
 
 pub fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
+        BenchCommand::Ppo {
+            shape,
+            batch,
+            prompt_len,
+            new_tokens,
+            steps,
+            ppo_epochs,
+            minibatches,
+            actor_threads,
+        } => {
+            let settings = PpoBench {
+                batch,
+                prompt_len,
+                new_tokens,
+                steps,
+                ppo_epochs,
+                minibatches,
+                actor_threads,
+            };
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            runtime.block_on(crate::bench_ppo::run(&shape, &settings))
+        }
         BenchCommand::Generate {
             shape,
             batch,

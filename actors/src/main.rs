@@ -2,6 +2,7 @@
 //! Every user mistake ends as one `error:` line and exit code 2; nothing panics on bad input.
 
 mod bench;
+mod bench_ppo;
 mod cli;
 mod init;
 mod learner;

@@ -14,4 +14,4 @@ pub mod generator;
 pub mod scorers;
 mod stage;
 
-pub use stage::run;
+pub use stage::{pipeline, run, spawn, ModelSource, Tokens};

@@ -21,7 +21,8 @@ use rlhf::rollout::RolloutBatch;
 use rlhf::template::ChatTemplate;
 use rlhf::tokenizer::Tokenizer;
 use serde_json::json;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::{mpsc, watch};
 use tracing::info;
@@ -34,11 +35,53 @@ struct Produced {
     reward: f64,
 }
 
-struct Actors {
-    generator: ActorRef<GeneratorMsg>,
-    reference: ActorRef<ScorerMsg>,
-    reward: ActorRef<ScorerMsg>,
-    learner: ActorRef<LearnerMsg>,
+pub struct Actors {
+    pub generator: ActorRef<GeneratorMsg>,
+    pub reference: ActorRef<ScorerMsg>,
+    pub reward: ActorRef<ScorerMsg>,
+    pub learner: ActorRef<LearnerMsg>,
+    pad_id: i64,
+}
+
+impl Actors {
+    pub fn stop(&self) {
+        self.generator.stop(None);
+        self.reference.stop(None);
+        self.reward.stop(None);
+        self.learner.stop(None);
+    }
+}
+
+/// The special token ids generation needs: EOS (None: always generate max_new_tokens)
+/// and padding.
+#[derive(Clone, Copy)]
+pub struct Tokens {
+    pub eos: Option<i64>,
+    pub pad: i64,
+}
+
+type Build = Arc<dyn Fn(&str) -> anyhow::Result<Model> + Send + Sync>;
+
+/// Where the actors' models come from, given a device: the policy (LM head) and the reward
+/// model (scalar head). Folders for runs, in-memory random models for benchmarks.
+pub struct ModelSource {
+    pub policy: Build,
+    pub reward: Build,
+}
+
+impl ModelSource {
+    pub fn from_folders(stage: &PpoStage) -> ModelSource {
+        let dtype = stage.dtype;
+        let load = move |path: PathBuf, head: Head| -> Build {
+            Arc::new(move |device: &str| {
+                Ok(Model::load(&path, head, dtype, parse_device(device)?)?.0)
+            })
+        };
+        ModelSource {
+            policy: load(stage.policy.clone(), Head::LanguageModel),
+            reward: load(stage.reward_model.clone(), Head::Scalar),
+        }
+    }
 }
 
 pub async fn run(config_path: &Path) -> anyhow::Result<()> {
@@ -51,14 +94,51 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         (Some(path), true) => Some(pretrain_sequences(path, &tokenizer, stage.ptx_seq_len)?),
         _ => None,
     };
-    let actors = spawn(&stage, &tokenizer, config.seed).await?;
+    let tokens = Tokens {
+        eos: Some(tokenizer.eos_id()),
+        pad: tokenizer.pad_id(),
+    };
+    let actors = spawn(
+        &stage,
+        tokens,
+        config.seed,
+        &ModelSource::from_folders(&stage),
+    )
+    .await?;
     info!(
         prompts = prompts.len(),
         steps = stage.steps,
         max_staleness = stage.max_staleness,
         "ppo: training"
     );
+    let outcome = pipeline(
+        &stage,
+        config.seed,
+        &actors,
+        prompts,
+        ptx.as_deref(),
+        &mut dir,
+    )
+    .await;
+    let last = dir.path("checkpoints/last");
+    match crate::stages::save(&actors.learner, &tokenizer, &last).await {
+        Ok(()) => info!(dir = %last.display(), "ppo: saved the policy"),
+        Err(e) => tracing::error!("ppo: could not save a checkpoint: {e:#}"),
+    }
+    actors.stop();
+    outcome.map(|_| ())
+}
 
+/// Run the producer and the consumer until the steps are done, a signal arrives, or an
+/// actor fails. Returns the steps completed.
+pub async fn pipeline(
+    stage: &PpoStage,
+    seed: u64,
+    actors: &Actors,
+    prompts: Vec<Vec<i64>>,
+    ptx: Option<&[SftSequence]>,
+    dir: &mut RunDir,
+) -> anyhow::Result<u64> {
     let (queue, mut inbox) = mpsc::channel::<Produced>(stage.max_staleness.max(1) as usize);
     let (synced, synced_rx) = watch::channel(0u64);
     let producer = tokio::spawn(produce(
@@ -67,20 +147,18 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         actors.reward.clone(),
         prompts,
         stage.clone(),
-        config.seed,
+        seed,
         queue,
         synced_rx,
     ));
-    let stop = shutdown_signal();
     let steps = Loop {
-        stage: &stage,
-        tokenizer: &tokenizer,
-        ptx: ptx.as_deref(),
-        seed: config.seed,
+        stage,
+        pad_id: actors.pad_id,
+        ptx,
+        seed,
     };
-    let started = Instant::now();
     let consumed = steps
-        .consume(&actors, &mut inbox, &synced, &mut dir, stop)
+        .consume(actors, &mut inbox, &synced, dir, shutdown_signal())
         .await;
     // The producer either finished, or waits on a queue or a version nobody will send.
     producer.abort();
@@ -89,30 +167,14 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         Err(e) if e.is_cancelled() => Ok(()),
         Err(e) => Err(anyhow!("the rollout producer panicked: {e}")),
     };
-    // A producer failure surfaces as a closed queue on the consumer's side: report it first.
-    let outcome = produced.and(consumed.map(|_| ()));
-    let last = dir.path("checkpoints/last");
-    match crate::stages::save(&actors.learner, &tokenizer, &last).await {
-        Ok(()) => info!(dir = %last.display(), "ppo: saved the policy"),
-        Err(e) => tracing::error!("ppo: could not save a checkpoint: {e:#}"),
-    }
-    let total = started.elapsed().as_secs_f64();
-    info!(seconds = total, "ppo: finished");
-    for actor in [
-        actors.generator.get_cell(),
-        actors.reference.get_cell(),
-        actors.reward.get_cell(),
-        actors.learner.get_cell(),
-    ] {
-        actor.stop(None);
-    }
-    outcome
+    // A producer failure shows on the consumer's side only as a closed queue: report it.
+    produced.and(consumed)
 }
 
 /// The consumer side: feed the learner, sync weights, log.
 struct Loop<'a> {
     stage: &'a PpoStage,
-    tokenizer: &'a Tokenizer,
+    pad_id: i64,
     ptx: Option<&'a [SftSequence]>,
     seed: u64,
 }
@@ -128,7 +190,7 @@ impl Loop<'_> {
         dir: &mut RunDir,
         stop: watch::Receiver<bool>,
     ) -> anyhow::Result<u64> {
-        let (stage, tokenizer) = (self.stage, self.tokenizer);
+        let stage = self.stage;
         let mut rng = Rng::new(self.seed ^ 0x9e3);
         let mut progress = Progress::new("ppo", stage.steps);
         let started = Instant::now();
@@ -152,7 +214,7 @@ impl Loop<'_> {
                 let picked: Vec<&SftSequence> = (0..stage.ptx_batch_size)
                     .map(|_| &seqs[rng.below(seqs.len())])
                     .collect();
-                collate_sft(&picked, tokenizer.pad_id(), true)
+                collate_sft(&picked, self.pad_id, true)
             });
             let update = Instant::now();
             let stats = ask(&actors.learner, |r| {
@@ -297,37 +359,31 @@ async fn call_scorer(
     }
 }
 
-async fn spawn(stage: &PpoStage, tokenizer: &Tokenizer, seed: u64) -> anyhow::Result<Actors> {
+pub async fn spawn(
+    stage: &PpoStage,
+    tokens: Tokens,
+    seed: u64,
+    source: &ModelSource,
+) -> anyhow::Result<Actors> {
     let a = &stage.actors;
-    let dtype = stage.dtype;
-    let load = move |path: &Path, head: Head, device: &str| -> anyhow::Result<Model> {
-        let (model, _) = Model::load(path, head, dtype, parse_device(device)?)?;
-        Ok(model)
-    };
     let options = GenerateOptions {
         sampling: stage.sampling.clone(),
         max_new_tokens: stage.max_new_tokens,
-        eos_token_id: Some(tokenizer.eos_id()),
-        pad_token_id: tokenizer.pad_id(),
+        eos_token_id: tokens.eos,
+        pad_token_id: tokens.pad,
     };
-    let (policy, device) = (stage.policy.clone(), a.generator.device.clone());
+    let (policy, device) = (source.policy.clone(), a.generator.device.clone());
     let generator = spawn_actor(
         Generator,
         GeneratorArgs {
             threads: a.generator.threads,
-            pad_id: tokenizer.pad_id(),
-            build: Box::new(move || {
-                Ok(Sampler::new(
-                    load(&policy, Head::LanguageModel, &device)?,
-                    options,
-                    seed,
-                ))
-            }),
+            pad_id: tokens.pad,
+            build: Box::new(move || Ok(Sampler::new(policy(&device)?, options, seed))),
         },
     )
     .await?;
     let (policy, device, sampling) = (
-        stage.policy.clone(),
+        source.policy.clone(),
         a.reference.device.clone(),
         stage.sampling.clone(),
     );
@@ -338,7 +394,7 @@ async fn spawn(stage: &PpoStage, tokenizer: &Tokenizer, seed: u64) -> anyhow::Re
             threads: a.reference.threads,
             build: Box::new(move || {
                 Ok(Reference {
-                    model: load(&policy, Head::LanguageModel, &device)?,
+                    model: policy(&device)?,
                     sampling,
                 })
             }),
@@ -346,7 +402,7 @@ async fn spawn(stage: &PpoStage, tokenizer: &Tokenizer, seed: u64) -> anyhow::Re
         },
     )
     .await?;
-    let (rm, device) = (stage.reward_model.clone(), a.reward.device.clone());
+    let (rm, device) = (source.reward.clone(), a.reward.device.clone());
     let reward = spawn_actor(
         Scorer::new(),
         ScorerArgs {
@@ -354,7 +410,7 @@ async fn spawn(stage: &PpoStage, tokenizer: &Tokenizer, seed: u64) -> anyhow::Re
             threads: a.reward.threads,
             build: Box::new(move || {
                 Ok(NeuralReward {
-                    model: load(&rm, Head::Scalar, &device)?,
+                    model: rm(&device)?,
                 })
             }),
             apply: reward_apply::<NeuralReward>,
@@ -362,8 +418,8 @@ async fn spawn(stage: &PpoStage, tokenizer: &Tokenizer, seed: u64) -> anyhow::Re
     )
     .await?;
     let (policy, rm, device, s) = (
-        stage.policy.clone(),
-        stage.reward_model.clone(),
+        source.policy.clone(),
+        source.reward.clone(),
         a.learner.device.clone(),
         stage.clone(),
     );
@@ -372,10 +428,13 @@ async fn spawn(stage: &PpoStage, tokenizer: &Tokenizer, seed: u64) -> anyhow::Re
         LearnerArgs {
             threads: a.learner.threads,
             build: Box::new(move || {
-                let policy = load(&policy, Head::LanguageModel, &device)?;
-                let value = load(&rm, Head::Scalar, &device)?;
-                let learner =
-                    PpoLearner::new(policy, value, &s.optimizer, &s.algo, s.sampling.clone());
+                let learner = PpoLearner::new(
+                    policy(&device)?,
+                    rm(&device)?,
+                    &s.optimizer,
+                    &s.algo,
+                    s.sampling.clone(),
+                );
                 Ok(Engine::Ppo(
                     Box::new(learner),
                     Rng::new(seed ^ 0x1ea),
@@ -390,6 +449,7 @@ async fn spawn(stage: &PpoStage, tokenizer: &Tokenizer, seed: u64) -> anyhow::Re
         reference,
         reward,
         learner,
+        pad_id: tokens.pad,
     })
 }
 
