@@ -90,11 +90,10 @@ fn setup(dir: &Path) -> PathBuf {
         .map(|w| format!("{{\"prompt\": \"Answer about the {w}.\"}}\n"))
         .collect();
     std::fs::write(dir.join("prompts.jsonl"), prompts).unwrap();
-    std::fs::write(
-        dir.join("pretrain.txt"),
-        "The apple fell by the river.\n\nA horse pulled the boat past the tower.\n",
-    )
-    .unwrap();
+    // Pretraining prose for PPO-ptx, and held-out prose of the same world to measure it on.
+    let prose = rlhf::world::prose::corpus(3, 120);
+    std::fs::write(dir.join("pretrain.txt"), prose[..60].join("\n\n")).unwrap();
+    std::fs::write(dir.join("heldout.txt"), prose[60..].join("\n\n")).unwrap();
     let config = format!(
         r#"seed = 7
 run_dir = "{run}"
@@ -140,7 +139,7 @@ max_staleness = 1
 ptx_batch_size = 4
 ptx_seq_len = 32
 [ppo.algo]
-ptx_coef = 0.1
+ptx_coef = 0.5
 ppo_epochs = 2
 [ppo.optimizer]
 lr = 1e-3
@@ -159,6 +158,35 @@ fn metrics(path: &Path) -> Vec<Value> {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
+}
+
+/// Token-mean negative log-likelihood of a model on pretraining text (EOS-terminated docs).
+fn pretrain_nll(model_dir: &Path, text: &Path) -> f64 {
+    use rlhf::data::{collate_sft, read_pretrain, SftSequence};
+    use rlhf::model::{Head, Model};
+    let tokenizer = rlhf::tokenizer::Tokenizer::from_dir(model_dir).unwrap();
+    let (model, _) = Model::load(
+        model_dir,
+        Head::LanguageModel,
+        rlhf::device::DType::F32,
+        tch::Device::Cpu,
+    )
+    .unwrap();
+    let seqs: Vec<SftSequence> = read_pretrain(text)
+        .unwrap()
+        .iter()
+        .map(|doc| {
+            let mut ids = tokenizer.encode(doc).unwrap();
+            ids.truncate(63);
+            ids.push(tokenizer.eos_id());
+            SftSequence { ids, prompt_len: 0 }
+        })
+        .collect();
+    let batch = collate_sft(&seqs.iter().collect::<Vec<_>>(), tokenizer.pad_id(), true);
+    let hidden = tch::no_grad(|| model.forward(&batch.input_ids, Some(&batch.valid), None, false));
+    rlhf::losses::sft_loss(&model.logits(&hidden), &batch.targets, &batch.loss_mask)
+        .1
+        .loss
 }
 
 fn ppo_steps(run: &Path) -> Vec<Value> {
@@ -255,9 +283,32 @@ fn sft_loss_falls_reward_model_learns_and_ppo_raises_the_reward() {
     }
     assert!(run.join("ppo/checkpoints/last/model.safetensors").exists());
 
+    // PPO-ptx against plain PPO: the pretraining loss mixed into each update keeps the
+    // policy's likelihood of held-out pretraining prose higher (InstructGPT's fix for the
+    // alignment tax).
+    let copy = |from: &Path, to: &Path| {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let path = entry.unwrap().path();
+            std::fs::copy(&path, to.join(path.file_name().unwrap())).unwrap();
+        }
+    };
+    let text = std::fs::read_to_string(config).unwrap();
+    copy(&run.join("ppo/checkpoints/last"), &dir.join("ppo-ptx"));
+    let plain = dir.join("plain.toml");
+    std::fs::write(&plain, text.replace("ptx_coef = 0.5", "ptx_coef = 0.0")).unwrap();
+    ok(rlhf(&["ppo", "--config", plain.to_str().unwrap()]));
+    let nll = |model: &Path| pretrain_nll(model, &dir.join("heldout.txt"));
+    let (sft_nll, ptx_nll, plain_nll) = (
+        nll(&run.join("sft/checkpoints/best")),
+        nll(&dir.join("ppo-ptx")),
+        nll(&run.join("ppo/checkpoints/last")),
+    );
+    eprintln!("pretraining NLL: sft {sft_nll:.3}, ppo {plain_nll:.3}, ppo-ptx {ptx_nll:.3}");
+    assert!(ptx_nll < plain_nll, "PPO-ptx should keep pretraining NLL lower: sft {sft_nll}, ppo {plain_nll}, ppo-ptx {ptx_nll}");
+
     // Synchronous (max_staleness 0): every batch comes from the learner's current weights,
     // so generator and learner log-probs of the same tokens agree.
-    let text = std::fs::read_to_string(config).unwrap();
     let sync = text
         .replace("steps = 24", "steps = 4")
         .replace("max_staleness = 1", "max_staleness = 0");
