@@ -22,7 +22,8 @@ pub enum LearnerMsg {
     Evaluate(Vec<Batch>, Reply<Stats>),
     /// One PPO update on a scored rollout batch, with an optional pretraining batch.
     PpoUpdate(RolloutBatch, Option<SftBatch>, Reply<PpoStats>),
-    /// Save the (policy) model in Hugging Face layout into the folder.
+    /// Save the model in Hugging Face layout into the folder (PPO: the policy; the value
+    /// model goes to `<folder>-value`).
     Save(PathBuf, Reply<()>),
     /// Copies of the (policy) weights and their version, for the generator.
     Weights(Reply<(u64, Vec<(String, Tensor)>)>),
@@ -65,7 +66,16 @@ impl Engine {
     fn save(&self, dir: &std::path::Path) -> anyhow::Result<()> {
         match self {
             Engine::Supervised(t) => t.model().save(dir)?,
-            Engine::Ppo(p, ..) => p.policy().save(dir)?,
+            Engine::Ppo(p, ..) => {
+                p.policy().save(dir)?;
+                // The value model beside it, for resuming: `<dir>-value`.
+                let name = dir
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                p.value()
+                    .save(&dir.with_file_name(format!("{name}-value")))?;
+            }
         }
         Ok(())
     }

@@ -281,7 +281,18 @@ fn sft_loss_falls_reward_model_learns_and_ppo_raises_the_reward() {
             "{r}"
         );
     }
+    let max_kl = steps
+        .iter()
+        .map(|r| r["kl_per_sequence"].as_f64().unwrap())
+        .fold(0.0, f64::max);
+    assert!(
+        max_kl < 30.0,
+        "KL to the reference should stay bounded: {max_kl} nats per response"
+    );
     assert!(run.join("ppo/checkpoints/last/model.safetensors").exists());
+    assert!(run
+        .join("ppo/checkpoints/last-value/model.safetensors")
+        .exists());
 
     // PPO-ptx against plain PPO: the pretraining loss mixed into each update keeps the
     // policy's likelihood of held-out pretraining prose higher (InstructGPT's fix for the
