@@ -398,6 +398,22 @@ impl RunConfig {
         }
     }
 
+    /// A configuration holding only a `[ppo]` section (benchmarks and tests that build
+    /// the stage in code).
+    pub fn for_ppo(run_dir: PathBuf, seed: u64, ppo: PpoStage) -> RunConfig {
+        RunConfig {
+            seed,
+            run_dir,
+            world: WorldConfig::default(),
+            tokenizer: TokenizerConfig::default(),
+            model: None,
+            generate: GenerateSection::default(),
+            sft: None,
+            rm: None,
+            ppo: Some(ppo),
+        }
+    }
+
     /// The section a command needs, or an error naming it.
     pub fn section<'a, T>(section: &'a Option<T>, name: &str, path: &Path) -> Result<&'a T> {
         section

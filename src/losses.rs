@@ -129,7 +129,7 @@ pub fn kwise_loss(rewards: &Tensor, groups: &[Vec<usize>]) -> (Tensor, RankStats
 }
 
 /// Scalars to the host in one transfer.
-fn read_back(scalars: &[&Tensor]) -> Vec<f64> {
+pub(crate) fn read_back(scalars: &[&Tensor]) -> Vec<f64> {
     let stacked = tch::no_grad(|| {
         let parts: Vec<Tensor> = scalars
             .iter()

@@ -45,17 +45,7 @@ pub async fn run(shape: &ShapeArgs, settings: &PpoBench) -> anyhow::Result<()> {
         let dir =
             std::env::temp_dir().join(format!("rlhf-bench-ppo-{}-{staleness}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let config = RunConfig {
-            seed: 0,
-            run_dir: dir.clone(),
-            world: Default::default(),
-            tokenizer: Default::default(),
-            model: None,
-            generate: Default::default(),
-            sft: None,
-            rm: None,
-            ppo: Some(stage.clone()),
-        };
+        let config = RunConfig::for_ppo(dir.clone(), 0, stage.clone());
         let mut run_dir = RunDir::create(&dir, &config)?;
         let mut rng = Rng::new(staleness);
         let prompts: Vec<Vec<i64>> = (0..settings.steps as usize * settings.batch)

@@ -56,16 +56,4 @@ pub use loss::{
 };
 pub use rewards::{normalize_scores, shaped_rewards, RewardStats};
 
-use tch::{Device, Kind, Tensor};
-
-/// Scalars to the host in one transfer.
-fn read_back(scalars: &[&Tensor]) -> Vec<f64> {
-    let stacked = tch::no_grad(|| {
-        let parts: Vec<Tensor> = scalars
-            .iter()
-            .map(|s| s.detach().to_kind(Kind::Double).reshape([1]))
-            .collect();
-        Tensor::cat(&parts, 0).to_device(Device::Cpu)
-    });
-    Vec::<f64>::try_from(&stacked).expect("scalars read back as f64")
-}
+pub(crate) use crate::losses::read_back;

@@ -635,17 +635,7 @@ mod tests {
             vec![40],
         ];
         let dir = std::env::temp_dir().join(format!("rlhf-ppo-invariant-{}", std::process::id()));
-        let config = RunConfig {
-            seed,
-            run_dir: dir.clone(),
-            world: Default::default(),
-            tokenizer: Default::default(),
-            model: None,
-            generate: Default::default(),
-            sft: None,
-            rm: None,
-            ppo: Some(stage.clone()),
-        };
+        let config = RunConfig::for_ppo(dir.clone(), seed, stage.clone());
         let mut run_dir = RunDir::create(&dir, &config).unwrap();
         let source = source();
         let actors = spawn(&stage, tokens, seed, &source).await.unwrap();
