@@ -55,6 +55,12 @@
 //! ``rm.jsonl: line 4: field `responses[2]`: empty``. A file without any record is an error
 //! (`no records`). Reading stops at the first error.
 //!
+//! ## PPO prompts and pretraining text (read_prompts, read_pretrain)
+//!
+//! Prompts: JSONL `{"prompt": "...", "category"?}`, templated like SFT prompts. Pretraining
+//! text for PPO-ptx: JSONL `{"text": "..."}` when the file ends in `.jsonl`, otherwise plain
+//! text with documents separated by blank lines.
+//!
 //! # Sequences and batches
 //!
 //! A training sequence is `encode(templated prompt) ++ encode(response) ++ [EOS]`, prompt
