@@ -74,8 +74,26 @@ pub async fn spawn_learner(
     Ok(learner)
 }
 
+/// Spawn the learner for a supervised stage over `train` examples, with a fresh `head`.
+pub async fn start_learner(
+    name: &str,
+    stage: &StageConfig,
+    head: rlhf::model::Head,
+    train: usize,
+    validation: usize,
+) -> anyhow::Result<ActorRef<LearnerMsg>> {
+    let (per_epoch, total) = step_counts(stage, train);
+    let learner = spawn_learner(stage, {
+        let stage = stage.clone();
+        move || sft::build_trainer(&stage, head, per_epoch, total)
+    })
+    .await?;
+    tracing::info!(stage = name, train, validation, steps = total, "training");
+    Ok(learner)
+}
+
 /// Steps per epoch and in total for a stage over `examples` items.
-pub fn step_counts(stage: &StageConfig, examples: usize) -> (u64, u64) {
+fn step_counts(stage: &StageConfig, examples: usize) -> (u64, u64) {
     let per_epoch = examples.div_ceil(stage.batch_size).max(1) as u64;
     (per_epoch, per_epoch * stage.epochs)
 }

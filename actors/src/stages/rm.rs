@@ -3,7 +3,7 @@
 //! training, a bias makes the demonstrations score 0 on average, as InstructGPT does.
 
 use super::sft::{build_trainer, load_split};
-use super::{ask, evaluate, save, spawn_learner, step_counts, train, Best, Examples, Session};
+use super::{ask, evaluate, save, spawn_learner, train, Best, Examples, Session};
 use crate::learner::LearnerMsg;
 use crate::run_dir::RunDir;
 use rlhf::config::{RunConfig, StageConfig};
@@ -73,18 +73,8 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     }
     let val_set = sets.pop().expect("two splits");
     let train_set = sets.pop().expect("two splits");
-    let (per_epoch, total) = step_counts(&stage, train_set.len());
-    let learner = spawn_learner(&stage, {
-        let stage = stage.clone();
-        move || build_trainer(&stage, Head::Scalar, per_epoch, total)
-    })
-    .await?;
-    info!(
-        train = train_set.len(),
-        validation = val_set.len(),
-        steps = total,
-        "rm: training"
-    );
+    let learner =
+        super::start_learner("rm", &stage, Head::Scalar, train_set.len(), val_set.len()).await?;
     train(
         Session {
             name: "rm",

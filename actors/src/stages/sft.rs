@@ -1,6 +1,6 @@
 //! `rlhf sft`: supervised fine-tuning on demonstrations (stage 1).
 
-use super::{spawn_learner, step_counts, train, Best, Examples, Session};
+use super::{train, Best, Examples, Session};
 use crate::run_dir::RunDir;
 use rlhf::config::{RunConfig, StageConfig};
 use rlhf::data::{collate_sft, read_sft, split_holdout, tokenize_sft, SftExample, SftSequence};
@@ -48,18 +48,14 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     });
     let [train_set, val_set] = sets;
     let (train_set, val_set) = (train_set?, val_set?);
-    let (per_epoch, total) = step_counts(&stage, train_set.len());
-    let learner = spawn_learner(&stage, {
-        let stage = stage.clone();
-        move || build_trainer(&stage, Head::LanguageModel, per_epoch, total)
-    })
+    let learner = super::start_learner(
+        "sft",
+        &stage,
+        Head::LanguageModel,
+        train_set.len(),
+        val_set.len(),
+    )
     .await?;
-    info!(
-        train = train_set.len(),
-        validation = val_set.len(),
-        steps = total,
-        "sft: training"
-    );
     let best = train(
         Session {
             name: "sft",
