@@ -135,6 +135,11 @@ fn timing(path: &std::path::Path, batch: usize) -> anyhow::Result<Timing> {
         .into_iter()
         .filter(|r| r.get("policy_version").is_some())
         .collect();
+    anyhow::ensure!(
+        records.len() >= 2,
+        "the PPO run stopped after {} steps; at least 2 are needed",
+        records.len()
+    );
     let timed = &records[1..];
     let mean = |key: &str| {
         timed
@@ -143,7 +148,7 @@ fn timing(path: &std::path::Path, batch: usize) -> anyhow::Result<Timing> {
             .sum::<f64>()
             / timed.len() as f64
     };
-    let span = records.last().unwrap()["elapsed_seconds"]
+    let span = records[records.len() - 1]["elapsed_seconds"]
         .as_f64()
         .unwrap_or(0.0)
         - records[0]["elapsed_seconds"].as_f64().unwrap_or(0.0);
