@@ -405,6 +405,16 @@ fn malformed_data_and_unknown_config_key_give_one_error_line() {
         "{stderr}"
     );
 
+    let missing = dir.join("missing.toml");
+    let out = rlhf(&["sft", "--config", missing.to_str().unwrap()]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "error: {}: No such file or directory (os error 2)\n",
+            missing.display()
+        )
+    );
+
     ok(rlhf(&["init", "--config", config.to_str().unwrap()]));
     let data = dir.join("sft.jsonl");
     let mut lines: Vec<String> = std::fs::read_to_string(&data)
