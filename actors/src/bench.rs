@@ -57,23 +57,8 @@ pub enum BenchCommand {
     Ppo {
         #[command(flatten)]
         shape: ShapeArgs,
-        /// Prompts (episodes) per rollout batch.
-        #[arg(long, default_value_t = 32)]
-        batch: usize,
-        #[arg(long, default_value_t = 64)]
-        prompt_len: i64,
-        #[arg(long, default_value_t = 128)]
-        new_tokens: i64,
-        /// PPO steps per setting; the first is a warm-up and not counted.
-        #[arg(long, default_value_t = 6)]
-        steps: u64,
-        #[arg(long, default_value_t = 1)]
-        ppo_epochs: usize,
-        #[arg(long, default_value_t = 1)]
-        minibatches: usize,
-        /// libtorch threads of each actor (the generator and the learner run in parallel).
-        #[arg(long, default_value_t = 1)]
-        actor_threads: i32,
+        #[command(flatten)]
+        settings: PpoBench,
     },
 }
 
@@ -118,13 +103,24 @@ pub struct ShapeArgs {
 }
 
 /// Settings of `rlhf bench ppo` besides the model shape.
+#[derive(Args)]
 pub struct PpoBench {
+    /// Prompts (episodes) per rollout batch.
+    #[arg(long, default_value_t = 32)]
     pub batch: usize,
+    #[arg(long, default_value_t = 64)]
     pub prompt_len: i64,
+    #[arg(long, default_value_t = 128)]
     pub new_tokens: i64,
+    /// PPO steps per setting; the first is a warm-up and not counted.
+    #[arg(long, default_value_t = 6)]
     pub steps: u64,
+    #[arg(long, default_value_t = 1)]
     pub ppo_epochs: usize,
+    #[arg(long, default_value_t = 1)]
     pub minibatches: usize,
+    /// libtorch threads of each actor (the generator and the learner run in parallel).
+    #[arg(long, default_value_t = 1)]
     pub actor_threads: i32,
 }
 
@@ -205,30 +201,8 @@ impl ShapeArgs {
 
 pub fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
-        BenchCommand::Ppo {
-            shape,
-            batch,
-            prompt_len,
-            new_tokens,
-            steps,
-            ppo_epochs,
-            minibatches,
-            actor_threads,
-        } => {
-            let settings = PpoBench {
-                batch,
-                prompt_len,
-                new_tokens,
-                steps,
-                ppo_epochs,
-                minibatches,
-                actor_threads,
-            };
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()?;
-            runtime.block_on(crate::bench_ppo::run(&shape, &settings))
+        BenchCommand::Ppo { shape, settings } => {
+            crate::cli::runtime()?.block_on(crate::bench_ppo::run(&shape, &settings))
         }
         BenchCommand::Generate {
             shape,

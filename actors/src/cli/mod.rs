@@ -80,7 +80,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// The actor runtime: two async workers are plenty, tensor work runs on actor threads.
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

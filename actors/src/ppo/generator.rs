@@ -14,10 +14,10 @@ use tch::Tensor;
 
 /// The generator's engine: synchronous, owned by its thread.
 pub struct Sampler {
-    pub model: Model,
-    pub options: GenerateOptions,
-    pub rng: Rng,
-    pub version: u64,
+    model: Model,
+    options: GenerateOptions,
+    rng: Rng,
+    version: u64,
     cache: Option<KvCache>,
     next_id: u64,
 }
