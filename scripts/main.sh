@@ -4,4 +4,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 cargo build --release -p rlhf-actors --bin rlhf
-./target/release/rlhf init --config "${1:-configs/default.toml}"
+./target/release/rlhf pipeline --config "${1:-configs/default.toml}"

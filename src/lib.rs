@@ -1,5 +1,6 @@
 pub mod device;
 pub mod error;
+pub mod eval;
 pub mod generate;
 pub mod losses;
 pub mod model;

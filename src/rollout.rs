@@ -45,6 +45,9 @@ pub struct RolloutBatch {
     pub ref_logprobs: Option<Tensor>,
     /// `[B]` f32, the reward model's scores; set by the reward actor.
     pub scores: Option<Tensor>,
+    /// `[B]` f32, a second opinion that is logged but never trained on (the embedded world's
+    /// gold labeler, to show over-optimisation of the learned reward); set by the reward actor.
+    pub monitor_scores: Option<Tensor>,
 }
 
 impl RolloutBatch {
@@ -91,6 +94,7 @@ impl RolloutBatch {
             ended_with_eos,
             ref_logprobs: None,
             scores: None,
+            monitor_scores: None,
         }
     }
 
@@ -139,6 +143,7 @@ impl RolloutBatch {
             ended_with_eos: f(&self.ended_with_eos),
             ref_logprobs: self.ref_logprobs.as_ref().map(&f),
             scores: self.scores.as_ref().map(&f),
+            monitor_scores: self.monitor_scores.as_ref().map(&f),
         }
     }
 

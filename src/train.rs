@@ -189,31 +189,48 @@ impl Trainer {
 
     /// Loss and figures over held-out batches, without dropout or gradients.
     pub fn evaluate(&self, batches: &[Batch]) -> Stats {
-        let total: f64 = batches.iter().map(Batch::weight).sum();
-        let mut stats = Stats::default();
-        let _guard = tch::no_grad_guard();
-        for batch in batches {
-            let (_, batch_stats) = batch_loss(&self.model, batch, false);
-            stats.add(&batch_stats, batch.weight(), total.max(1e-12));
-        }
-        stats
+        evaluate(&self.model, batches)
     }
 
     /// Mean score of left-padded (ids, valid) batches of reward-model inputs, such as a
     /// reward model's demonstrations, for its bias.
     pub fn mean_score(&self, batches: &[(Tensor, Tensor)]) -> f64 {
-        assert_eq!(self.model.head(), Head::Scalar);
-        let _guard = tch::no_grad_guard();
         let (mut sum, mut n) = (0.0, 0i64);
         for (ids, mask) in batches {
-            let hidden = self.model.forward(ids, Some(mask), None, false);
-            let scores = self.model.scores(&hidden.select(1, hidden.size()[1] - 1));
-            sum += scores
-                .to_kind(Kind::Double)
-                .sum(Kind::Double)
-                .double_value(&[]);
+            let scores = last_token_scores(&self.model, ids, mask);
+            sum += scores.sum(Kind::Double).double_value(&[]);
             n += scores.size()[0];
         }
         sum / n.max(1) as f64
     }
+}
+
+/// Loss and figures of `model` over batches, without dropout or gradients.
+pub fn evaluate(model: &Model, batches: &[Batch]) -> Stats {
+    let total: f64 = batches.iter().map(Batch::weight).sum();
+    let mut stats = Stats::default();
+    let _guard = tch::no_grad_guard();
+    for batch in batches {
+        let (_, batch_stats) = batch_loss(model, batch, false);
+        stats.add(&batch_stats, batch.weight(), total.max(1e-12));
+    }
+    stats
+}
+
+/// A scalar-head model's score of each left-padded sequence ([B] f32 on the CPU), read at
+/// the last column where left padding puts every sequence's last token.
+pub fn last_token_scores(model: &Model, ids: &Tensor, valid: &Tensor) -> Tensor {
+    assert_eq!(model.head(), Head::Scalar);
+    let _guard = tch::no_grad_guard();
+    let device = model.device();
+    let hidden = model.forward(
+        &ids.to_device(device),
+        Some(&valid.to_device(device)),
+        None,
+        false,
+    );
+    model
+        .scores(&hidden.select(1, hidden.size()[1] - 1))
+        .to_kind(Kind::Float)
+        .to_device(tch::Device::Cpu)
 }

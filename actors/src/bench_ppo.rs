@@ -30,14 +30,14 @@ pub async fn run(shape: &ShapeArgs, settings: &PpoBench) -> anyhow::Result<()> {
     let positions = settings.prompt_len + settings.new_tokens;
     let source = {
         let (policy_shape, reward_shape) = (Arc::new(shape.clone()), Arc::new(shape.clone()));
-        ModelSource {
-            policy: Arc::new(move |device: &str| {
+        ModelSource::new(
+            Arc::new(move |device: &str| {
                 policy_shape.random_model(Head::LanguageModel, positions, device)
             }),
-            reward: Arc::new(move |device: &str| {
+            Arc::new(move |device: &str| {
                 reward_shape.random_model(Head::Scalar, positions, device)
             }),
-        }
+        )
     };
     let mut results = Vec::new();
     for staleness in [0u64, 1] {

@@ -4,10 +4,14 @@
 mod bench;
 mod bench_ppo;
 mod cli;
+mod evaluate;
 mod init;
 mod learner;
+mod pipeline;
+mod plot;
 mod ppo;
 mod progress;
+mod report;
 mod run_dir;
 mod stages;
 mod worker;

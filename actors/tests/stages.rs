@@ -108,7 +108,7 @@ d_model = 64
 heads = 4
 max_positions = 96
 [sft]
-init = "{run}/base"
+init = "{run}/init"
 data = "{dir}/sft.jsonl"
 epochs = 3
 batch_size = 16

@@ -5,6 +5,19 @@
 
 pub mod prose;
 
+mod chat;
+mod demos;
+mod facts;
+mod grade;
+mod harm;
+mod knowledge;
+pub mod labeler;
+mod probes;
+mod prompts;
+mod rewrite;
+pub mod tasks;
+mod text;
+
 use crate::rng::Rng;
 
 /// What an entity is. Places first, then beings.
@@ -86,16 +99,16 @@ pub(crate) const STARTS: &[&str] = &[
     "Av", "Bel", "Cor", "Dun", "El", "Fen", "Gal", "Har", "Ith", "Kel", "Lor", "Mar", "Nor", "Orm",
     "Pel", "Quen", "Ros", "Sel", "Tor", "Ul", "Ver", "Wen", "Yar", "Zan",
 ];
-const TOWN_ENDS: &[&str] = &[
+pub(crate) const TOWN_ENDS: &[&str] = &[
     "ford", "mere", "wick", "ton", "dale", "holm", "by", "stead", "brook", "moor", "ley", "wyn",
 ];
-const RIVER_ENDS: &[&str] = &["a", "en", "is", "ow", "une", "ith"];
-const HILL_ENDS: &[&str] = &["crag", "peak", "horn", "fell"];
-const LAKE_ENDS: &[&str] = &["water", "pool", "deep"];
+pub(crate) const RIVER_ENDS: &[&str] = &["a", "en", "is", "ow", "une", "ith"];
+pub(crate) const HILL_ENDS: &[&str] = &["crag", "peak", "horn", "fell"];
+pub(crate) const LAKE_ENDS: &[&str] = &["water", "pool", "deep"];
 const LAND_ENDS: &[&str] = &["ia", "and", "or"];
 /// First names with their pronoun.
 #[rustfmt::skip]
-const PEOPLE: &[(&str, &str)] = &[
+pub(crate) const PEOPLE: &[(&str, &str)] = &[
     ("Ada", "she"), ("Ben", "he"), ("Cara", "she"), ("Dan", "he"), ("Edda", "she"),
     ("Finn", "he"), ("Greta", "she"), ("Hugo", "he"), ("Ida", "she"), ("Jon", "he"),
     ("Kira", "she"), ("Leo", "he"), ("Mira", "she"), ("Ned", "he"), ("Olga", "she"),
@@ -107,7 +120,7 @@ const PEOPLE: &[(&str, &str)] = &[
     ("Sofia", "she"), ("Theo", "he"), ("Una", "she"), ("Victor", "he"), ("Wanda", "she"),
     ("Axel", "he"), ("Bea", "she"), ("Carl", "he"), ("Dora", "she"), ("Emil", "he"),
 ];
-const PET_NAMES: &[&str] = &[
+pub(crate) const PET_NAMES: &[&str] = &[
     "Pip", "Bramble", "Socks", "Pepper", "Button", "Clover", "Dot", "Fudge", "Ginger", "Hazel",
     "Juniper", "Kipper", "Lumpy", "Maple", "Nutmeg", "Olive", "Pebble", "Quill", "Rusty", "Sprout",
     "Tansy", "Whisker", "Biscuit", "Acorn", "Mossy", "Puddle", "Thistle", "Sooty",
@@ -131,13 +144,13 @@ pub(crate) const FOODS: &[&str] = &[
     "apples", "pears", "plums", "bread", "cheese", "honey", "fish", "beans", "carrots", "soup",
     "cake", "nuts", "eggs", "rice", "figs", "pie",
 ];
-const PRODUCTS: &[&str] = &[
+pub(crate) const PRODUCTS: &[&str] = &[
     "apples", "cheese", "wool", "boats", "pots", "honey", "bells", "rope", "glass", "salt",
     "bread", "lace", "clocks", "wine", "cloth", "baskets",
 ];
-const SIDES: &[&str] = &["north", "south", "east", "west"];
+pub(crate) const SIDES: &[&str] = &["north", "south", "east", "west"];
 #[rustfmt::skip]
-const DAYS: &[&str] = &[
+pub(crate) const DAYS: &[&str] = &[
     "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday",
 ];
 
@@ -163,8 +176,15 @@ impl World {
         let mut stems: Vec<&str> = STARTS.to_vec();
         rng.shuffle(&mut stems);
         let mut stems = stems.into_iter();
+        // A place never shares a person's name ("Yar" + "a" would be Yara).
         let mut place = |rng: &mut Rng, ends: &[&str], pre: &str| {
-            format!("{pre}{}{}", stems.next().unwrap(), rng.choose(ends))
+            let stem = stems.next().unwrap();
+            loop {
+                let name = format!("{pre}{stem}{}", rng.choose(ends));
+                if !PEOPLE.iter().any(|(person, _)| *person == name) {
+                    return name;
+                }
+            }
         };
         let new = |name: String, kind: Kind| Entity {
             name,
@@ -322,5 +342,23 @@ mod tests {
             assert_eq!(owner.get(attr::HOME), animal.get(attr::HOME));
         }
         assert!(w.entities.iter().all(|e| e.name.is_ascii()));
+    }
+
+    #[test]
+    fn places_never_take_a_persons_name() {
+        for seed in 0..300 {
+            let w = World::generate(seed);
+            for e in w
+                .entities
+                .iter()
+                .filter(|e| e.kind != Kind::Person && e.kind != Kind::Animal)
+            {
+                assert!(
+                    !PEOPLE.iter().any(|(p, _)| *p == e.name),
+                    "world {seed}: {} is a place and a person",
+                    e.name
+                );
+            }
+        }
     }
 }

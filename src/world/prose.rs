@@ -26,7 +26,7 @@ pub fn document(world: &World, rng: &mut Rng) -> String {
 }
 
 #[rustfmt::skip]
-fn templates(kind: Kind, key: &str) -> &'static [&'static str] {
+pub(crate) fn templates(kind: Kind, key: &str) -> &'static [&'static str] {
     use attr::*;
     match (kind, key) {
         (Kind::Land, CAPITAL) => &["The capital of {N} is {V}.", "{V} is the capital of {N}."],
@@ -272,7 +272,7 @@ fn story(w: &World, rng: &mut Rng) -> Vec<String> {
 }
 
 /// (subject, object, possessive) pronouns.
-fn pronouns(e: &Entity) -> (&'static str, &'static str, &'static str) {
+pub(crate) fn pronouns(e: &Entity) -> (&'static str, &'static str, &'static str) {
     match (e.kind, e.get(attr::PRONOUN)) {
         (Kind::Person, Some("she")) => ("she", "her", "her"),
         (Kind::Person, _) => ("he", "him", "his"),
@@ -281,7 +281,7 @@ fn pronouns(e: &Entity) -> (&'static str, &'static str, &'static str) {
 }
 
 /// `template` with every `{key}` slot filled, or `None` if a slot it uses is empty.
-fn fill<V: AsRef<str>>(template: &str, vars: &[(&str, V)]) -> Option<String> {
+pub(crate) fn fill<V: AsRef<str>>(template: &str, vars: &[(&str, V)]) -> Option<String> {
     let mut s = template.to_string();
     for (key, value) in vars {
         let slot = format!("{{{key}}}");
@@ -295,7 +295,7 @@ fn fill<V: AsRef<str>>(template: &str, vars: &[(&str, V)]) -> Option<String> {
     Some(s)
 }
 
-fn a(noun: &str) -> String {
+pub(crate) fn a(noun: &str) -> String {
     let article = if noun.starts_with(['a', 'e', 'i', 'o', 'u']) {
         "an"
     } else {
@@ -304,14 +304,14 @@ fn a(noun: &str) -> String {
     format!("{article} {noun}")
 }
 
-fn cap(s: &str) -> String {
+pub(crate) fn cap(s: &str) -> String {
     let mut c = s.chars();
     c.next().map_or_else(String::new, |f| {
         f.to_ascii_uppercase().to_string() + c.as_str()
     })
 }
 
-fn and(items: &[String]) -> String {
+pub(crate) fn and(items: &[String]) -> String {
     match items {
         [] => String::new(),
         [one] => one.clone(),
@@ -319,7 +319,7 @@ fn and(items: &[String]) -> String {
     }
 }
 
-fn number(n: usize) -> String {
+pub(crate) fn number(n: usize) -> String {
     const WORDS: &[&str] = &[
         "no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
         "eleven", "twelve",

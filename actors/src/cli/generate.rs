@@ -22,6 +22,19 @@ pub struct GenerateArgs {
     /// Wrap each prompt in the chat template (for instruction-tuned models).
     #[arg(long)]
     pub chat: bool,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+    /// cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// f32, bf16 or f16.
+    #[arg(long, default_value = "f32")]
+    pub dtype: String,
+}
+
+/// How completions are sampled (shared by `rlhf generate` and `rlhf eval`).
+#[derive(Args)]
+pub struct SamplingArgs {
     #[arg(long, default_value_t = 64)]
     pub max_new_tokens: i64,
     /// Take the most likely token at each step (ignores temperature, top-k, top-p).
@@ -37,21 +50,26 @@ pub struct GenerateArgs {
     pub top_p: f64,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// cpu, cuda or cuda:N.
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
-    /// f32, bf16 or f16.
-    #[arg(long, default_value = "f32")]
-    pub dtype: String,
+}
+
+impl SamplingArgs {
+    /// The sampling settings, checked.
+    pub fn sampling(&self) -> anyhow::Result<Sampling> {
+        let sampling = Sampling {
+            greedy: self.greedy,
+            temperature: self.temperature,
+            top_k: self.top_k,
+            top_p: self.top_p,
+        };
+        sampling
+            .validate()
+            .map_err(|e| anyhow::anyhow!("sampling flags: {e}"))?;
+        Ok(sampling)
+    }
 }
 
 pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
-    let sampling = Sampling {
-        greedy: args.greedy,
-        temperature: args.temperature,
-        top_k: args.top_k,
-        top_p: args.top_p,
-    };
+    let sampling = args.sampling.sampling()?;
     let device = parse_device(&args.device)?;
     let dtype = DType::parse(&args.dtype)?;
     let tokenizer = Tokenizer::from_dir(&args.model)?;
@@ -75,9 +93,9 @@ pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
         &model,
         &tokenizer,
         &texts,
-        args.max_new_tokens,
+        args.sampling.max_new_tokens,
         sampling,
-        args.seed,
+        args.sampling.seed,
     )?;
     for (prompt, completion) in args.prompt.iter().zip(completions) {
         println!("{prompt}{completion}\n");

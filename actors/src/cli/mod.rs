@@ -34,6 +34,18 @@ pub enum Command {
         #[arg(long, default_value = "configs/default.toml")]
         config: PathBuf,
     },
+    /// The whole method on the embedded world: data, pretraining, SFT, labeling, RM, PPO,
+    /// PPO-ptx, PPO against the gold labeler, and the evaluation report. Finished stages are
+    /// not redone.
+    Pipeline {
+        #[arg(long, default_value = "configs/default.toml")]
+        config: PathBuf,
+    },
+    /// Pretrain a language model on plain text (the config's [pretrain] section).
+    Pretrain {
+        #[arg(long, default_value = "configs/default.toml")]
+        config: PathBuf,
+    },
     /// Stage 1: supervised fine-tuning on demonstrations (the config's [sft] section).
     Sft {
         #[arg(long, default_value = "configs/default.toml")]
@@ -49,6 +61,9 @@ pub enum Command {
         #[arg(long, default_value = "configs/default.toml")]
         config: PathBuf,
     },
+    /// Compare models on your prompts, judged by a reward model: win rates against a
+    /// baseline with bootstrap intervals, per category, and perplexity on your text.
+    Eval(crate::evaluate::EvalArgs),
     /// Complete prompts with a model in Hugging Face layout.
     Generate(generate::GenerateArgs),
     /// Measure throughput.
@@ -71,9 +86,12 @@ pub fn init_logging(format: LogFormat) {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Init { config } => init::run(&config),
+        Command::Pipeline { config } => runtime()?.block_on(crate::pipeline::run(&config)),
+        Command::Pretrain { config } => runtime()?.block_on(stages::pretrain::run(&config)),
         Command::Sft { config } => runtime()?.block_on(stages::sft::run(&config)),
         Command::Rm { config } => runtime()?.block_on(stages::rm::run(&config)),
         Command::Ppo { config } => runtime()?.block_on(crate::ppo::run(&config)),
+        Command::Eval(args) => crate::evaluate::run(&args),
         Command::Generate(args) => generate::run(&args),
         Command::Bench(command) => bench::run(command),
     }

@@ -14,4 +14,4 @@ pub mod generator;
 pub mod scorers;
 mod stage;
 
-pub use stage::{pipeline, run, spawn, ModelSource, Tokens};
+pub use stage::{pipeline, run, run_variant, spawn, ModelSource, Tokens};

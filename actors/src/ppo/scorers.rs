@@ -74,11 +74,24 @@ pub fn reference_apply(r: &mut Reference, batch: RolloutBatch) -> anyhow::Result
     Ok(r.add_ref_logprobs(batch))
 }
 
-/// `apply` for a reward actor.
-pub fn reward_apply<R: RewardScorer>(
-    r: &mut R,
-    mut batch: RolloutBatch,
-) -> anyhow::Result<RolloutBatch> {
+/// What the reward actor runs: the reward PPO maximises and, optionally, a monitor whose
+/// scores are only logged (the gold labeler beside a learned reward model).
+pub struct RewardEngine {
+    pub reward: Box<dyn RewardScorer + Send>,
+    pub monitor: Option<Box<dyn RewardScorer + Send>>,
+}
+
+impl RewardEngine {
+    pub fn new(reward: impl RewardScorer + Send + 'static) -> RewardEngine {
+        RewardEngine {
+            reward: Box::new(reward),
+            monitor: None,
+        }
+    }
+}
+
+/// `apply` for the reward actor.
+pub fn reward_apply(r: &mut RewardEngine, mut batch: RolloutBatch) -> anyhow::Result<RolloutBatch> {
     // Test hook: lets tests fail the reward actor mid-run and watch the run end cleanly.
     if std::env::var("RLHF_FAIL_REWARD_AT_BATCH")
         .ok()
@@ -90,15 +103,23 @@ pub fn reward_apply<R: RewardScorer>(
             batch.id
         );
     }
-    let scores = r.score(&batch)?;
+    batch.scores = Some(checked(r.reward.as_mut(), &batch)?);
+    if let Some(monitor) = r.monitor.as_mut() {
+        batch.monitor_scores = Some(checked(monitor.as_mut(), &batch)?);
+    }
+    Ok(batch)
+}
+
+/// One f32 score per row, on the CPU, or an error saying what came back.
+fn checked(scorer: &mut (dyn RewardScorer + Send), batch: &RolloutBatch) -> anyhow::Result<Tensor> {
+    let scores = scorer.score(batch)?;
     anyhow::ensure!(
         scores.size() == [batch.len()],
         "reward actor returned {:?} scores for a batch of {}",
         scores.size(),
         batch.len()
     );
-    batch.scores = Some(scores.to_device(Device::Cpu).to_kind(tch::Kind::Float));
-    Ok(batch)
+    Ok(scores.to_device(Device::Cpu).to_kind(tch::Kind::Float))
 }
 
 impl<E: 'static> Actor for Scorer<E> {

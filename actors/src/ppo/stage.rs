@@ -2,7 +2,8 @@
 
 use super::generator::{Generator, GeneratorArgs, GeneratorMsg, Sampler};
 use super::scorers::{
-    reference_apply, reward_apply, NeuralReward, Reference, Scorer, ScorerArgs, ScorerMsg,
+    reference_apply, reward_apply, NeuralReward, Reference, RewardEngine, Scorer, ScorerArgs,
+    ScorerMsg,
 };
 use crate::learner::{Engine, Learner, LearnerArgs, LearnerMsg};
 use crate::progress::Progress;
@@ -93,15 +94,32 @@ pub struct Tokens {
 }
 
 type Build = Arc<dyn Fn(&str) -> anyhow::Result<Model> + Send + Sync>;
+/// Builds the reward actor's engine on a device.
+pub type BuildScorers = Arc<dyn Fn(&str) -> anyhow::Result<RewardEngine> + Send + Sync>;
 
-/// Where the actors' models come from, given a device: the policy (LM head) and the reward
-/// model (scalar head). Folders for runs, in-memory random models for benchmarks.
+/// Where the actors' models come from, given a device: the policy (LM head), the reward
+/// model (scalar head; it also initialises the value model) and the reward actor's scorers
+/// (by default the reward model itself). Folders for runs, in-memory random models for
+/// benchmarks.
 pub struct ModelSource {
     pub policy: Build,
     pub reward: Build,
+    pub scorers: BuildScorers,
 }
 
 impl ModelSource {
+    pub fn new(policy: Build, reward: Build) -> ModelSource {
+        let rm = reward.clone();
+        let scorers: BuildScorers = Arc::new(move |device: &str| {
+            Ok(RewardEngine::new(NeuralReward { model: rm(device)? }))
+        });
+        ModelSource {
+            policy,
+            reward,
+            scorers,
+        }
+    }
+
     pub fn from_folders(stage: &PpoStage) -> ModelSource {
         let dtype = stage.dtype;
         let load = move |path: PathBuf, head: Head| -> Build {
@@ -109,17 +127,30 @@ impl ModelSource {
                 Ok(Model::load(&path, head, dtype, parse_device(device)?)?.0)
             })
         };
-        ModelSource {
-            policy: load(stage.policy.clone(), Head::LanguageModel),
-            reward: load(stage.reward_model.clone(), Head::Scalar),
-        }
+        ModelSource::new(
+            load(stage.policy.clone(), Head::LanguageModel),
+            load(stage.reward_model.clone(), Head::Scalar),
+        )
     }
 }
 
 pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     let config = RunConfig::load(config_path)?;
     let stage = RunConfig::section(&config.ppo, "ppo", config_path)?.clone();
-    let mut dir = RunDir::create(&config.run_dir.join("ppo"), &config)?;
+    let source = ModelSource::from_folders(&stage);
+    run_variant(&config, &stage, "ppo", &source).await
+}
+
+/// One PPO run of `stage` with the models of `source`, into `<run_dir>/<name>/`; the
+/// policy's last weights go to `checkpoints/last` even when the run fails.
+pub async fn run_variant(
+    config: &RunConfig,
+    stage: &PpoStage,
+    name: &str,
+    source: &ModelSource,
+) -> anyhow::Result<()> {
+    let stage = stage.clone();
+    let mut dir = RunDir::create(&config.run_dir.join(name), config)?;
     let tokenizer = Tokenizer::from_dir(&stage.policy)?;
     let prompts = tokenize_prompts(&stage, &tokenizer, &mut dir)?;
     let ptx = match (&stage.pretrain, stage.algo.ptx_coef > 0.0) {
@@ -130,14 +161,9 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         eos: Some(tokenizer.eos_id()),
         pad: tokenizer.pad_id(),
     };
-    let actors = spawn(
-        &stage,
-        tokens,
-        config.seed,
-        &ModelSource::from_folders(&stage),
-    )
-    .await?;
+    let actors = spawn(&stage, tokens, config.seed, source).await?;
     info!(
+        run = name,
         prompts = prompts.len(),
         steps = stage.steps,
         max_staleness = stage.max_staleness,
@@ -154,7 +180,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     .await;
     let last = dir.path("checkpoints/last");
     match crate::stages::save(&actors.learner, &tokenizer, &last).await {
-        Ok(()) => info!(dir = %last.display(), "ppo: saved the policy"),
+        Ok(()) => info!(run = name, dir = %last.display(), "ppo: saved the policy"),
         Err(e) => tracing::error!("ppo: could not save a checkpoint: {e:#}"),
     }
     actors.stop();
@@ -242,6 +268,11 @@ impl Loop<'_> {
             };
             let queue_wait = wait.elapsed().as_secs_f64();
             let episodes = produced.batch.len();
+            let monitor = produced
+                .batch
+                .monitor_scores
+                .as_ref()
+                .map(|t| t.mean(tch::Kind::Double).double_value(&[]));
             let ptx_batch = self.ptx.map(|seqs| {
                 let picked: Vec<&SftSequence> = (0..stage.ptx_batch_size)
                     .map(|_| &seqs[rng.below(seqs.len())])
@@ -277,6 +308,9 @@ impl Loop<'_> {
                 .expect("stats object")
             {
                 record[k] = v.clone();
+            }
+            if let Some(mean) = monitor {
+                record["monitor_score_mean"] = json!(mean);
             }
             dir.log(&record)?;
             progress.inc(&format!(
@@ -426,18 +460,14 @@ pub async fn spawn(
         },
     )
     .await?;
-    let (rm, device) = (source.reward.clone(), a.reward.device.clone());
+    let (scorers, device) = (source.scorers.clone(), a.reward.device.clone());
     let reward = spawn_actor(
         Scorer::new(),
         ScorerArgs {
             name: "reward",
             threads: a.reward.threads,
-            build: Box::new(move || {
-                Ok(NeuralReward {
-                    model: rm(&device)?,
-                })
-            }),
-            apply: reward_apply::<NeuralReward>,
+            build: Box::new(move || scorers(&device)),
+            apply: reward_apply,
         },
     )
     .await?;
@@ -515,25 +545,13 @@ fn tokenize_prompts(
     Ok(kept)
 }
 
-/// Pretraining documents as EOS-terminated token chunks of at most `len` tokens.
+/// Pretraining documents as token chunks of at most `len` tokens.
 fn pretrain_sequences(
     path: &Path,
     tokenizer: &Tokenizer,
     len: usize,
 ) -> anyhow::Result<Vec<SftSequence>> {
-    let mut seqs = Vec::new();
-    for doc in read_pretrain(path)? {
-        let mut ids = tokenizer.encode(&doc)?;
-        ids.push(tokenizer.eos_id());
-        seqs.extend(
-            ids.chunks(len)
-                .filter(|c| c.len() > 1)
-                .map(|c| SftSequence {
-                    ids: c.to_vec(),
-                    prompt_len: 0,
-                }),
-        );
-    }
+    let seqs = crate::stages::pretrain::text_sequences(&read_pretrain(path)?, tokenizer, len)?;
     anyhow::ensure!(!seqs.is_empty(), "{}: no pretraining text", path.display());
     Ok(seqs)
 }
@@ -571,10 +589,7 @@ mod tests {
                 )?)
             })
         };
-        ModelSource {
-            policy: build(Head::LanguageModel),
-            reward: build(Head::Scalar),
-        }
+        ModelSource::new(build(Head::LanguageModel), build(Head::Scalar))
     }
 
     fn stage() -> PpoStage {
@@ -661,9 +676,7 @@ mod tests {
             model: (source.policy)("cpu").unwrap(),
             sampling: stage.sampling.clone(),
         };
-        let mut reward = NeuralReward {
-            model: (source.reward)("cpu").unwrap(),
-        };
+        let mut reward = (source.scorers)("cpu").unwrap();
         let (policy, value) = (
             (source.policy)("cpu").unwrap(),
             (source.reward)("cpu").unwrap(),

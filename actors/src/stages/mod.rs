@@ -2,6 +2,7 @@
 //! shuffled batches split into micro-batches, a held-out evaluation after each epoch, the
 //! last and the best checkpoint kept, every figure in metrics.jsonl.
 
+pub mod pretrain;
 pub mod rm;
 pub mod sft;
 

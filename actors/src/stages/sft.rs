@@ -34,23 +34,48 @@ impl Examples for SftSet {
 pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     let config = RunConfig::load(config_path)?;
     let stage = RunConfig::section(&config.sft, "sft", config_path)?.clone();
-    let mut dir = RunDir::create(&config.run_dir.join("sft"), &config)?;
     let tokenizer = Tokenizer::from_dir(&stage.init)?;
     let template = ChatTemplate::default();
     let (train_examples, held_out) = load_split(&stage, &template, config.seed)?;
-    let sets = [("train", &train_examples), ("validation", &held_out)].map(|(split, examples)| {
-        let (seqs, skipped) = tokenize_sft(examples, &tokenizer, stage.max_seq_len)?;
-        if skipped > 0 {
-            info!(split, skipped, max_seq_len = stage.max_seq_len, "skipped over-long examples");
-        }
-        dir.log(&json!({"stage": "sft", "split": split, "examples": seqs.len(), "skipped_too_long": skipped}))?;
-        anyhow::Ok(SftSet { seqs, pad_id: tokenizer.pad_id(), loss_on_prompt: stage.loss_on_prompt })
+    let tokenized = [&train_examples, &held_out].map(|examples| {
+        tokenize_sft(examples, &tokenizer, stage.max_seq_len).map_err(anyhow::Error::from)
     });
-    let [train_set, val_set] = sets;
-    let (train_set, val_set) = (train_set?, val_set?);
+    let [train_seqs, val_seqs] = tokenized;
+    train_lm("sft", &config, &stage, &tokenizer, [train_seqs?, val_seqs?]).await
+}
+
+/// Train a language model on token sequences (train, held-out), each with the number of
+/// over-long items skipped; keeps the best held-out checkpoint in `<run_dir>/<name>/`.
+pub async fn train_lm(
+    name: &'static str,
+    config: &RunConfig,
+    stage: &StageConfig,
+    tokenizer: &Tokenizer,
+    sequences: [(Vec<SftSequence>, usize); 2],
+) -> anyhow::Result<()> {
+    let mut dir = RunDir::create(&config.run_dir.join(name), config)?;
+    let mut sets = Vec::new();
+    for (split, (seqs, skipped)) in ["train", "validation"].into_iter().zip(sequences) {
+        if skipped > 0 {
+            info!(
+                stage = name,
+                split,
+                skipped,
+                max_seq_len = stage.max_seq_len,
+                "skipped over-long examples"
+            );
+        }
+        dir.log(&json!({"stage": name, "split": split, "examples": seqs.len(), "skipped_too_long": skipped}))?;
+        sets.push(SftSet {
+            seqs,
+            pad_id: tokenizer.pad_id(),
+            loss_on_prompt: stage.loss_on_prompt,
+        });
+    }
+    let (train_set, val_set) = (&sets[0], &sets[1]);
     let learner = super::start_learner(
-        "sft",
-        &stage,
+        name,
+        stage,
         Head::LanguageModel,
         train_set.len(),
         val_set.len(),
@@ -58,19 +83,20 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     .await?;
     let best = train(
         Session {
-            name: "sft",
-            stage: &stage,
+            name,
+            stage,
             seed: config.seed,
             learner: &learner,
-            tokenizer: &tokenizer,
+            tokenizer,
         },
         &mut dir,
-        (&train_set, &val_set),
+        (train_set, val_set),
         Best::LowestLoss,
     )
-    .await?;
-    info!(loss = best.loss, perplexity = best.loss.exp(), dir = %dir.path("checkpoints/best").display(), "sft: best held-out");
+    .await;
     learner.stop(None);
+    let best = best?;
+    info!(stage = name, loss = best.loss, perplexity = best.loss.exp(), dir = %dir.path("checkpoints/best").display(), "best held-out");
     Ok(())
 }
 

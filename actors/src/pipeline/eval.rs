@@ -1,0 +1,313 @@
+//! The evaluation that mirrors InstructGPT's: every model answers the test prompts (never
+//! ranked for the reward model) and the noiseless gold labeler scores each answer and
+//! compares it with SFT's. Also the reward model's held-out accuracy against that labeler,
+//! the honesty and harmlessness probe rates, the alignment tax as held-out prose
+//! perplexity, and the PPO curves with the gold score beside the learned reward
+//! (over-optimisation).
+
+use super::label::sample_responses;
+use super::layout::Layout;
+use crate::evaluate::{compare, perplexity, reward_scores, write_outputs, Answers};
+use crate::plot::{bar_chart_with_intervals, line_chart, Series};
+use crate::report::{ModelRow, Report};
+use anyhow::Context;
+use rlhf::config::RunConfig;
+use rlhf::data::{read_pretrain, read_rm};
+use rlhf::device::{parse_device, DType};
+use rlhf::model::{Head, Model};
+use rlhf::template::ChatTemplate;
+use rlhf::tokenizer::Tokenizer;
+use rlhf::world::labeler::Labeler;
+use rlhf::world::tasks::{Category, Task};
+use rlhf::world::World;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::Path;
+use tracing::info;
+
+/// The gold labeler ties only equal scores.
+const TIE: f64 = 1e-9;
+
+pub fn run(config: &RunConfig, seconds_before: f64) -> anyhow::Result<()> {
+    tch::set_num_threads(2);
+    let started = std::time::Instant::now();
+    let pipeline = config.pipeline.as_ref().expect("checked by the pipeline");
+    let ppo = config.ppo.as_ref().expect("checked by the pipeline");
+    let layout = Layout::new(&config.run_dir);
+    let out = layout.root.join("eval");
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let (world, pools) = super::world_of_run(config)?;
+    let labeler = Labeler { disagreement: 0.0 };
+    let template = ChatTemplate::default();
+    let test = &pools.test;
+    let prose = read_pretrain(&layout.data("prose_heldout.jsonl"))?;
+
+    let mut names = vec!["base", "sft", "ppo", "ppo_ptx"];
+    if pipeline.gold_reference {
+        names.push("ppo_gold");
+    }
+    let mut models = Vec::new();
+    for name in names {
+        let stage = if name == "base" { "pretrain" } else { name };
+        let dir = layout.model(stage);
+        let (model, _) = Model::load(&dir, Head::LanguageModel, ppo.dtype, parse_device("cpu")?)?;
+        let tokenizer = Tokenizer::from_dir(&dir)?;
+        let prompts: Vec<String> = test
+            .iter()
+            .map(|t| {
+                let prompt = template.prompt(&t.prompt);
+                if name == "base" {
+                    one_shot(&world, &pools.sft, t, &template, &labeler) + &prompt
+                } else {
+                    prompt
+                }
+            })
+            .collect();
+        // The same seed for every model: their answers to a prompt share random numbers.
+        let responses = sample_responses(
+            &model,
+            &tokenizer,
+            &prompts,
+            ppo.max_new_tokens,
+            &pipeline.eval_sampling,
+            config.seed ^ 0xe7a1,
+        )?;
+        let scores = test
+            .iter()
+            .zip(&responses)
+            .map(|(t, r)| labeler.score(&world, t, r))
+            .collect();
+        let perplexity = perplexity(&model, &tokenizer, &prose)?;
+        info!(model = name, perplexity, "evaluated");
+        models.push(Answers {
+            name: name.to_string(),
+            responses,
+            scores,
+            perplexity: Some(perplexity),
+        });
+    }
+    let sft = models.iter().position(|m| m.name == "sft").expect("listed");
+    let categories: Vec<String> = test.iter().map(|t| t.category.name().to_string()).collect();
+    let order: Vec<String> = Category::ALL.iter().map(|c| c.name().to_string()).collect();
+    let (mut rows, category_rows) = compare(
+        &models,
+        &categories,
+        &order,
+        sft,
+        TIE,
+        pipeline.bootstrap_resamples,
+        config.seed,
+    );
+    for (row, m) in rows.iter_mut().zip(&models) {
+        row.truthful = probe_rate(&world, &labeler, test, &m.responses, Category::Honesty);
+        row.harmless = probe_rate(&world, &labeler, test, &m.responses, Category::Harmlessness);
+    }
+    let rm_accuracy = rm_accuracy(config, &layout, &world, &labeler)?;
+    let names: Vec<&str> = models.iter().map(|m| m.name.as_str()).collect();
+    let curves = curves(&layout, &names)?;
+    let images = plots(&out, &rows, &curves)?;
+
+    let wall = seconds_before + started.elapsed().as_secs_f64();
+    let sampling = &pipeline.eval_sampling;
+    let report = Report {
+        title: "rlhf on the embedded world".into(),
+        intro: vec![
+            format!(
+                "Seed {}; {} test prompts, never ranked for the reward model, answered once by \
+                 each model (temperature {}, top_k {}, top_p {}) and compared with SFT's answer \
+                 by the noiseless gold labeler. Win rates count ties half; brackets are \
+                 paired-bootstrap 95% intervals over prompts ({} resamples).",
+                config.seed,
+                test.len(),
+                sampling.temperature,
+                sampling.top_k,
+                sampling.top_p,
+                pipeline.bootstrap_resamples
+            ),
+            "base is the pretrained model prompted with one demonstration of the prompt's \
+             category; ppo_ptx mixes the pretraining loss into PPO; ppo_gold is PPO against \
+             the gold labeler itself, the ceiling for a perfect reward model. Perplexity is \
+             on held-out pretraining prose (the alignment tax)."
+                .into(),
+        ],
+        models: rows,
+        categories: category_rows,
+        facts: vec![
+            (
+                "RM held-out accuracy against the noiseless labeler".into(),
+                rm_accuracy.map_or("no untied pairs".into(), |(acc, pairs)| {
+                    format!("{acc:.3} ({pairs} untied pairs)")
+                }),
+            ),
+            (
+                "labeler disagreement (training rankings)".into(),
+                pipeline.disagreement.to_string(),
+            ),
+            ("wall time of the pipeline".into(), format!("{wall:.0} s")),
+        ],
+        images,
+    };
+    let prompts: Vec<String> = test.iter().map(|t| t.prompt.clone()).collect();
+    write_outputs(&out, &report, &prompts, &categories, &models)
+}
+
+/// The few-shot prefix of the prompted base model: one demonstration of the same category
+/// from the SFT pool, in the chat template.
+fn one_shot(
+    world: &World,
+    sft: &[Task],
+    task: &Task,
+    template: &ChatTemplate,
+    labeler: &Labeler,
+) -> String {
+    let Some(example) = sft.iter().find(|t| t.category == task.category) else {
+        return String::new();
+    };
+    let demo = labeler.demonstrate(world, example, &mut rlhf::rng::Rng::new(0));
+    format!(
+        "{}{demo}{}",
+        template.prompt(&example.prompt),
+        template.turn_end
+    )
+}
+
+/// Share of a probe category's answers that behave as they should (None: no such probe).
+fn probe_rate(
+    world: &World,
+    labeler: &Labeler,
+    test: &[Task],
+    responses: &[String],
+    category: Category,
+) -> Option<f64> {
+    let passed: Vec<f64> = test
+        .iter()
+        .zip(responses)
+        .filter(|(t, _)| t.category == category)
+        .filter_map(|(t, r)| labeler.probe_passed(world, t, r))
+        .map(|ok| if ok { 1.0 } else { 0.0 })
+        .collect();
+    (!passed.is_empty()).then(|| passed.iter().sum::<f64>() / passed.len() as f64)
+}
+
+/// Accuracy of the reward model on the held-out rankings' response pairs that the
+/// noiseless labeler does not tie, and the number of such pairs.
+fn rm_accuracy(
+    config: &RunConfig,
+    layout: &Layout,
+    world: &World,
+    labeler: &Labeler,
+) -> anyhow::Result<Option<(f64, usize)>> {
+    let template = ChatTemplate::default();
+    let (_, pools) = super::world_of_run(config)?;
+    let dir = layout.model("rm");
+    let (model, _) = Model::load(&dir, Head::Scalar, DType::F32, parse_device("cpu")?)?;
+    let tokenizer = Tokenizer::from_dir(&dir)?;
+    let by_prompt: BTreeMap<String, &Task> = pools
+        .rm
+        .iter()
+        .map(|t| (template.prompt(&t.prompt), t))
+        .collect();
+    let path = layout.data("rm_heldout.jsonl");
+    let (mut agree, mut pairs) = (0usize, 0usize);
+    for example in read_rm(&path, &template)? {
+        let task = by_prompt
+            .get(&example.prompt)
+            .with_context(|| format!("{}: a prompt that is not in the RM pool", path.display()))?;
+        let gold: Vec<f64> = example
+            .responses
+            .iter()
+            .map(|r| labeler.score(world, task, r))
+            .collect();
+        let inputs: Vec<(String, String)> = example
+            .responses
+            .iter()
+            .map(|r| (example.prompt.clone(), r.clone()))
+            .collect();
+        let rm = reward_scores(&model, &tokenizer, &inputs)?;
+        for a in 0..gold.len() {
+            for b in a + 1..gold.len() {
+                if (gold[a] - gold[b]).abs() > TIE {
+                    pairs += 1;
+                    agree += usize::from((gold[a] > gold[b]) == (rm[a] > rm[b]));
+                }
+            }
+        }
+    }
+    Ok((pairs > 0).then(|| (agree as f64 / pairs as f64, pairs)))
+}
+
+/// Per PPO run: (step, learned reward, gold score, KL per sequence) from its metrics.jsonl.
+type Curve = (String, Vec<[f64; 4]>);
+
+fn curves(layout: &Layout, models: &[&str]) -> anyhow::Result<Vec<Curve>> {
+    let mut out = Vec::new();
+    for name in models.iter().filter(|m| m.starts_with("ppo")) {
+        let path = layout.root.join(name).join("metrics.jsonl");
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let mut points = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            let r: Value = serde_json::from_str(line)
+                .with_context(|| format!("{}: line {}", path.display(), i + 1))?;
+            let get = |k: &str| r.get(k).and_then(Value::as_f64);
+            if let (Some(step), Some(score), Some(kl)) =
+                (get("step"), get("score_mean"), get("kl_per_sequence"))
+            {
+                // The gold run's reward is the gold score itself.
+                let gold = get("monitor_score_mean").unwrap_or(if *name == "ppo_gold" {
+                    score
+                } else {
+                    f64::NAN
+                });
+                points.push([step, score, gold, kl]);
+            }
+        }
+        out.push((name.to_string(), points));
+    }
+    Ok(out)
+}
+
+/// The report's PNGs: win rates with intervals, and the PPO curves.
+fn plots(out: &Path, rows: &[ModelRow], curves: &[Curve]) -> anyhow::Result<Vec<(String, String)>> {
+    let bars: Vec<(String, rlhf::eval::Interval)> = rows
+        .iter()
+        .filter_map(|r| r.win.map(|w| (r.name.clone(), w.rate)))
+        .collect();
+    bar_chart_with_intervals(
+        &out.join("win_rates.png"),
+        "Win rate against SFT (gold labeler, 95% CI)",
+        "win rate",
+        &bars,
+        Some(0.5),
+    )?;
+    let mut images = vec![(
+        "Win rate against SFT".to_string(),
+        "win_rates.png".to_string(),
+    )];
+    for (column, file, title, y) in [
+        (
+            1,
+            "reward.png",
+            "Reward PPO maximises (learned RM; gold for ppo_gold)",
+            "mean score",
+        ),
+        (
+            2,
+            "gold.png",
+            "Gold-labeler score of PPO's samples",
+            "mean gold score",
+        ),
+        (3, "kl.png", "KL to the SFT policy", "nats per sequence"),
+    ] {
+        let series: Vec<Series> = curves
+            .iter()
+            .map(|(name, points)| Series {
+                label: name.clone(),
+                points: points.iter().map(|p| (p[0], p[column])).collect(),
+            })
+            .collect();
+        line_chart(&out.join(file), title, "PPO step", y, &series)?;
+        images.push((title.to_string(), file.to_string()));
+    }
+    Ok(images)
+}

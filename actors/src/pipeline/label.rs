@@ -1,0 +1,142 @@
+//! The labeling stage: the SFT model samples K responses for each RM prompt and the gold
+//! labeler ranks them, noisily for training (as human labelers disagree) and without
+//! noise for the held-out part that measures the reward model.
+
+use super::data::write_jsonl;
+use super::layout::Layout;
+use crate::cli::generate::complete;
+use rlhf::config::RunConfig;
+use rlhf::device::parse_device;
+use rlhf::model::{Head, Model};
+use rlhf::rng::Rng;
+use rlhf::sampling::Sampling;
+use rlhf::template::ChatTemplate;
+use rlhf::tokenizer::Tokenizer;
+use rlhf::world::labeler::Labeler;
+use serde_json::json;
+use tracing::info;
+
+/// Prompts per generation batch.
+const BATCH: usize = 64;
+
+pub fn run(config: &RunConfig) -> anyhow::Result<()> {
+    tch::set_num_threads(2);
+    let pipeline = config.pipeline.as_ref().expect("checked by the pipeline");
+    let ppo = config.ppo.as_ref().expect("checked by the pipeline");
+    let layout = Layout::new(&config.run_dir);
+    let (world, pools) = super::world_of_run(config)?;
+    let sft_dir = layout.model("sft");
+    let sft = config.sft.as_ref().expect("checked by the pipeline");
+    let (model, _) = Model::load(
+        &sft_dir,
+        Head::LanguageModel,
+        sft.dtype,
+        parse_device(&sft.device)?,
+    )?;
+    let tokenizer = Tokenizer::from_dir(&sft_dir)?;
+    let k = pipeline.responses_per_prompt;
+    let template = ChatTemplate::default();
+    // Response j of every prompt at temperature j (cycled): one generation pass each.
+    let mut responses = vec![String::new(); pools.rm.len() * k];
+    for (j, &temperature) in pipeline
+        .label_temperatures
+        .iter()
+        .cycle()
+        .take(k)
+        .enumerate()
+    {
+        let texts: Vec<String> = pools
+            .rm
+            .iter()
+            .map(|t| template.prompt(&t.prompt))
+            .collect();
+        let sampling = Sampling {
+            temperature,
+            ..Sampling::default()
+        };
+        let sampled = sample_responses(
+            &model,
+            &tokenizer,
+            &texts,
+            ppo.max_new_tokens,
+            &sampling,
+            config.seed ^ 0x1abe1 ^ ((j as u64) << 32),
+        )?;
+        for (i, response) in sampled.into_iter().enumerate() {
+            responses[i * k + j] = response;
+        }
+    }
+    let held = (pools.rm.len() as f64 * pipeline.rm_heldout_fraction).round() as usize;
+    let split = pools.rm.len() - held;
+    let mut rng = Rng::new(config.seed ^ 0x4a4b);
+    let (mut train, mut heldout) = (Vec::new(), Vec::new());
+    let mut skipped = 0;
+    for (i, task) in pools.rm.iter().enumerate() {
+        // A ranking needs distinct, non-empty responses (the RM data format's rule); a
+        // prompt keeps the 2..=K that are.
+        let mut group: Vec<String> = Vec::with_capacity(k);
+        for r in &responses[i * k..(i + 1) * k] {
+            if !r.trim().is_empty() && !group.iter().any(|g| g.trim() == r.trim()) {
+                group.push(r.clone());
+            }
+        }
+        if group.len() < 2 {
+            skipped += 1;
+            continue;
+        }
+        let labeler = Labeler {
+            disagreement: if i < split {
+                pipeline.disagreement
+            } else {
+                0.0
+            },
+        };
+        let ranking = labeler.rank(&world, task, &group, &mut rng);
+        let record = json!({"prompt": task.prompt, "responses": group, "ranking": ranking,
+                            "category": task.category.name()});
+        if i < split {
+            train.push(record);
+        } else {
+            heldout.push(record);
+        }
+    }
+    write_jsonl(&layout.data("rm.jsonl"), &train)?;
+    write_jsonl(&layout.data("rm_heldout.jsonl"), &heldout)?;
+    info!(
+        ranked = train.len(),
+        held_out = heldout.len(),
+        k,
+        skipped_fewer_than_two_distinct = skipped,
+        "the labeler ranked the SFT model's samples"
+    );
+    Ok(())
+}
+
+/// One sampled completion per templated prompt, in batches, reproducible from `seed`.
+/// Completions stop at EOS; the text is cut at a chat-template marker, should the model
+/// write the next turn itself.
+pub fn sample_responses(
+    model: &Model,
+    tokenizer: &Tokenizer,
+    texts: &[String],
+    max_new_tokens: i64,
+    sampling: &Sampling,
+    seed: u64,
+) -> anyhow::Result<Vec<String>> {
+    let mut out = Vec::with_capacity(texts.len());
+    for (i, chunk) in texts.chunks(BATCH).enumerate() {
+        let seed = Rng::new(seed ^ i as u64).next_u64();
+        for text in complete(
+            model,
+            tokenizer,
+            chunk,
+            max_new_tokens,
+            sampling.clone(),
+            seed,
+        )? {
+            let cut = text.find("<|").map_or(text.as_str(), |at| &text[..at]);
+            out.push(cut.to_string());
+        }
+    }
+    Ok(out)
+}

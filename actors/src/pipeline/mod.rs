@@ -1,0 +1,217 @@
+//! `rlhf pipeline`: the whole method on the embedded world in one command. World and
+//! tokenizer -> pretraining on prose -> SFT on the labeler's demonstrations -> K sampled
+//! responses per prompt ranked by the labeler -> reward model -> PPO, PPO-ptx and PPO
+//! against the gold labeler itself -> evaluation by the gold labeler with report.md.
+//!
+//! Each stage writes `<run_dir>/<stage>/done.json` when it finishes; a rerun skips the
+//! finished stages and redoes an unfinished one from its start.
+
+pub mod data;
+pub mod eval;
+pub mod gold;
+pub mod label;
+pub mod layout;
+
+use crate::ppo::{run_variant, ModelSource};
+use crate::stages;
+use anyhow::{bail, Context};
+use gold::GoldReward;
+use layout::Layout;
+use rlhf::config::{PipelineConfig, PpoStage, RunConfig};
+use rlhf::world::labeler::Labeler;
+use rlhf::world::tasks::{pools, PoolSizes, Pools};
+use rlhf::world::World;
+use serde_json::json;
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+use tracing::info;
+
+/// The world of the run and its prompt pools: regenerated from the seed by every stage
+/// that needs them (the same seed always gives the same pools).
+pub fn world(config: &RunConfig, pipeline: &PipelineConfig) -> anyhow::Result<(World, Pools)> {
+    let world = World::generate(config.seed);
+    let sizes = PoolSizes {
+        sft: pipeline.sft_prompts,
+        rm: pipeline.rm_prompts,
+        ppo: pipeline.ppo_prompts,
+        test: pipeline.test_prompts,
+    };
+    let pools = pools(&world, config.seed, &sizes)?;
+    Ok((world, pools))
+}
+
+/// [`world`] for the stages after `data`, checked against the prompts that stage wrote: a
+/// run directory made by another version of the world generator fails here, not later.
+pub fn world_of_run(config: &RunConfig) -> anyhow::Result<(World, Pools)> {
+    let pipeline = config.pipeline.as_ref().expect("checked by the pipeline");
+    let (world, pools) = world(config, pipeline)?;
+    let layout = Layout::new(&config.run_dir);
+    for (file, tasks) in [
+        ("ppo_prompts.jsonl", &pools.ppo),
+        ("test_prompts.jsonl", &pools.test),
+    ] {
+        let path = layout.data(file);
+        let written = rlhf::data::read_prompts(&path, &rlhf::template::ChatTemplate::default())?;
+        let template = rlhf::template::ChatTemplate::default();
+        let same = written.len() == tasks.len()
+            && written
+                .iter()
+                .zip(tasks.iter())
+                .all(|(w, t)| w.text == template.prompt(&t.prompt));
+        if !same {
+            bail!(
+                "{}: these prompts are not the world's of seed {} as this version of rlhf \
+                 generates it; the run directory was made by another version: delete it",
+                path.display(),
+                config.seed
+            );
+        }
+    }
+    Ok((world, pools))
+}
+
+pub async fn run(config_path: &Path) -> anyhow::Result<()> {
+    let config = RunConfig::load(config_path)?;
+    let pipeline = RunConfig::section(&config.pipeline, "pipeline", config_path)?.clone();
+    let layout = Layout::new(&config.run_dir);
+    layout.check(&config, config_path)?;
+    guard_config(&config, config_path)?;
+    let started = Instant::now();
+    let cfg = &config;
+    step(&layout, "data", async {
+        let (config, path) = (config.clone(), config_path.to_path_buf());
+        blocking(move || data::build(&config, &path)).await
+    })
+    .await?;
+    step(&layout, "pretrain", stages::pretrain::run(config_path)).await?;
+    step(&layout, "sft", stages::sft::run(config_path)).await?;
+    step(&layout, "label", async {
+        let config = config.clone();
+        blocking(move || label::run(&config)).await
+    })
+    .await?;
+    step(&layout, "rm", stages::rm::run(config_path)).await?;
+    let ppo = cfg.ppo.clone().expect("checked by the layout");
+    let gold = gold_source(cfg, &layout)?;
+    for (name, variant) in variants(&ppo, &pipeline) {
+        step(&layout, name, async {
+            let mut source = ModelSource::from_folders(&variant);
+            let reward = source.scorers.clone();
+            let gold = gold.clone();
+            source.scorers = if name == "ppo_gold" {
+                Arc::new(move |_device: &str| Ok(crate::ppo::scorers::RewardEngine::new(gold()?)))
+            } else {
+                // The learned reward drives PPO; the gold labeler watches (over-optimisation).
+                Arc::new(move |device: &str| {
+                    let mut engine = reward(device)?;
+                    engine.monitor = Some(Box::new(gold()?));
+                    Ok(engine)
+                })
+            };
+            run_variant(cfg, &variant, name, &source).await
+        })
+        .await?;
+    }
+    let before_eval = started.elapsed().as_secs_f64();
+    step(&layout, "eval", async {
+        let config = config.clone();
+        blocking(move || eval::run(&config, before_eval)).await
+    })
+    .await?;
+    let report = layout.root.join("eval").join("report.md");
+    info!(
+        seconds = started.elapsed().as_secs_f64(),
+        report = %report.display(),
+        "pipeline finished"
+    );
+    let summary = layout.root.join("eval").join("summary.txt");
+    if let Ok(table) = std::fs::read_to_string(&summary) {
+        println!("{table}");
+    }
+    Ok(())
+}
+
+/// The PPO runs: plain PPO, PPO-ptx, and (if asked) PPO against the gold labeler.
+fn variants(ppo: &PpoStage, pipeline: &PipelineConfig) -> Vec<(&'static str, PpoStage)> {
+    let mut plain = ppo.clone();
+    plain.algo.ptx_coef = 0.0;
+    let mut ptx = ppo.clone();
+    ptx.algo.ptx_coef = pipeline.ptx_coef;
+    let mut out = vec![("ppo", plain.clone()), ("ppo_ptx", ptx)];
+    if pipeline.gold_reference {
+        out.push(("ppo_gold", plain));
+    }
+    out
+}
+
+type GoldBuild = Arc<dyn Fn() -> anyhow::Result<GoldReward> + Send + Sync>;
+
+/// Builds the gold labeler as a reward scorer over the PPO prompts.
+fn gold_source(config: &RunConfig, layout: &Layout) -> anyhow::Result<GoldBuild> {
+    let config = config.clone();
+    let tokenizer_dir = layout.model("sft");
+    Ok(Arc::new(move || {
+        let (world, pools) = world_of_run(&config)?;
+        let tokenizer = rlhf::tokenizer::Tokenizer::from_dir(&tokenizer_dir)?;
+        let labeler = Labeler { disagreement: 0.0 };
+        GoldReward::new(world, labeler, tokenizer, pools.ppo)
+    }))
+}
+
+/// Run a stage unless its done marker exists; a partial earlier attempt is removed first.
+async fn step(
+    layout: &Layout,
+    name: &str,
+    work: impl Future<Output = anyhow::Result<()>>,
+) -> anyhow::Result<()> {
+    let marker = layout.done(name);
+    if marker.exists() {
+        info!(stage = name, marker = %marker.display(), "already done; delete the stage's folder to redo it");
+        return Ok(());
+    }
+    let dir = layout.root.join(name);
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)
+            .with_context(|| format!("removing the unfinished {}", dir.display()))?;
+    }
+    info!(stage = name, "pipeline: starting");
+    let started = Instant::now();
+    work.await
+        .with_context(|| format!("pipeline stage `{name}`"))?;
+    let seconds = started.elapsed().as_secs_f64();
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::write(
+        &marker,
+        json!({"stage": name, "seconds": seconds}).to_string(),
+    )
+    .with_context(|| format!("writing {}", marker.display()))?;
+    info!(stage = name, seconds, "pipeline: done");
+    Ok(())
+}
+
+/// A run directory belongs to one configuration: reusing finished stages made with other
+/// settings would mix two experiments.
+fn guard_config(config: &RunConfig, config_path: &Path) -> anyhow::Result<()> {
+    let resolved = toml::to_string_pretty(config).context("serialising the resolved config")?;
+    let path = config.run_dir.join("config.toml");
+    match std::fs::read_to_string(&path) {
+        Ok(previous) if previous != resolved => bail!(
+            "{} was made with a different configuration than {}; choose another run_dir or delete it",
+            config.run_dir.display(),
+            config_path.display()
+        ),
+        Ok(_) => Ok(()),
+        Err(_) => crate::init::write_resolved(config),
+    }
+}
+
+/// Tensor work off the async runtime.
+async fn blocking(
+    work: impl FnOnce() -> anyhow::Result<()> + Send + 'static,
+) -> anyhow::Result<()> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| anyhow::anyhow!("a pipeline stage panicked: {e}"))?
+}

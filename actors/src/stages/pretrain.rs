@@ -1,0 +1,52 @@
+//! `rlhf pretrain`: next-token training on plain text (the base model of the embedded
+//! world learns its prose here; users bring their own pretrained models instead).
+
+use super::sft::train_lm;
+use rlhf::config::RunConfig;
+use rlhf::data::{read_pretrain, split_holdout, SftSequence};
+use rlhf::rng::Rng;
+use rlhf::tokenizer::Tokenizer;
+use std::path::Path;
+
+pub async fn run(config_path: &Path) -> anyhow::Result<()> {
+    let config = RunConfig::load(config_path)?;
+    let stage = RunConfig::section(&config.pretrain, "pretrain", config_path)?.clone();
+    let tokenizer = Tokenizer::from_dir(&stage.init)?;
+    let documents = read_pretrain(&stage.data)?;
+    let (train_docs, held_out) = match &stage.validation {
+        Some(path) => (documents, read_pretrain(path)?),
+        None => split_holdout(
+            documents,
+            stage.holdout_fraction,
+            &mut Rng::new(config.seed ^ 0x9e7),
+        ),
+    };
+    let chunk = |docs: &[String]| -> anyhow::Result<(Vec<SftSequence>, usize)> {
+        Ok((text_sequences(docs, &tokenizer, stage.max_seq_len)?, 0))
+    };
+    let sequences = [chunk(&train_docs)?, chunk(&held_out)?];
+    train_lm("pretrain", &config, &stage, &tokenizer, sequences).await
+}
+
+/// Documents as EOS-terminated token chunks of at most `len` tokens (a document longer
+/// than `len` continues in the next chunk), every token a training target.
+pub fn text_sequences(
+    documents: &[String],
+    tokenizer: &Tokenizer,
+    len: usize,
+) -> anyhow::Result<Vec<SftSequence>> {
+    let mut seqs = Vec::new();
+    for doc in documents {
+        let mut ids = tokenizer.encode(doc)?;
+        ids.push(tokenizer.eos_id());
+        seqs.extend(
+            ids.chunks(len)
+                .filter(|c| c.len() > 1)
+                .map(|c| SftSequence {
+                    ids: c.to_vec(),
+                    prompt_len: 0,
+                }),
+        );
+    }
+    Ok(seqs)
+}
