@@ -254,6 +254,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         )],
         models: rows,
         categories: category_rows,
+        labels: (named[baseline].0.clone(), "reward".into()),
         ..Report::default()
     };
     write_outputs(&args.out, &report, &texts, &categories, &answers)?;
@@ -301,4 +302,41 @@ pub fn write_outputs(
         })
         .collect();
     write_jsonl(&out.join("responses.jsonl"), &records)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answers(name: &str, scores: &[f64]) -> Answers {
+        Answers {
+            name: name.into(),
+            responses: vec![String::new(); scores.len()],
+            scores: scores.to_vec(),
+            perplexity: None,
+        }
+    }
+
+    #[test]
+    fn win_rates_compare_each_prompt_with_the_baseline() {
+        let models = [
+            answers("sft", &[0.5, 0.5, 0.5, 0.2]),
+            answers("ppo", &[0.6, 0.5, 0.4, 0.9]),
+        ];
+        let categories: Vec<String> = ["a", "a", "b", "b"].map(String::from).to_vec();
+        let order: Vec<String> = ["b", "a", "c"].map(String::from).to_vec();
+        let (rows, by_category) = compare(&models, &categories, &order, 0, 0.0, 200, 1);
+        assert!(rows[0].win.is_none());
+        let win = rows[1].win.unwrap();
+        // Judgments: win, tie, loss, win.
+        assert_eq!((win.rate.mean, win.ties, win.n), (0.625, 0.25, 4));
+        assert!((rows[1].gold.mean - 0.6).abs() < 1e-12);
+        assert_eq!(by_category[0].category, "b");
+        assert_eq!(by_category[0].wins[1].unwrap().rate.mean, 0.5);
+        assert_eq!(by_category[1].wins[1].unwrap().rate.mean, 0.75);
+        assert!(by_category[2].wins[1].is_none(), "no prompt of category c");
+        // A margin turns the small differences into ties.
+        let (rows, _) = compare(&models, &categories, &order, 0, 0.15, 200, 1);
+        assert_eq!(rows[1].win.unwrap().ties, 0.75);
+    }
 }

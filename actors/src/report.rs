@@ -41,25 +41,43 @@ pub struct Report {
     pub facts: Vec<(String, String)>,
     /// (caption, PNG path relative to the report).
     pub images: Vec<(String, String)>,
+    /// What the win rates compare against and what scores the answers: ("SFT", "gold") in
+    /// the pipeline, (the baseline's name, "reward") in `rlhf eval`. Empty reads as the
+    /// pipeline's.
+    pub labels: (String, String),
 }
 
 /// Shown where a value does not apply or was not measured.
 const MISSING: &str = "–";
 
 impl Report {
+    /// The baseline's name and the score's name, for headers.
+    fn names(&self) -> (&str, &str) {
+        let (baseline, score) = &self.labels;
+        (
+            if baseline.is_empty() { "SFT" } else { baseline },
+            if score.is_empty() { "gold" } else { score },
+        )
+    }
+
     pub fn markdown(&self) -> String {
+        let (baseline, score) = self.names();
         let mut md = format!("# {}\n\n", self.title);
         for p in &self.intro {
             md += &format!("{p}\n\n");
         }
         if !self.models.is_empty() {
             md += "## Models\n\n";
+            let (win, mean) = (
+                format!("Win rate vs {baseline} [95% CI]"),
+                format!("Mean {score} score [95% CI]"),
+            );
             let header = [
                 "Model",
-                "Win rate vs SFT [95% CI]",
+                win.as_str(),
                 "Ties",
                 "Prompts",
-                "Gold score [95% CI]",
+                mean.as_str(),
                 "Perplexity",
                 "Truthful",
                 "Harmless",
@@ -106,7 +124,7 @@ impl Report {
                 row
             })
             .collect();
-        let mut md = "## Win rate vs SFT by category [95% CI]\n\n".to_string();
+        let mut md = format!("## Win rate vs {} by category [95% CI]\n\n", self.names().0);
         md += &markdown_table(&header, &rows, 1);
         md + "\n"
     }
@@ -114,11 +132,16 @@ impl Report {
     /// The model table as aligned plain text: every line has the same width, names left-
     /// aligned, numbers right-aligned, for the end-of-run log.
     pub fn terminal_table(&self) -> String {
+        let (baseline, score) = self.names();
+        let (win, mean) = (
+            format!("win vs {baseline} [95% CI]"),
+            format!("{score} [95% CI]"),
+        );
         let header = [
             "model",
-            "win vs SFT [95% CI]",
+            win.as_str(),
             "ties",
-            "gold [95% CI]",
+            mean.as_str(),
             "ppl",
             "truthful",
             "harmless",
@@ -306,7 +329,24 @@ mod tests {
                 ("wall time".into(), "512 s".into()),
             ],
             images: vec![("Win rate vs SFT".into(), "win_rates.png".into())],
+            labels: Default::default(),
         }
+    }
+
+    #[test]
+    fn labels_name_the_baseline_and_the_judge() {
+        let r = Report {
+            labels: ("base".into(), "reward".into()),
+            ..report()
+        };
+        let md = r.markdown();
+        assert!(
+            md.contains("| Win rate vs base [95% CI] |")
+                && md.contains("| Mean reward score [95% CI] |")
+        );
+        assert!(md.contains("## Win rate vs base by category"));
+        let table = r.terminal_table();
+        assert!(table.contains("win vs base [95% CI]") && table.contains("reward [95% CI]"));
     }
 
     #[test]
@@ -315,7 +355,7 @@ mod tests {
         assert!(md.starts_with("# rlhf run report\n\nFirst paragraph.\n\nSecond paragraph.\n\n"));
         assert!(
             md.contains(
-                "| Model | Win rate vs SFT [95% CI] | Ties | Prompts | Gold score [95% CI] \
+                "| Model | Win rate vs SFT [95% CI] | Ties | Prompts | Mean gold score [95% CI] \
              | Perplexity | Truthful | Harmless |\n\
              | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n"
             ),

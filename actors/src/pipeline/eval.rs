@@ -146,6 +146,7 @@ pub fn run(config: &RunConfig, seconds_before: f64) -> anyhow::Result<()> {
             ("wall time of the pipeline".into(), format!("{wall:.0} s")),
         ],
         images,
+        labels: ("SFT".into(), "gold".into()),
     };
     let prompts: Vec<String> = test.iter().map(|t| t.prompt.clone()).collect();
     write_outputs(&out, &report, &prompts, &categories, &models)
