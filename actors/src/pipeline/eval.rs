@@ -102,7 +102,7 @@ pub fn run(config: &RunConfig, seconds_before: f64) -> anyhow::Result<()> {
         row.truthful = probe_rate(&world, &labeler, test, &m.responses, Category::Honesty);
         row.harmless = probe_rate(&world, &labeler, test, &m.responses, Category::Harmlessness);
     }
-    let rm_accuracy = rm_accuracy(config, &layout, &world, &labeler)?;
+    let rm_accuracy = rm_accuracy(&layout, &world, &pools.rm, &labeler)?;
     let names: Vec<&str> = models.iter().map(|m| m.name.as_str()).collect();
     let curves = curves(&layout, &names)?;
     let images = plots(&out, &rows, &curves)?;
@@ -193,18 +193,16 @@ fn probe_rate(
 /// Accuracy of the reward model on the held-out rankings' response pairs that the
 /// noiseless labeler does not tie, and the number of such pairs.
 fn rm_accuracy(
-    config: &RunConfig,
     layout: &Layout,
     world: &World,
+    rm_pool: &[Task],
     labeler: &Labeler,
 ) -> anyhow::Result<Option<(f64, usize)>> {
     let template = ChatTemplate::default();
-    let (_, pools) = super::world_of_run(config)?;
     let dir = layout.model("rm");
     let (model, _) = Model::load(&dir, Head::Scalar, DType::F32, parse_device("cpu")?)?;
     let tokenizer = Tokenizer::from_dir(&dir)?;
-    let by_prompt: BTreeMap<String, &Task> = pools
-        .rm
+    let by_prompt: BTreeMap<String, &Task> = rm_pool
         .iter()
         .map(|t| (template.prompt(&t.prompt), t))
         .collect();

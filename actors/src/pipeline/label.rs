@@ -37,6 +37,11 @@ pub fn run(config: &RunConfig) -> anyhow::Result<()> {
     let k = pipeline.responses_per_prompt;
     let template = ChatTemplate::default();
     // Response j of every prompt at temperature j (cycled): one generation pass each.
+    let texts: Vec<String> = pools
+        .rm
+        .iter()
+        .map(|t| template.prompt(&t.prompt))
+        .collect();
     let mut responses = vec![String::new(); pools.rm.len() * k];
     for (j, &temperature) in pipeline
         .label_temperatures
@@ -45,11 +50,6 @@ pub fn run(config: &RunConfig) -> anyhow::Result<()> {
         .take(k)
         .enumerate()
     {
-        let texts: Vec<String> = pools
-            .rm
-            .iter()
-            .map(|t| template.prompt(&t.prompt))
-            .collect();
         let sampling = Sampling {
             temperature,
             ..Sampling::default()

@@ -48,13 +48,13 @@ pub fn world_of_run(config: &RunConfig) -> anyhow::Result<(World, Pools)> {
     let pipeline = config.pipeline.as_ref().expect("checked by the pipeline");
     let (world, pools) = world(config, pipeline)?;
     let layout = Layout::new(&config.run_dir);
+    let template = rlhf::template::ChatTemplate::default();
     for (file, tasks) in [
         ("ppo_prompts.jsonl", &pools.ppo),
         ("test_prompts.jsonl", &pools.test),
     ] {
         let path = layout.data(file);
-        let written = rlhf::data::read_prompts(&path, &rlhf::template::ChatTemplate::default())?;
-        let template = rlhf::template::ChatTemplate::default();
+        let written = rlhf::data::read_prompts(&path, &template)?;
         let same = written.len() == tasks.len()
             && written
                 .iter()
@@ -94,7 +94,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     .await?;
     step(&layout, "rm", stages::rm::run(config_path)).await?;
     let ppo = cfg.ppo.clone().expect("checked by the layout");
-    let gold = gold_source(cfg, &layout)?;
+    let gold = gold_source(cfg, &layout);
     for (name, variant) in variants(&ppo, &pipeline) {
         step(&layout, name, async {
             let mut source = ModelSource::from_folders(&variant);
@@ -149,15 +149,15 @@ fn variants(ppo: &PpoStage, pipeline: &PipelineConfig) -> Vec<(&'static str, Ppo
 type GoldBuild = Arc<dyn Fn() -> anyhow::Result<GoldReward> + Send + Sync>;
 
 /// Builds the gold labeler as a reward scorer over the PPO prompts.
-fn gold_source(config: &RunConfig, layout: &Layout) -> anyhow::Result<GoldBuild> {
+fn gold_source(config: &RunConfig, layout: &Layout) -> GoldBuild {
     let config = config.clone();
     let tokenizer_dir = layout.model("sft");
-    Ok(Arc::new(move || {
+    Arc::new(move || {
         let (world, pools) = world_of_run(&config)?;
         let tokenizer = rlhf::tokenizer::Tokenizer::from_dir(&tokenizer_dir)?;
         let labeler = Labeler { disagreement: 0.0 };
         GoldReward::new(world, labeler, tokenizer, pools.ppo)
-    }))
+    })
 }
 
 /// Run a stage unless its done marker exists; a partial earlier attempt is removed first.
