@@ -30,3 +30,11 @@ if ! command -v cargo >/dev/null; then
   echo "setup: cargo not found; install Rust (rustup) first" >&2
   exit 1
 fi
+# Prometheus for actors/tests/prometheus.rs (the dashboard against a real scrape); CI runs
+# this script as root on Debian, whose package is enough.
+if ! command -v prometheus >/dev/null; then
+  echo "setup: installing prometheus (apt)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi

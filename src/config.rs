@@ -38,6 +38,9 @@ pub struct RunConfig {
     pub rm: Option<StageConfig>,
     /// Stage 3, PPO and PPO-ptx on the actor system (required by `rlhf ppo`).
     pub ppo: Option<PpoStage>,
+    /// The Prometheus endpoint; how a run is watched, not what it computes.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
 }
 
 /// Stage 3: PPO against the reward model with a KL leash to the SFT policy.
@@ -410,6 +413,23 @@ impl Default for WorldConfig {
     }
 }
 
+/// Where the Prometheus `/metrics` endpoint listens while a stage runs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// `HOST:PORT` (loopback by default; `0.0.0.0:PORT` listens on every interface), or
+    /// `off`.
+    pub listen: String,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            listen: "127.0.0.1:9464".into(),
+        }
+    }
+}
+
 /// The byte-level BPE tokenizer trained for the embedded world.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -546,6 +566,7 @@ impl RunConfig {
             sft: None,
             rm: None,
             ppo: Some(ppo),
+            metrics: MetricsConfig::default(),
         }
     }
 

@@ -3,6 +3,7 @@ pub mod error;
 pub mod eval;
 pub mod generate;
 pub mod losses;
+pub mod metric_names;
 pub mod model;
 pub mod optim;
 pub mod ppo;

@@ -20,6 +20,15 @@ pub enum Batch {
 }
 
 impl Batch {
+    /// Sequences (rows) and real, non-padding tokens in the batch.
+    pub fn rows_and_tokens(&self) -> (i64, i64) {
+        let valid = match self {
+            Batch::Sft(b) => &b.valid,
+            Batch::Rm(b) => &b.valid,
+        };
+        (valid.size()[0], valid.sum(Kind::Int64).int64_value(&[]))
+    }
+
     /// What this batch contributes to a step's mean: loss tokens (SFT) or prompts (RM).
     fn weight(&self) -> f64 {
         match self {

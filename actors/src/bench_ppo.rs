@@ -57,7 +57,7 @@ pub async fn run(shape: &ShapeArgs, settings: &PpoBench) -> anyhow::Result<()> {
             .collect();
         // No EOS: every response is new_tokens long, as in the peers' benchmarks.
         let actors = spawn(&stage, Tokens { eos: None, pad: 0 }, 0, &source).await?;
-        pipeline(&stage, 0, &actors, prompts, None, &mut run_dir).await?;
+        pipeline("bench", &stage, 0, &actors, prompts, None, &mut run_dir).await?;
         actors.stop();
         let timing = timing(&dir.join("metrics.jsonl"), settings.batch)?;
         let _ = std::fs::remove_dir_all(&dir);

@@ -2,16 +2,19 @@
 //! and is the only place weights change. Its engine is a supervised `Trainer` (SFT, RM)
 //! or a `PpoLearner` (policy and value model); both hand out weights the same way.
 
+use crate::telemetry;
 use crate::worker::Worker;
 use anyhow::anyhow;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use rlhf::data::SftBatch;
+use rlhf::metric_names::POLICY_VERSION;
 use rlhf::ppo::learner::{PpoLearner, PpoStats};
 use rlhf::rng::Rng;
 use rlhf::rollout::RolloutBatch;
 use rlhf::train::{Batch, Stats, Trainer};
 use std::path::PathBuf;
 use tch::Tensor;
+use tracing::Instrument;
 
 pub type Reply<T> = RpcReplyPort<anyhow::Result<T>>;
 
@@ -30,6 +33,20 @@ pub enum LearnerMsg {
     /// Shift the scalar head so these (ids, valid) sequences score 0 on average; replies
     /// with their mean score before the shift (supervised engine).
     CenterScores(Vec<(Tensor, Tensor)>, Reply<f64>),
+}
+
+impl LearnerMsg {
+    /// The message's kind, for log spans.
+    fn name(&self) -> &'static str {
+        match self {
+            LearnerMsg::Train(..) => "train",
+            LearnerMsg::Evaluate(..) => "evaluate",
+            LearnerMsg::PpoUpdate(..) => "ppo_update",
+            LearnerMsg::Save(..) => "save",
+            LearnerMsg::Weights(..) => "weights",
+            LearnerMsg::CenterScores(..) => "center_scores",
+        }
+    }
 }
 
 /// What the learner thread owns.
@@ -116,46 +133,72 @@ impl Actor for Learner {
         state: &mut LearnerState,
     ) -> Result<(), ActorProcessingErr> {
         let worker = &state.worker;
+        let span = tracing::debug_span!(
+            "learner",
+            actor = "learner",
+            message = msg.name(),
+            policy_version = tracing::field::Empty,
+            batch = tracing::field::Empty,
+        );
         match msg {
             LearnerMsg::Train(batches, reply) => {
+                let rows: i64 = batches.iter().map(|b| b.rows_and_tokens().0).sum();
                 let result = worker
-                    .run(move |e| Ok(e.supervised()?.train_step(&batches)?))
+                    .call(move |e| Ok(e.supervised()?.train_step(&batches)?))
+                    .instrument(span)
                     .await;
-                let _ = reply.send(result.and_then(|r| r));
+                if result.is_ok() {
+                    telemetry::processed("learner", rows);
+                }
+                let _ = reply.send(result);
             }
             LearnerMsg::Evaluate(batches, reply) => {
                 let result = worker
-                    .run(move |e| Ok(e.supervised()?.evaluate(&batches)))
+                    .call(move |e| Ok(e.supervised()?.evaluate(&batches)))
+                    .instrument(span)
                     .await;
-                let _ = reply.send(result.and_then(|r| r));
+                let _ = reply.send(result);
             }
             LearnerMsg::PpoUpdate(batch, ptx, reply) => {
-                let result = worker.run(move |e| match e {
-                    Engine::Ppo(learner, rng, lr) => {
-                        Ok(learner.update(&batch, ptx.as_ref(), rng, *lr)?)
-                    }
-                    Engine::Supervised(_) => {
-                        Err(anyhow!("the learner runs a supervised stage, not PPO"))
-                    }
-                });
-                let _ = reply.send(result.await.and_then(|r| r));
+                span.record("batch", batch.id);
+                span.record("policy_version", batch.policy_version);
+                let rows = batch.len();
+                let result = worker
+                    .call(move |e| match e {
+                        Engine::Ppo(learner, rng, lr) => {
+                            Ok(learner.update(&batch, ptx.as_ref(), rng, *lr)?)
+                        }
+                        Engine::Supervised(_) => {
+                            Err(anyhow!("the learner runs a supervised stage, not PPO"))
+                        }
+                    })
+                    .instrument(span)
+                    .await;
+                if let Ok(stats) = &result {
+                    telemetry::processed("learner", rows);
+                    telemetry::set(&POLICY_VERSION, "learner", stats.policy_version as f64);
+                }
+                let _ = reply.send(result);
             }
             LearnerMsg::Save(dir, reply) => {
-                let result = worker.run(move |e| e.save(&dir)).await;
-                let _ = reply.send(result.and_then(|r| r));
+                let result = worker.call(move |e| e.save(&dir)).instrument(span).await;
+                let _ = reply.send(result);
             }
             LearnerMsg::Weights(reply) => {
-                let _ = reply.send(worker.run(|e| e.weights()).await);
+                let _ = reply.send(worker.run(|e| e.weights()).instrument(span).await);
             }
             LearnerMsg::CenterScores(sequences, reply) => {
-                let result = worker.run(move |e| {
-                    let t = e.supervised()?;
-                    let mean = t.mean_score(&sequences);
-                    let bias = t.model().score_bias() - mean;
-                    t.model_mut().set_score_bias(bias);
-                    Ok(mean)
-                });
-                let _ = reply.send(result.await.and_then(|r| r));
+                let result = worker
+                    .call(move |e| {
+                        let t = e.supervised()?;
+                        let mean = t.mean_score(&sequences);
+                        let bias = t.model().score_bias() - mean;
+                        t.model_mut().set_score_bias(bias);
+                        Ok(mean)
+                    })
+                    .instrument(span)
+                    .await;
+                let _ = reply.send(result);
             }
         }
         Ok(())
@@ -228,6 +271,70 @@ mod tests {
             .count();
         assert!(changed > 0, "weights did not move");
         learner.stop(None);
+    }
+
+    /// The metrics endpoint answers while the learner's thread is busy with a training
+    /// step on every core (the bound is generous; the note quotes the measured figure).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_metrics_endpoint_answers_during_a_training_step() {
+        use crate::telemetry::tests::{endpoint, scrape};
+        let addr = endpoint();
+        let build = move || {
+            let trainer = Trainer::new(
+                fixture(Head::LanguageModel),
+                &OptimizerConfig::default(),
+                &ScheduleConfig::default(),
+                1,
+                1,
+            );
+            Ok(Engine::Supervised(Box::new(trainer)))
+        };
+        let args = LearnerArgs {
+            threads: 2,
+            build: Box::new(build),
+        };
+        let learner = Actor::spawn(None, Learner, args).await.unwrap().0;
+        // About a second or more of work in one step: many micro-batches of full rows.
+        let input_ids = Tensor::randint(90, [128, 64], (tch::Kind::Int64, Device::Cpu)) + 1;
+        let micro = || {
+            Batch::Sft(SftBatch {
+                targets: input_ids.roll([-1], [1]),
+                loss_mask: Tensor::ones([128, 64], (tch::Kind::Float, Device::Cpu)),
+                valid: Tensor::ones_like(&input_ids),
+                input_ids: input_ids.shallow_clone(),
+                tokens: 128 * 64,
+            })
+        };
+        let batches: Vec<Batch> = (0..8).map(|_| micro()).collect();
+        let step = {
+            let learner = learner.clone();
+            tokio::spawn(async move { ask(&learner, |r| LearnerMsg::Train(batches, r)).await })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let mut during = Vec::new();
+        while !step.is_finished() {
+            let started = std::time::Instant::now();
+            tokio::task::spawn_blocking(move || scrape(addr))
+                .await
+                .unwrap();
+            if !step.is_finished() {
+                during.push(started.elapsed().as_secs_f64());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        step.await.unwrap().unwrap();
+        learner.stop(None);
+        assert!(
+            during.len() >= 3,
+            "the step ended before three scrapes: {during:?}"
+        );
+        let worst = during.iter().cloned().fold(0.0, f64::max);
+        println!(
+            "{} scrapes during the step, slowest {:.1} ms",
+            during.len(),
+            worst * 1e3
+        );
+        assert!(worst < 1.0, "slowest scrape {worst:.3} s");
     }
 
     #[tokio::test]

@@ -14,6 +14,7 @@ mod progress;
 mod report;
 mod run_dir;
 mod stages;
+mod telemetry;
 mod worker;
 
 use clap::Parser;

@@ -4,8 +4,11 @@
 //! The engine object `T` is built on the thread and never leaves it; the actor sends
 //! closures and awaits their results.
 
+use crate::telemetry;
 use anyhow::{anyhow, Context};
+use rlhf::metric_names::{ERRORS, WORK_DURATION};
 use std::thread::JoinHandle;
+use std::time::Instant;
 use tokio::sync::oneshot;
 
 type Job<T> = Box<dyn FnOnce(&mut T) + Send>;
@@ -13,12 +16,13 @@ type Job<T> = Box<dyn FnOnce(&mut T) + Send>;
 pub struct Worker<T> {
     jobs: Option<crossbeam_channel::Sender<Job<T>>>,
     thread: Option<JoinHandle<()>>,
-    name: String,
+    /// The actor's name: the `actor` label of its metrics.
+    name: &'static str,
 }
 
 impl<T: 'static> Worker<T> {
     /// Start the thread with `threads` libtorch intra-op threads and build `T` on it.
-    pub async fn spawn<F>(name: &str, threads: i32, build: F) -> anyhow::Result<Worker<T>>
+    pub async fn spawn<F>(name: &'static str, threads: i32, build: F) -> anyhow::Result<Worker<T>>
     where
         F: FnOnce() -> anyhow::Result<T> + Send + 'static,
     {
@@ -47,22 +51,29 @@ impl<T: 'static> Worker<T> {
         built
             .await
             .map_err(|_| anyhow!("the {name} thread died while starting"))??;
+        // Present from the start, so a rate over it has data before the first error.
+        telemetry::add(&ERRORS, name, 0);
         Ok(Worker {
             jobs: Some(jobs),
             thread: Some(thread),
-            name: name.to_string(),
+            name,
         })
     }
 
-    /// Run `f` on the worker thread and wait (asynchronously) for its result.
+    /// Run `f` on the worker thread and wait (asynchronously) for its result; the time it
+    /// takes counts as the actor's work.
     pub async fn run<R, F>(&self, f: F) -> anyhow::Result<R>
     where
         R: Send + 'static,
         F: FnOnce(&mut T) -> R + Send + 'static,
     {
         let (reply, result) = oneshot::channel();
+        let name = self.name;
         let job: Job<T> = Box::new(move |state| {
-            let _ = reply.send(f(state));
+            let started = Instant::now();
+            let answer = f(state);
+            telemetry::observe(&WORK_DURATION, name, started.elapsed().as_secs_f64());
+            let _ = reply.send(answer);
         });
         let jobs = self.jobs.as_ref().expect("worker is running");
         jobs.send(job)
@@ -70,6 +81,19 @@ impl<T: 'static> Worker<T> {
         result
             .await
             .map_err(|_| anyhow!("the {} thread panicked", self.name))
+    }
+
+    /// [`Worker::run`] for fallible work: one result, an error counted against the actor.
+    pub async fn call<R, F>(&self, f: F) -> anyhow::Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut T) -> anyhow::Result<R> + Send + 'static,
+    {
+        let result = self.run(f).await.and_then(|r| r);
+        if result.is_err() {
+            telemetry::add(&ERRORS, self.name, 1);
+        }
+        result
     }
 }
 

@@ -2,8 +2,10 @@
 
 pub mod generate;
 
-use crate::{bench, init, stages};
+use crate::{bench, init, stages, telemetry};
+use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
+use rlhf::config::{MetricsConfig, RunConfig};
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -16,6 +18,10 @@ pub struct Cli {
     /// Log lines as human-readable text or as JSON objects.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
+    /// Serve Prometheus metrics at http://ADDR/metrics while a training command runs
+    /// (HOST:PORT, or `off`); overrides the config's `[metrics] listen`.
+    #[arg(long, global = true, value_name = "ADDR")]
+    pub metrics_addr: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -74,8 +80,11 @@ pub enum Command {
 pub fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Actor messages are debug spans: at RUST_LOG=debug each one's close is logged with its
+    // actor, policy_version, batch id and busy time.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
@@ -84,6 +93,9 @@ pub fn init_logging(format: LogFormat) {
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Some(config) = cli.command.training_config() {
+        start_metrics(config, cli.metrics_addr.as_deref())?;
+    }
     match cli.command {
         Command::Init { config } => init::run(&config),
         Command::Pipeline { config } => runtime()?.block_on(crate::pipeline::run(&config)),
@@ -94,6 +106,45 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Eval(args) => crate::evaluate::run(&args),
         Command::Generate(args) => generate::run(&args),
         Command::Bench(command) => bench::run(command),
+    }
+}
+
+impl Command {
+    /// The config of a command that trains (and so serves metrics).
+    fn training_config(&self) -> Option<&PathBuf> {
+        match self {
+            Command::Pipeline { config }
+            | Command::Pretrain { config }
+            | Command::Sft { config }
+            | Command::Rm { config }
+            | Command::Ppo { config } => Some(config),
+            _ => None,
+        }
+    }
+}
+
+/// Start the metrics endpoint before the first step. An address the user chose (the flag
+/// or a non-default config value) must work; the default one is best effort, so two runs
+/// on one machine do not fail for it.
+fn start_metrics(config: &std::path::Path, flag: Option<&str>) -> anyhow::Result<()> {
+    let configured = RunConfig::load(config)?.metrics.listen;
+    let chosen = flag.unwrap_or(&configured);
+    let strict = flag.is_some() || configured != MetricsConfig::default().listen;
+    let what = if flag.is_some() {
+        "--metrics-addr".to_string()
+    } else {
+        format!("{}: [metrics] listen", config.display())
+    };
+    let Some(addr) = telemetry::parse_listen(chosen).with_context(|| what.clone())? else {
+        return Ok(());
+    };
+    match telemetry::serve(addr) {
+        Ok(()) => Ok(()),
+        Err(e) if !strict => {
+            tracing::warn!("no metrics endpoint: {e:#} (set --metrics-addr or [metrics] listen)");
+            Ok(())
+        }
+        Err(e) => Err(e.context(what)),
     }
 }
 

@@ -194,16 +194,29 @@ async fn step(
 /// A run directory belongs to one configuration: reusing finished stages made with other
 /// settings would mix two experiments.
 fn guard_config(config: &RunConfig, config_path: &Path) -> anyhow::Result<()> {
-    let resolved = toml::to_string_pretty(config).context("serialising the resolved config")?;
+    // Where metrics are served does not change what the run computes.
+    let comparable = |c: &RunConfig| {
+        let mut c = c.clone();
+        c.metrics = Default::default();
+        toml::to_string_pretty(&c).context("serialising the resolved config")
+    };
+    let resolved = comparable(config)?;
     let path = config.run_dir.join("config.toml");
-    match std::fs::read_to_string(&path) {
-        Ok(previous) if previous != resolved => bail!(
+    let previous = std::fs::read_to_string(&path)
+        .ok()
+        .map(|text| toml::from_str::<RunConfig>(&text).map(|c| comparable(&c)));
+    match previous {
+        Some(Ok(Ok(previous))) if previous != resolved => bail!(
             "{} was made with a different configuration than {}; choose another run_dir or delete it",
             config.run_dir.display(),
             config_path.display()
         ),
-        Ok(_) => Ok(()),
-        Err(_) => crate::init::write_resolved(config),
+        Some(Ok(Ok(_))) => Ok(()),
+        Some(_) => bail!(
+            "{} is not a readable run configuration; choose another run_dir or delete it",
+            path.display()
+        ),
+        None => crate::init::write_resolved(config),
     }
 }
 

@@ -3,14 +3,17 @@
 //! between batches.
 
 use crate::learner::Reply;
+use crate::telemetry;
 use crate::worker::Worker;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use rlhf::generate::{generate, left_pad, GenerateOptions};
+use rlhf::metric_names::POLICY_VERSION;
 use rlhf::model::{KvCache, Model};
 use rlhf::ppo::learner::load_weights;
 use rlhf::rng::Rng;
 use rlhf::rollout::RolloutBatch;
 use tch::Tensor;
+use tracing::Instrument;
 
 /// The generator's engine: synchronous, owned by its thread.
 pub struct Sampler {
@@ -88,6 +91,8 @@ pub struct Generator;
 pub struct GeneratorState {
     worker: Worker<Sampler>,
     pad_id: i64,
+    /// The version of the weights the sampler holds.
+    version: u64,
 }
 
 pub struct GeneratorArgs {
@@ -107,9 +112,11 @@ impl Actor for Generator {
         args: GeneratorArgs,
     ) -> Result<GeneratorState, ActorProcessingErr> {
         let worker = Worker::spawn("generator", args.threads, args.build).await?;
+        telemetry::set(&POLICY_VERSION, "generator", 0.0);
         Ok(GeneratorState {
             worker,
             pad_id: args.pad_id,
+            version: 0,
         })
     }
 
@@ -121,16 +128,42 @@ impl Actor for Generator {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             GeneratorMsg::Generate(prompts, reply) => {
-                let pad = state.pad_id;
-                let result = state.worker.run(move |s| s.rollout(&prompts, pad)).await;
-                let _ = reply.send(result.and_then(|r| r));
-            }
-            GeneratorMsg::SetWeights(version, weights, reply) => {
+                let span = tracing::debug_span!(
+                    "generator",
+                    actor = "generator",
+                    message = "generate",
+                    policy_version = state.version,
+                    batch = tracing::field::Empty,
+                );
+                let (pad, rows) = (state.pad_id, prompts.len() as i64);
                 let result = state
                     .worker
-                    .run(move |s| s.set_weights(version, &weights))
+                    .call(move |s| s.rollout(&prompts, pad))
+                    .instrument(span.clone())
                     .await;
-                let _ = reply.send(result.and_then(|r| r));
+                if let Ok(batch) = &result {
+                    span.record("batch", batch.id);
+                    telemetry::processed("generator", rows);
+                }
+                let _ = reply.send(result);
+            }
+            GeneratorMsg::SetWeights(version, weights, reply) => {
+                let span = tracing::debug_span!(
+                    "generator",
+                    actor = "generator",
+                    message = "set_weights",
+                    policy_version = version,
+                );
+                let result = state
+                    .worker
+                    .call(move |s| s.set_weights(version, &weights))
+                    .instrument(span)
+                    .await;
+                if result.is_ok() {
+                    state.version = version;
+                    telemetry::set(&POLICY_VERSION, "generator", version as f64);
+                }
+                let _ = reply.send(result);
             }
         }
         Ok(())

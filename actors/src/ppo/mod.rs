@@ -11,6 +11,7 @@
 //! `max_staleness` versions old; each step records its staleness.
 
 pub mod generator;
+mod metrics;
 pub mod scorers;
 mod stage;
 

@@ -2,12 +2,14 @@
 //! Reward models are pluggable behind [`RewardScorer`].
 
 use crate::learner::Reply;
+use crate::telemetry;
 use crate::worker::Worker;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use rlhf::model::Model;
 use rlhf::rollout::{response_logprobs, sequence_scores, RolloutBatch};
 use rlhf::sampling::Sampling;
 use tch::{Device, Tensor};
+use tracing::Instrument;
 
 /// What a reward actor does: one score per response of a rollout batch ([B] f32).
 pub trait RewardScorer {
@@ -58,6 +60,7 @@ impl<E> Scorer<E> {
 }
 
 pub struct ScorerState<E: 'static> {
+    name: &'static str,
     worker: Worker<E>,
     apply: fn(&mut E, RolloutBatch) -> anyhow::Result<RolloutBatch>,
 }
@@ -134,6 +137,7 @@ impl<E: 'static> Actor for Scorer<E> {
     ) -> Result<ScorerState<E>, ActorProcessingErr> {
         let worker = Worker::spawn(args.name, args.threads, args.build).await?;
         Ok(ScorerState {
+            name: args.name,
             worker,
             apply: args.apply,
         })
@@ -147,9 +151,23 @@ impl<E: 'static> Actor for Scorer<E> {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             ScorerMsg::Score(batch, reply) => {
-                let apply = state.apply;
-                let result = state.worker.run(move |e| apply(e, batch)).await;
-                let _ = reply.send(result.and_then(|r| r));
+                let span = tracing::debug_span!(
+                    "scorer",
+                    actor = state.name,
+                    message = "score",
+                    policy_version = batch.policy_version,
+                    batch = batch.id,
+                );
+                let (apply, rows) = (state.apply, batch.len());
+                let result = state
+                    .worker
+                    .call(move |e| apply(e, batch))
+                    .instrument(span)
+                    .await;
+                if result.is_ok() {
+                    telemetry::processed(state.name, rows);
+                }
+                let _ = reply.send(result);
             }
         }
         Ok(())

@@ -1,6 +1,7 @@
 //! The PPO stage: build the four actors, run the pipeline, log every step.
 
 use super::generator::{Generator, GeneratorArgs, GeneratorMsg, Sampler};
+use super::metrics;
 use super::scorers::{
     reference_apply, reward_apply, NeuralReward, Reference, RewardEngine, Scorer, ScorerArgs,
     ScorerMsg,
@@ -9,12 +10,14 @@ use crate::learner::{Engine, Learner, LearnerArgs, LearnerMsg};
 use crate::progress::Progress;
 use crate::run_dir::RunDir;
 use crate::stages::ask;
+use crate::telemetry;
 use anyhow::{anyhow, Context};
 use ractor::{Actor, ActorRef};
 use rlhf::config::{PpoStage, RunConfig};
 use rlhf::data::{collate_sft, read_pretrain, read_prompts, SftSequence};
 use rlhf::device::parse_device;
 use rlhf::generate::GenerateOptions;
+use rlhf::metric_names::{STAGE_PROGRESS, TRAINED_TOKENS};
 use rlhf::model::{Head, Model};
 use rlhf::ppo::learner::PpoLearner;
 use rlhf::rng::Rng;
@@ -63,9 +66,7 @@ impl PromptCycle {
 /// A scored batch with the seconds each producer phase took.
 struct Produced {
     batch: RolloutBatch,
-    generate: f64,
-    reference: f64,
-    reward: f64,
+    times: metrics::ProducerTimes,
 }
 
 pub struct Actors {
@@ -170,6 +171,7 @@ pub async fn run_variant(
         "ppo: training"
     );
     let outcome = pipeline(
+        name,
         &stage,
         config.seed,
         &actors,
@@ -190,6 +192,7 @@ pub async fn run_variant(
 /// Run the producer and the consumer until the steps are done, a signal arrives, or an
 /// actor fails. Returns the steps completed.
 pub async fn pipeline(
+    name: &str,
     stage: &PpoStage,
     seed: u64,
     actors: &Actors,
@@ -200,6 +203,7 @@ pub async fn pipeline(
     let (queue, mut inbox) = mpsc::channel::<Produced>(stage.max_staleness.max(1) as usize);
     let (synced, synced_rx) = watch::channel(0u64);
     let producer = tokio::spawn(produce(
+        name.to_string(),
         actors.generator.clone(),
         actors.reference.clone(),
         actors.reward.clone(),
@@ -210,6 +214,7 @@ pub async fn pipeline(
         synced_rx,
     ));
     let steps = Loop {
+        name,
         stage,
         pad_id: actors.pad_id,
         ptx,
@@ -231,6 +236,8 @@ pub async fn pipeline(
 
 /// The consumer side: feed the learner, sync weights, log.
 struct Loop<'a> {
+    /// The run's name: the `stage` label of its metrics.
+    name: &'a str,
     stage: &'a PpoStage,
     pad_id: i64,
     ptx: Option<&'a [SftSequence]>,
@@ -267,7 +274,9 @@ impl Loop<'_> {
                 break;
             };
             let queue_wait = wait.elapsed().as_secs_f64();
+            metrics::queue_depth(self.name, inbox.len());
             let episodes = produced.batch.len();
+            let trained = metrics::trained_tokens(&produced.batch, stage.algo.ppo_epochs);
             let monitor = produced
                 .batch
                 .monitor_scores
@@ -279,6 +288,10 @@ impl Loop<'_> {
                     .collect();
                 collate_sft(&picked, self.pad_id, true)
             });
+            let ptx_batch_tokens = ptx_batch.as_ref().map_or(0, |b| {
+                b.valid.sum(tch::Kind::Int64).int64_value(&[]).max(0) as u64
+            });
+            let times_in = produced.times;
             let update = Instant::now();
             let stats = ask(&actors.learner, |r| {
                 LearnerMsg::PpoUpdate(produced.batch, ptx_batch, r)
@@ -296,11 +309,22 @@ impl Loop<'_> {
             .await
             .context("generator")?;
             let _ = synced.send(version);
+            let weight_sync = sync.elapsed().as_secs_f64();
+            let times = metrics::StepTimes {
+                queue_wait,
+                learner: update_seconds,
+                weight_sync,
+                step: wait.elapsed().as_secs_f64(),
+            };
+            metrics::learned(self.name, &stats, monitor, &times);
+            let ptx_tokens = ptx_batch_tokens * stage.algo.ppo_epochs as u64;
+            telemetry::add(&TRAINED_TOKENS, self.name, trained + ptx_tokens);
+            telemetry::set(&STAGE_PROGRESS, self.name, step as f64 / stage.steps as f64);
             let mut record = json!({
                 "stage": "ppo", "step": step, "episodes": episodes,
-                "generate_seconds": produced.generate, "reference_seconds": produced.reference,
-                "reward_seconds": produced.reward, "learner_seconds": update_seconds,
-                "weight_sync_seconds": sync.elapsed().as_secs_f64(), "queue_wait_seconds": queue_wait,
+                "generate_seconds": times_in.generate, "reference_seconds": times_in.reference,
+                "reward_seconds": times_in.reward, "learner_seconds": update_seconds,
+                "weight_sync_seconds": weight_sync, "queue_wait_seconds": queue_wait,
                 "elapsed_seconds": started.elapsed().as_secs_f64(),
             });
             for (k, v) in serde_json::to_value(&stats)?
@@ -346,6 +370,7 @@ fn shutdown_signal() -> watch::Receiver<bool> {
 /// staleness bound requires.
 #[allow(clippy::too_many_arguments)]
 async fn produce(
+    name: String,
     generator: ActorRef<GeneratorMsg>,
     reference: ActorRef<ScorerMsg>,
     reward: ActorRef<ScorerMsg>,
@@ -376,15 +401,17 @@ async fn produce(
         let t = Instant::now();
         let batch = call_scorer(&reward, batch).await.context("reward model")?;
         let reward_seconds = t.elapsed().as_secs_f64();
-        let produced = Produced {
-            batch,
+        let times = metrics::ProducerTimes {
             generate,
             reference: reference_seconds,
             reward: reward_seconds,
         };
+        metrics::produced(&name, &batch, &times);
+        let produced = Produced { batch, times };
         if queue.send(produced).await.is_err() {
             break;
         }
+        metrics::queue_depth(&name, queue.max_capacity() - queue.capacity());
     }
     Ok(())
 }
@@ -629,6 +656,71 @@ mod tests {
         }
     }
 
+    /// A PPO-ptx run exports every PPO metric under its documented name and labels, and
+    /// nothing else.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_ppo_run_exports_its_metrics_under_the_documented_names() {
+        use crate::telemetry::tests::{endpoint, families, scrape};
+        use rlhf::metric_names as m;
+        let addr = endpoint();
+        let mut stage = stage();
+        stage.algo.ptx_coef = 0.5;
+        let tokens = Tokens {
+            eos: Some(63),
+            pad: 0,
+        };
+        let dir = std::env::temp_dir().join(format!("rlhf-ppo-metrics-{}", std::process::id()));
+        let config = RunConfig::for_ppo(dir.clone(), 5, stage.clone());
+        let mut run_dir = RunDir::create(&dir, &config).unwrap();
+        let actors = spawn(&stage, tokens, 5, &source()).await.unwrap();
+        let prompts = vec![vec![5, 6, 7], vec![9, 10]];
+        let ptx = [SftSequence {
+            ids: vec![3, 4, 5, 6, 7],
+            prompt_len: 0,
+        }];
+        let run = "ppo_metrics_test";
+        pipeline(run, &stage, 5, &actors, prompts, Some(&ptx), &mut run_dir)
+            .await
+            .unwrap();
+        actors.stop();
+        let body = tokio::task::spawn_blocking(move || scrape(addr))
+            .await
+            .unwrap();
+        let exported = families(&body).unwrap_or_else(|p| panic!("{p:#?}\n{body}"));
+        let supervised_or_monitor = [m::LOSS.name, m::ACCURACY.name, m::MONITOR_SCORE_MEAN.name];
+        for metric in m::ALL
+            .iter()
+            .filter(|x| !supervised_or_monitor.contains(&x.name))
+        {
+            assert!(
+                exported.iter().any(|e| e.name == metric.name),
+                "{} is not exported",
+                metric.name
+            );
+            let series = match metric.kind {
+                m::Kind::Histogram => format!("{}_count", metric.name),
+                _ => metric.name.to_string(),
+            };
+            let labelled = match metric.labels {
+                ["stage"] => vec![format!("{series}{{stage=\"{run}\"}}")],
+                ["actor"] => ["generator", "reference", "reward", "learner"]
+                    .iter()
+                    .filter(|a| {
+                        metric.name != m::POLICY_VERSION.name
+                            || ["generator", "learner"].contains(a)
+                    })
+                    .map(|a| format!("{series}{{actor=\"{a}\"}}"))
+                    .collect(),
+                _ => vec![format!("{series} ")],
+            };
+            for s in labelled {
+                assert!(body.contains(&s), "no {s} in\n{body}");
+            }
+        }
+        assert!(body.contains(&format!("rlhf_steps_total{{stage=\"{run}\"}} 3")));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     /// The invariant that makes the actor system trustworthy: with max_staleness 0 it is
     /// exactly PPO, the same rollouts and updates as a plain loop over the same functions.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -655,9 +747,17 @@ mod tests {
         let source = source();
         let actors = spawn(&stage, tokens, seed, &source).await.unwrap();
         assert_eq!(
-            pipeline(&stage, seed, &actors, prompts.clone(), None, &mut run_dir)
-                .await
-                .unwrap(),
+            pipeline(
+                "ppo",
+                &stage,
+                seed,
+                &actors,
+                prompts.clone(),
+                None,
+                &mut run_dir
+            )
+            .await
+            .unwrap(),
             3
         );
         let (version, weights) = ask(&actors.learner, LearnerMsg::Weights).await.unwrap();

@@ -9,10 +9,12 @@ pub mod sft;
 use crate::learner::{Engine, Learner, LearnerArgs, LearnerMsg, Reply};
 use crate::progress::Progress;
 use crate::run_dir::RunDir;
+use crate::telemetry;
 use anyhow::{anyhow, Context};
 use ractor::{Actor, ActorRef};
 use rlhf::config::StageConfig;
 use rlhf::data::batches;
+use rlhf::metric_names as m;
 use rlhf::rng::Rng;
 use rlhf::tokenizer::Tokenizer;
 use rlhf::train::{Batch, Stats, Trainer};
@@ -147,9 +149,14 @@ pub async fn train(
                 .chunks(stage.micro_batch_size())
                 .map(|idx| train_set.collate(idx))
                 .collect();
+            let tokens: i64 = micro.iter().map(|b| b.rows_and_tokens().1).sum();
+            let learning = Instant::now();
             let stats = ask(learner, |reply| LearnerMsg::Train(micro, reply)).await?;
+            let learner_seconds = learning.elapsed().as_secs_f64();
             step += 1;
             let seconds = started.elapsed().as_secs_f64();
+            export_step(name, &stats, tokens, (learner_seconds, seconds));
+            telemetry::set(&m::STAGE_PROGRESS, name, step as f64 / total_steps as f64);
             let mut record =
                 json!({"stage": name, "epoch": epoch, "step": step, "seconds": seconds});
             merge(&mut record, &stats);
@@ -204,6 +211,25 @@ pub async fn save(
     tokenizer
         .save(dir)
         .with_context(|| format!("saving the tokenizer into {}", dir.display()))
+}
+
+/// One supervised step's figures to Prometheus; `seconds`: (learner, whole step).
+fn export_step(stage: &str, stats: &Stats, tokens: i64, seconds: (f64, f64)) {
+    telemetry::add(&m::STEPS, stage, 1);
+    telemetry::add(&m::TRAINED_TOKENS, stage, tokens.max(0) as u64);
+    telemetry::observe(&m::LEARNER_DURATION, stage, seconds.0);
+    telemetry::observe(&m::STEP_DURATION, stage, seconds.1);
+    telemetry::set(&m::LOSS, stage, stats.loss);
+    let optional = [
+        (&m::ACCURACY, stats.accuracy),
+        (&m::GRAD_NORM, stats.grad_norm),
+        (&m::LEARNING_RATE, stats.lr),
+    ];
+    for (metric, value) in optional {
+        if let Some(value) = value {
+            telemetry::set(metric, stage, value);
+        }
+    }
 }
 
 fn merge(record: &mut serde_json::Value, stats: &Stats) {
