@@ -18,6 +18,10 @@ pub enum Error {
     /// A value given by the caller (config, flag, argument) is invalid.
     #[error("{0}")]
     Invalid(String),
+    /// A training step's loss or gradient norm was NaN or infinite; the step was not
+    /// applied (the weights and optimizer state are unchanged).
+    #[error("non-finite {what} at step {step}; the step was not applied")]
+    NonFinite { what: String, step: u64 },
     /// libtorch refused an operation.
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),

@@ -12,6 +12,7 @@ pub mod rollout;
 pub mod sampling;
 pub mod schedule;
 pub use error::{Error, Result};
+pub mod checkpoint;
 pub mod config;
 pub mod data;
 pub mod template;

@@ -100,6 +100,11 @@ pub const STEPS: Metric = counter(
     STAGE,
     "Optimizer steps completed (one PPO step is one rollout batch's update).",
 );
+pub const SKIPPED_STEPS: Metric = counter(
+    "rlhf_skipped_steps_total",
+    STAGE,
+    "Training steps skipped because the loss or gradient norm was NaN or infinite (on_nan = \"skip\").",
+);
 pub const STAGE_PROGRESS: Metric = gauge(
     "rlhf_stage_progress_ratio",
     STAGE,
@@ -255,6 +260,11 @@ pub const ERRORS: Metric = counter(
     ACTOR,
     "Messages an actor answered with an error.",
 );
+pub const RESTARTS: Metric = counter(
+    "rlhf_actor_restarts_total",
+    ACTOR,
+    "Times an actor was replaced and went on (a remote reward node that rejoined after a loss).",
+);
 pub const RESIDENT_MEMORY: Metric = gauge(
     "rlhf_process_resident_memory_bytes",
     &[],
@@ -268,6 +278,7 @@ pub const ALL: &[Metric] = &[
     SAMPLES,
     BATCHES,
     STEPS,
+    SKIPPED_STEPS,
     STAGE_PROGRESS,
     GENERATION_DURATION,
     REFERENCE_DURATION,
@@ -299,6 +310,7 @@ pub const ALL: &[Metric] = &[
     LEARNING_RATE,
     WORK_DURATION,
     ERRORS,
+    RESTARTS,
     RESIDENT_MEMORY,
 ];
 

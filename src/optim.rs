@@ -101,7 +101,10 @@ impl AdamW {
     /// are visible through the model. `config.lr` and `config.max_grad_norm` are not used
     /// here: the caller passes the scheduled rate to [`AdamW::step`] and the threshold to
     /// [`AdamW::clip_grad_norm`].
-    pub fn new(params: Vec<(String, Tensor)>, config: &OptimizerConfig) -> AdamW {
+    pub fn new(mut params: Vec<(String, Tensor)>, config: &OptimizerConfig) -> AdamW {
+        // A fixed order (callers often collect a HashMap, whose order changes per process)
+        // makes the global gradient norm, a float sum, the same in every run.
+        params.sort_by(|a, b| a.0.cmp(&b.0));
         let slots = params
             .into_iter()
             .map(|(name, param)| {

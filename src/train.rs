@@ -11,6 +11,7 @@ use crate::optim::{AdamW, OptimizerConfig};
 use crate::schedule::ScheduleConfig;
 use crate::{Error, Result};
 use serde::Serialize;
+use std::path::Path;
 use tch::{Kind, Tensor};
 
 /// A batch for one of the supervised objectives.
@@ -115,6 +116,10 @@ pub fn batch_loss(model: &Model, batch: &Batch, train: bool) -> (Tensor, Stats) 
     }
 }
 
+/// File names of a trainer's state inside a checkpoint folder.
+const WEIGHTS: &str = "weights.safetensors";
+const OPTIMIZER: &str = "optimizer.safetensors";
+
 pub struct Trainer {
     model: Model,
     optimizer: AdamW,
@@ -122,9 +127,16 @@ pub struct Trainer {
     schedule: ScheduleConfig,
     steps_per_epoch: u64,
     total_steps: u64,
+    /// Test hook: the next step's loss is NaN (see [`Trainer::poison_next_step`]).
+    poison_next_step: bool,
 }
 
 impl Trainer {
+    /// Make the next training step's loss NaN, to test how callers handle one.
+    pub fn poison_next_step(&mut self) {
+        self.poison_next_step = true;
+    }
+
     pub fn new(
         model: Model,
         optimizer: &OptimizerConfig,
@@ -140,6 +152,7 @@ impl Trainer {
             schedule: schedule.clone(),
             steps_per_epoch: steps_per_epoch.max(1),
             total_steps: total_steps.max(1),
+            poison_next_step: false,
         }
     }
 
@@ -158,9 +171,37 @@ impl Trainer {
 
     /// The learning rate the next step will use.
     pub fn lr(&self) -> f64 {
+        self.lr_at(self.steps())
+    }
+
+    /// The learning rate after `steps` optimizer steps.
+    pub fn lr_at(&self, steps: u64) -> f64 {
         let base = self.optimizer_config.lr;
         self.schedule
-            .lr(base, self.steps(), self.steps_per_epoch, self.total_steps)
+            .lr(base, steps, self.steps_per_epoch, self.total_steps)
+    }
+
+    /// Weights and optimizer state (moments and step count, hence the schedule position)
+    /// into the checkpoint folder `dir`.
+    pub fn save_state(&self, dir: &Path) -> Result<()> {
+        let mut weights: Vec<(String, Tensor)> =
+            self.model.var_store().variables().into_iter().collect();
+        weights.sort_by(|a, b| a.0.cmp(&b.0));
+        crate::model::weights::write(&dir.join(WEIGHTS), &weights)?;
+        crate::model::weights::write(&dir.join(OPTIMIZER), &self.optimizer.state())
+    }
+
+    /// Restores what [`Trainer::save_state`] wrote; errors name the file and tensor.
+    pub fn load_state(&mut self, dir: &Path) -> Result<()> {
+        let weights: Vec<(String, Tensor)> = crate::model::weights::read(&dir.join(WEIGHTS))?
+            .into_iter()
+            .collect();
+        crate::ppo::learner::load_weights(&mut self.model, &weights)
+            .map_err(|e| Error::format(dir.join(WEIGHTS), e.to_string()))?;
+        let optimizer = crate::model::weights::read(&dir.join(OPTIMIZER))?;
+        self.optimizer
+            .load_state(&optimizer)
+            .map_err(|e| Error::format(dir.join(OPTIMIZER), e.to_string()))
     }
 
     /// One optimizer step over the micro-batches of one batch.
@@ -172,25 +213,33 @@ impl Trainer {
             ));
         }
         self.optimizer.zero_grad();
+        let poison = std::mem::take(&mut self.poison_next_step);
         let mut stats = Stats::default();
         for batch in micro_batches {
             let weight = batch.weight();
-            let (loss, batch_stats) = batch_loss(&self.model, batch, true);
+            let (mut loss, mut batch_stats) = batch_loss(&self.model, batch, true);
+            if poison {
+                loss *= f64::NAN;
+                batch_stats.loss = f64::NAN;
+            }
             (loss * (weight / total)).backward();
             stats.add(&batch_stats, weight, total);
         }
+        let step = self.steps() + 1;
+        let non_finite = |what: String| Error::NonFinite { what, step };
         if !stats.loss.is_finite() {
-            return Err(Error::Invalid(format!(
-                "non-finite loss {} at step {}",
-                stats.loss,
-                self.steps()
-            )));
+            self.optimizer.zero_grad();
+            return Err(non_finite(format!("loss ({})", stats.loss)));
         }
         let lr = self.lr();
-        stats.grad_norm = Some(
-            self.optimizer
-                .clip_grad_norm(self.optimizer_config.max_grad_norm),
-        );
+        let norm = self
+            .optimizer
+            .clip_grad_norm(self.optimizer_config.max_grad_norm);
+        if !norm.is_finite() {
+            self.optimizer.zero_grad();
+            return Err(non_finite(format!("gradient norm ({norm})")));
+        }
+        stats.grad_norm = Some(norm);
         self.optimizer.step(lr);
         stats.lr = Some(lr);
         Ok(stats)
@@ -242,4 +291,99 @@ pub fn last_token_scores(model: &Model, ids: &Tensor, valid: &Tensor) -> Tensor 
         .scores(&hidden.select(1, hidden.size()[1] - 1))
         .to_kind(Kind::Float)
         .to_device(tch::Device::Cpu)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::SftBatch;
+    use crate::device::DType;
+    use crate::model::Head;
+
+    fn trainer() -> Trainer {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gpt2-tiny");
+        let model = Model::load(&dir, Head::LanguageModel, DType::F32, tch::Device::Cpu)
+            .unwrap()
+            .0;
+        let config = OptimizerConfig {
+            lr: 1e-2,
+            ..OptimizerConfig::default()
+        };
+        Trainer::new(model, &config, &ScheduleConfig::default(), 4, 8)
+    }
+
+    fn batch(offset: i64) -> Batch {
+        let input_ids = Tensor::from_slice(&[5i64, 6, 7, 8, 9, 10]).view([1, 6]) + offset;
+        Batch::Sft(SftBatch {
+            targets: input_ids.roll([-1], [1]),
+            loss_mask: Tensor::from_slice(&[0f32, 1., 1., 1., 1., 0.]).view([1, 6]),
+            valid: Tensor::ones_like(&input_ids),
+            input_ids,
+            tokens: 4,
+        })
+    }
+
+    fn weights(t: &Trainer) -> Vec<(String, Tensor)> {
+        let mut w: Vec<(String, Tensor)> = t
+            .model()
+            .var_store()
+            .variables()
+            .into_iter()
+            .map(|(n, v)| (n, v.copy()))
+            .collect();
+        w.sort_by(|a, b| a.0.cmp(&b.0));
+        w
+    }
+
+    fn same(a: &[(String, Tensor)], b: &[(String, Tensor)]) -> bool {
+        a.iter().zip(b).all(|((_, x), (_, y))| x.equal(y))
+    }
+
+    #[test]
+    fn a_non_finite_step_is_refused_and_changes_nothing() {
+        let mut t = trainer();
+        t.train_step(&[batch(0)]).unwrap();
+        let before = weights(&t);
+        t.poison_next_step();
+        match t.train_step(&[batch(1)]) {
+            Err(Error::NonFinite { what, step }) => {
+                assert!(what.starts_with("loss (NaN)"), "{what}");
+                assert_eq!(step, 2);
+            }
+            other => panic!("expected a non-finite error, got {other:?}"),
+        }
+        assert!(
+            same(&before, &weights(&t)),
+            "a refused step moved the weights"
+        );
+        assert_eq!(t.steps(), 1);
+        // The poison lasts one step; the next one trains.
+        t.train_step(&[batch(1)]).unwrap();
+        assert_eq!(t.steps(), 2);
+        assert!(!same(&before, &weights(&t)));
+    }
+
+    #[test]
+    fn saved_state_continues_bit_for_bit() {
+        let dir = std::env::temp_dir().join(format!("rlhf-train-state-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut t = trainer();
+        t.train_step(&[batch(0)]).unwrap();
+        t.train_step(&[batch(1)]).unwrap();
+        t.save_state(&dir).unwrap();
+        t.train_step(&[batch(2)]).unwrap();
+        let mut resumed = trainer();
+        resumed.load_state(&dir).unwrap();
+        assert_eq!(resumed.steps(), 2);
+        assert_eq!(resumed.lr(), t.lr_at(2));
+        resumed.train_step(&[batch(2)]).unwrap();
+        assert!(same(&weights(&t), &weights(&resumed)));
+        // A truncated optimizer file is an error naming it.
+        let path = dir.join(OPTIMIZER);
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+        let e = trainer().load_state(&dir).unwrap_err().to_string();
+        assert!(e.contains("optimizer.safetensors"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

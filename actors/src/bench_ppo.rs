@@ -3,8 +3,9 @@
 
 use crate::bench::{PpoBench, ShapeArgs};
 use crate::ppo::{pipeline, spawn, ModelSource, Tokens};
+use crate::reward::Decoder;
 use crate::run_dir::RunDir;
-use rlhf::config::{Actors, Placement, PpoStage, RunConfig};
+use rlhf::config::{Actors, Placement, PpoStage, RewardConfig, RunConfig};
 use rlhf::device::DType;
 use rlhf::model::Head;
 use rlhf::optim::OptimizerConfig;
@@ -37,6 +38,7 @@ pub async fn run(shape: &ShapeArgs, settings: &PpoBench) -> anyhow::Result<()> {
             Arc::new(move |device: &str| {
                 reward_shape.random_model(Head::Scalar, positions, device)
             }),
+            RewardConfig::Model,
         )
     };
     let mut results = Vec::new();
@@ -56,7 +58,17 @@ pub async fn run(shape: &ShapeArgs, settings: &PpoBench) -> anyhow::Result<()> {
             })
             .collect();
         // No EOS: every response is new_tokens long, as in the peers' benchmarks.
-        let actors = spawn(&stage, Tokens { eos: None, pad: 0 }, 0, &source).await?;
+        let actors = spawn(
+            &stage,
+            Tokens {
+                eos: None,
+                pad: 0,
+                decoder: Decoder::ids_only(),
+            },
+            0,
+            &source,
+        )
+        .await?;
         pipeline("bench", &stage, 0, &actors, prompts, None, &mut run_dir).await?;
         actors.stop();
         let timing = timing(&dir.join("metrics.jsonl"), settings.batch)?;
@@ -123,6 +135,7 @@ fn stage(shape: &ShapeArgs, s: &PpoBench, max_staleness: u64) -> anyhow::Result<
             reward: place.clone(),
             learner: place,
         },
+        reward: RewardConfig::Model,
     })
 }
 

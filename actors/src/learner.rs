@@ -28,12 +28,19 @@ pub enum LearnerMsg {
     /// Save the model in Hugging Face layout into the folder (PPO: the policy; the value
     /// model goes to `<folder>-value`).
     Save(PathBuf, Reply<()>),
+    /// Write the weights and optimizer state into a checkpoint folder (supervised engine).
+    SaveState(PathBuf, Reply<()>),
+    /// Restore what `SaveState` wrote (supervised engine).
+    LoadState(PathBuf, Reply<()>),
     /// Copies of the (policy) weights and their version, for the generator.
     Weights(Reply<(u64, Vec<(String, Tensor)>)>),
     /// Shift the scalar head so these (ids, valid) sequences score 0 on average; replies
     /// with their mean score before the shift (supervised engine).
     CenterScores(Vec<(Tensor, Tensor)>, Reply<f64>),
 }
+
+// Local only: with ractor's cluster feature on, messages say whether they cross nodes.
+impl ractor::Message for LearnerMsg {}
 
 impl LearnerMsg {
     /// The message's kind, for log spans.
@@ -43,6 +50,8 @@ impl LearnerMsg {
             LearnerMsg::Evaluate(..) => "evaluate",
             LearnerMsg::PpoUpdate(..) => "ppo_update",
             LearnerMsg::Save(..) => "save",
+            LearnerMsg::SaveState(..) => "save_state",
+            LearnerMsg::LoadState(..) => "load_state",
             LearnerMsg::Weights(..) => "weights",
             LearnerMsg::CenterScores(..) => "center_scores",
         }
@@ -103,6 +112,8 @@ pub struct Learner;
 
 pub struct LearnerState {
     worker: Worker<Engine>,
+    /// Train messages handled (the NaN test hook counts them).
+    train_messages: u64,
 }
 
 pub struct LearnerArgs {
@@ -123,7 +134,10 @@ impl Actor for Learner {
         args: LearnerArgs,
     ) -> Result<LearnerState, ActorProcessingErr> {
         let worker = Worker::spawn("learner", args.threads, args.build).await?;
-        Ok(LearnerState { worker })
+        Ok(LearnerState {
+            worker,
+            train_messages: 0,
+        })
     }
 
     async fn handle(
@@ -143,8 +157,20 @@ impl Actor for Learner {
         match msg {
             LearnerMsg::Train(batches, reply) => {
                 let rows: i64 = batches.iter().map(|b| b.rows_and_tokens().0).sum();
+                state.train_messages += 1;
+                // Test hook: a NaN loss in the N-th training step of this learner.
+                let poison = std::env::var("RLHF_NAN_AT_STEP")
+                    .ok()
+                    .and_then(|v| v.parse::<u64>().ok())
+                    == Some(state.train_messages);
                 let result = worker
-                    .call(move |e| Ok(e.supervised()?.train_step(&batches)?))
+                    .call(move |e| {
+                        let trainer = e.supervised()?;
+                        if poison {
+                            trainer.poison_next_step();
+                        }
+                        Ok(trainer.train_step(&batches)?)
+                    })
                     .instrument(span)
                     .await;
                 if result.is_ok() {
@@ -182,6 +208,20 @@ impl Actor for Learner {
             }
             LearnerMsg::Save(dir, reply) => {
                 let result = worker.call(move |e| e.save(&dir)).instrument(span).await;
+                let _ = reply.send(result);
+            }
+            LearnerMsg::SaveState(dir, reply) => {
+                let result = worker
+                    .call(move |e| Ok(e.supervised()?.save_state(&dir)?))
+                    .instrument(span)
+                    .await;
+                let _ = reply.send(result);
+            }
+            LearnerMsg::LoadState(dir, reply) => {
+                let result = worker
+                    .call(move |e| Ok(e.supervised()?.load_state(&dir)?))
+                    .instrument(span)
+                    .await;
                 let _ = reply.send(result);
             }
             LearnerMsg::Weights(reply) => {

@@ -1,23 +1,8 @@
 //! The `rlhf` command line: thin wrappers over the engine (src/) and the actor stages.
 //! Every user mistake ends as one `error:` line and exit code 2; nothing panics on bad input.
 
-mod bench;
-mod bench_ppo;
-mod cli;
-mod evaluate;
-mod init;
-mod learner;
-mod pipeline;
-mod plot;
-mod ppo;
-mod progress;
-mod report;
-mod run_dir;
-mod stages;
-mod telemetry;
-mod worker;
-
 use clap::Parser;
+use rlhf_actors::cli;
 
 fn main() {
     let args = cli::Cli::parse();

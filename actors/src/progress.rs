@@ -34,6 +34,14 @@ impl Progress {
         }
     }
 
+    /// Units already done before this run (a resumed stage).
+    pub fn skip(&mut self, done: u64) {
+        self.done = done;
+        if let Some(bar) = &self.bar {
+            bar.set_position(done);
+        }
+    }
+
     /// One unit done; `message` summarises the latest figures.
     pub fn inc(&mut self, message: &str) {
         self.done += 1;

@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 pub struct RunDir {
     root: PathBuf,
     metrics: BufWriter<File>,
+    /// Lines in metrics.jsonl.
+    lines: u64,
 }
 
 impl RunDir {
@@ -28,9 +30,13 @@ impl RunDir {
             .append(true)
             .open(&metrics_path)
             .with_context(|| format!("opening {}", metrics_path.display()))?;
+        let lines = std::fs::read(&metrics_path)
+            .map(|bytes| bytes.iter().filter(|&&b| b == b'\n').count() as u64)
+            .unwrap_or(0);
         Ok(RunDir {
             root: root.to_path_buf(),
             metrics: BufWriter::new(file),
+            lines,
         })
     }
 
@@ -43,6 +49,33 @@ impl RunDir {
         let line = serde_json::to_string(record).expect("JSON values serialise");
         writeln!(self.metrics, "{line}")
             .and_then(|_| self.metrics.flush())
-            .with_context(|| format!("writing {}", self.root.join("metrics.jsonl").display()))
+            .with_context(|| format!("writing {}", self.root.join("metrics.jsonl").display()))?;
+        self.lines += 1;
+        Ok(())
+    }
+
+    /// Lines in metrics.jsonl so far.
+    pub fn lines(&self) -> u64 {
+        self.lines
+    }
+
+    /// Keep only the first `lines` lines of metrics.jsonl (what a resumed checkpoint had
+    /// written), so a resumed run's log reads as if it had never stopped.
+    pub fn truncate_metrics(&mut self, lines: u64) -> anyhow::Result<()> {
+        let path = self.root.join("metrics.jsonl");
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let kept: usize = text
+            .split_inclusive('\n')
+            .take(lines as usize)
+            .map(str::len)
+            .sum();
+        self.metrics.flush()?;
+        self.metrics
+            .get_ref()
+            .set_len(kept as u64)
+            .with_context(|| format!("truncating {}", path.display()))?;
+        self.lines = lines.min(text.split_inclusive('\n').count() as u64);
+        Ok(())
     }
 }

@@ -91,6 +91,10 @@ pub fn serve(addr: SocketAddr) -> anyhow::Result<()> {
     metrics::set_global_recorder(recorder)
         .map_err(|_| anyhow!("another metrics recorder is already installed"))?;
     describe();
+    // The sampler's first reading may predate the recorder: take one now.
+    if let Some(bytes) = resident_bytes() {
+        set(&names::RESIDENT_MEMORY, "", bytes as f64);
+    }
     let _ = SERVING.set(addr);
     tracing::info!("metrics: serving http://{addr}/metrics");
     Ok(())

@@ -6,7 +6,7 @@
 
 use crate::telemetry;
 use anyhow::{anyhow, Context};
-use rlhf::metric_names::{ERRORS, WORK_DURATION};
+use rlhf::metric_names::{ERRORS, RESTARTS, WORK_DURATION};
 use std::thread::JoinHandle;
 use std::time::Instant;
 use tokio::sync::oneshot;
@@ -53,6 +53,7 @@ impl<T: 'static> Worker<T> {
             .map_err(|_| anyhow!("the {name} thread died while starting"))??;
         // Present from the start, so a rate over it has data before the first error.
         telemetry::add(&ERRORS, name, 0);
+        telemetry::add(&RESTARTS, name, 0);
         Ok(Worker {
             jobs: Some(jobs),
             thread: Some(thread),
@@ -94,6 +95,15 @@ impl<T: 'static> Worker<T> {
             telemetry::add(&ERRORS, self.name, 1);
         }
         result
+    }
+}
+
+/// An actor that failed to start, as the error it returned (ractor words every startup
+/// failure as a panic, which would mislead a user whose config is wrong).
+pub fn spawn_error(e: ractor::SpawnErr) -> anyhow::Error {
+    match e {
+        ractor::SpawnErr::StartupFailed(cause) => anyhow!("{cause:#}"),
+        other => anyhow!("{other}"),
     }
 }
 

@@ -3,29 +3,16 @@
 //! construction (more "yes" words is better) to at least 0.95 held-out accuracy, and PPO
 //! against that reward model raises its score, asynchronously and synchronously.
 
+mod common;
+
+use common::{
+    failure, lcg, ok, ppo_steps, read_jsonl as metrics, rlhf, signal, stage_table, temp_dir, write,
+    write_prompts, Tiny, WORDS,
+};
 use serde_json::Value;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-const WORDS: [&str; 16] = [
-    "apple", "river", "stone", "cloud", "bread", "horse", "lamp", "field", "tower", "snow", "boat",
-    "wheel", "honey", "bell", "moss", "fern",
-];
-
-fn rlhf(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_rlhf"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("rlhf-stage-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// A tiny base model and tokenizer from `rlhf init`, plus SFT and RM data files.
 fn setup(dir: &Path) -> PathBuf {
@@ -41,13 +28,7 @@ fn setup(dir: &Path) -> PathBuf {
     }
     std::fs::write(dir.join("sft.jsonl"), sft).unwrap();
     let mut rm = String::new();
-    let mut state = 12345u64;
-    let mut next = move |n: u64| {
-        state = state
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (state >> 33) % n
-    };
+    let mut next = lcg(12345);
     for _ in 0..300 {
         // K in 2..=4 responses with distinct counts of "yes" among 8 words, best first.
         let k = 2 + next(3) as usize;
@@ -85,45 +66,21 @@ fn setup(dir: &Path) -> PathBuf {
         .unwrap();
     }
     std::fs::write(dir.join("rm.jsonl"), rm).unwrap();
-    let prompts: String = WORDS
-        .iter()
-        .map(|w| format!("{{\"prompt\": \"Answer about the {w}.\"}}\n"))
-        .collect();
-    std::fs::write(dir.join("prompts.jsonl"), prompts).unwrap();
+    write_prompts(&dir.join("prompts.jsonl"), "Answer about", &WORDS);
     // Pretraining prose for PPO-ptx, and held-out prose of the same world to measure it on.
     let prose = rlhf::world::prose::corpus(3, 120);
     std::fs::write(dir.join("pretrain.txt"), prose[..60].join("\n\n")).unwrap();
     std::fs::write(dir.join("heldout.txt"), prose[60..].join("\n\n")).unwrap();
+    let run = dir.join("run");
+    let (init, sft_best) = (run.join("init"), run.join("sft/checkpoints/best"));
+    let sft = stage_table("sft", &init, &dir.join("sft.jsonl"), [3, 16, 64]);
+    let rm = stage_table("rm", &sft_best, &dir.join("rm.jsonl"), [6, 8, 64]);
     let config = format!(
-        r#"seed = 7
-run_dir = "{run}"
-[world]
-documents = 300
-[tokenizer]
-vocab_size = 400
-[model]
-arch = "gpt2"
-layers = 2
-d_model = 64
-heads = 4
-max_positions = 96
-[sft]
-init = "{run}/init"
-data = "{dir}/sft.jsonl"
-epochs = 3
-batch_size = 16
-micro_batch_size = 8
-max_seq_len = 64
+        r#"{tiny}{sft}micro_batch_size = 8
 dropout = 0.0
 [sft.optimizer]
 lr = 3e-3
-[rm]
-init = "{run}/sft/checkpoints/best"
-data = "{dir}/rm.jsonl"
-holdout_fraction = 0.2
-epochs = 6
-batch_size = 8
-max_seq_len = 64
+{rm}holdout_fraction = 0.2
 [rm.optimizer]
 lr = 1e-3
 [ppo]
@@ -144,20 +101,11 @@ ppo_epochs = 2
 [ppo.optimizer]
 lr = 1e-3
 "#,
-        run = dir.join("run").display(),
+        tiny = Tiny::default().config(&run),
+        run = run.display(),
         dir = dir.display()
     );
-    let path = dir.join("config.toml");
-    std::fs::write(&path, config).unwrap();
-    path
-}
-
-fn metrics(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    write(dir.join("config.toml"), config)
 }
 
 /// Token-mean negative log-likelihood of a model on pretraining text (EOS-terminated docs).
@@ -189,25 +137,9 @@ fn pretrain_nll(model_dir: &Path, text: &Path) -> f64 {
         .loss
 }
 
-fn ppo_steps(run: &Path) -> Vec<Value> {
-    metrics(&run.join("ppo/metrics.jsonl"))
-        .into_iter()
-        .filter(|r| r.get("policy_version").is_some())
-        .collect()
-}
-
-fn ok(out: std::process::Output) {
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[test]
 fn sft_loss_falls_reward_model_learns_and_ppo_raises_the_reward() {
-    let dir = temp_dir("pipeline");
+    let dir = temp_dir("stage-pipeline");
     let config = setup(&dir);
     let config = config.to_str().unwrap();
     ok(rlhf(&["init", "--config", config]));
@@ -345,14 +277,9 @@ fn sft_loss_falls_reward_model_learns_and_ppo_raises_the_reward() {
         .env("RLHF_FAIL_REWARD_AT_BATCH", "2")
         .output()
         .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
-    let error = stderr
-        .lines()
-        .find(|l| l.starts_with("error:"))
-        .unwrap_or_default();
+    let (stderr, error) = failure(&out);
     assert!(
-        error.contains("reward model") && error.contains("injected failure on rollout batch 2"),
+        error.contains("reward actor") && error.contains("injected failure on rollout batch 2"),
         "{stderr}"
     );
     assert!(run.join("ppo/checkpoints/last/model.safetensors").exists());
@@ -366,19 +293,15 @@ fn sft_loss_falls_reward_model_learns_and_ppo_raises_the_reward() {
         .args(["ppo", "--config", long.to_str().unwrap()])
         .spawn()
         .unwrap();
-    let metrics_path = run.join("ppo/metrics.jsonl");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
-    while !metrics_path.exists() || ppo_steps(&run).len() < 2 {
+    while ppo_steps(&run).len() < 2 {
         assert!(
             std::time::Instant::now() < deadline,
             "no PPO step within the deadline"
         );
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
+    signal(child.id(), "-TERM");
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(0));
     assert!(run.join("ppo/checkpoints/last/model.safetensors").exists());
@@ -388,7 +311,7 @@ fn sft_loss_falls_reward_model_learns_and_ppo_raises_the_reward() {
 
 #[test]
 fn malformed_data_and_unknown_config_key_give_one_error_line() {
-    let dir = temp_dir("errors");
+    let dir = temp_dir("stage-errors");
     let config = setup(&dir);
     let text = std::fs::read_to_string(&config).unwrap();
     std::fs::write(

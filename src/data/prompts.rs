@@ -10,7 +10,10 @@ use std::path::Path;
 /// One PPO prompt, templated and ready for generation.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Prompt {
+    /// The prompt in the chat template: what the policy sees.
     pub text: String,
+    /// The prompt as the record gives it: what reward plug-ins see.
+    pub raw: String,
     pub category: Option<String>,
 }
 
@@ -22,6 +25,7 @@ pub fn read_prompts(path: &Path, template: &ChatTemplate) -> Result<Vec<Prompt>>
             let prompt = non_empty(&r, "prompt", r.str("prompt")?)?;
             Ok(Prompt {
                 text: template.prompt(prompt),
+                raw: prompt.to_string(),
                 category: r.opt_str("category")?.map(String::from),
             })
         })
@@ -74,6 +78,7 @@ mod tests {
             prompts[0],
             Prompt {
                 text: t.prompt("Hi"),
+                raw: "Hi".into(),
                 category: Some("chat".into())
             }
         );

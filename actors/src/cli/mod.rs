@@ -6,6 +6,7 @@ use crate::{bench, init, stages, telemetry};
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use rlhf::config::{MetricsConfig, RunConfig};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -24,6 +25,15 @@ pub struct Cli {
     pub metrics_addr: Option<String>,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// `--resume` of the supervised stages.
+#[derive(clap::Args)]
+pub struct ResumeArg {
+    /// Continue from the newest valid training-state checkpoint in `<run_dir>/<stage>/state/`
+    /// (saying which, and which newer ones were skipped as corrupt); without one, start over.
+    #[arg(long)]
+    pub resume: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -51,16 +61,22 @@ pub enum Command {
     Pretrain {
         #[arg(long, default_value = "configs/default.toml")]
         config: PathBuf,
+        #[command(flatten)]
+        resume: ResumeArg,
     },
     /// Stage 1: supervised fine-tuning on demonstrations (the config's [sft] section).
     Sft {
         #[arg(long, default_value = "configs/default.toml")]
         config: PathBuf,
+        #[command(flatten)]
+        resume: ResumeArg,
     },
     /// Stage 2: the reward model on K-wise rankings (the config's [rm] section).
     Rm {
         #[arg(long, default_value = "configs/default.toml")]
         config: PathBuf,
+        #[command(flatten)]
+        resume: ResumeArg,
     },
     /// Stage 3: PPO (and PPO-ptx) on the actor system (the config's [ppo] section).
     Ppo {
@@ -75,16 +91,25 @@ pub enum Command {
     /// Measure throughput.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Join a trainer's cluster as a remote actor: `--role reward` serves the reward of
+    /// --config to the trainer at --connect (its `[ppo.reward] kind = "remote"`) until the
+    /// trainer finishes. The cluster secret comes from the config's secret file or the
+    /// environment, never from a flag.
+    Node(crate::node::NodeArgs),
 }
 
 pub fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        // ractor's own spans and events are internals; its warnings still show.
+        tracing_subscriber::EnvFilter::new("info,ractor=warn,ractor_cluster=warn")
+    });
     // Actor messages are debug spans: at RUST_LOG=debug each one's close is logged with its
     // actor, policy_version, batch id and busy time.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
+        // Colours only for a person at a terminal, never in log files.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
@@ -99,13 +124,20 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Init { config } => init::run(&config),
         Command::Pipeline { config } => runtime()?.block_on(crate::pipeline::run(&config)),
-        Command::Pretrain { config } => runtime()?.block_on(stages::pretrain::run(&config)),
-        Command::Sft { config } => runtime()?.block_on(stages::sft::run(&config)),
-        Command::Rm { config } => runtime()?.block_on(stages::rm::run(&config)),
+        Command::Pretrain { config, resume } => {
+            runtime()?.block_on(stages::pretrain::run(&config, resume.resume))
+        }
+        Command::Sft { config, resume } => {
+            runtime()?.block_on(stages::sft::run(&config, resume.resume))
+        }
+        Command::Rm { config, resume } => {
+            runtime()?.block_on(stages::rm::run(&config, resume.resume))
+        }
         Command::Ppo { config } => runtime()?.block_on(crate::ppo::run(&config)),
         Command::Eval(args) => crate::evaluate::run(&args),
         Command::Generate(args) => generate::run(&args),
         Command::Bench(command) => bench::run(command),
+        Command::Node(args) => crate::node::run(&args),
     }
 }
 
@@ -114,9 +146,9 @@ impl Command {
     fn training_config(&self) -> Option<&PathBuf> {
         match self {
             Command::Pipeline { config }
-            | Command::Pretrain { config }
-            | Command::Sft { config }
-            | Command::Rm { config }
+            | Command::Pretrain { config, .. }
+            | Command::Sft { config, .. }
+            | Command::Rm { config, .. }
             | Command::Ppo { config } => Some(config),
             _ => None,
         }

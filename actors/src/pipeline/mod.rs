@@ -73,6 +73,29 @@ pub fn world_of_run(config: &RunConfig) -> anyhow::Result<(World, Pools)> {
 }
 
 pub async fn run(config_path: &Path) -> anyhow::Result<()> {
+    match stages(config_path).await {
+        Err(e) if e.is::<Stopped>() => {
+            info!("pipeline: stopped on a signal after a checkpoint; rerun to continue");
+            Ok(())
+        }
+        outcome => outcome,
+    }
+}
+
+/// A stage stopped early on SIGINT or SIGTERM (after checkpointing): not an error, but
+/// nothing after it may run.
+#[derive(Debug)]
+struct Stopped;
+
+impl std::fmt::Display for Stopped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("stopped on a signal")
+    }
+}
+
+impl std::error::Error for Stopped {}
+
+async fn stages(config_path: &Path) -> anyhow::Result<()> {
     let config = RunConfig::load(config_path)?;
     let pipeline = RunConfig::section(&config.pipeline, "pipeline", config_path)?.clone();
     let layout = Layout::new(&config.run_dir);
@@ -80,23 +103,41 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     guard_config(&config, config_path)?;
     let started = Instant::now();
     let cfg = &config;
-    step(&layout, "data", async {
+    step(&layout, "data", Partial::Remove, async {
         let (config, path) = (config.clone(), config_path.to_path_buf());
         blocking(move || data::build(&config, &path)).await
     })
     .await?;
-    step(&layout, "pretrain", stages::pretrain::run(config_path)).await?;
-    step(&layout, "sft", stages::sft::run(config_path)).await?;
-    step(&layout, "label", async {
+    step(
+        &layout,
+        "pretrain",
+        Partial::Resume,
+        stages::pretrain::run(config_path, true),
+    )
+    .await?;
+    step(
+        &layout,
+        "sft",
+        Partial::Resume,
+        stages::sft::run(config_path, true),
+    )
+    .await?;
+    step(&layout, "label", Partial::Remove, async {
         let config = config.clone();
         blocking(move || label::run(&config)).await
     })
     .await?;
-    step(&layout, "rm", stages::rm::run(config_path)).await?;
+    step(
+        &layout,
+        "rm",
+        Partial::Resume,
+        stages::rm::run(config_path, true),
+    )
+    .await?;
     let ppo = cfg.ppo.clone().expect("checked by the layout");
-    let gold = gold_source(cfg, &layout);
+    let gold = gold_source(cfg);
     for (name, variant) in variants(&ppo, &pipeline) {
-        step(&layout, name, async {
+        step(&layout, name, Partial::Remove, async {
             let mut source = ModelSource::from_folders(&variant);
             let reward = source.scorers.clone();
             let gold = gold.clone();
@@ -115,7 +156,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         .await?;
     }
     let before_eval = started.elapsed().as_secs_f64();
-    step(&layout, "eval", async {
+    step(&layout, "eval", Partial::Remove, async {
         let config = config.clone();
         blocking(move || eval::run(&config, before_eval)).await
     })
@@ -149,21 +190,29 @@ fn variants(ppo: &PpoStage, pipeline: &PipelineConfig) -> Vec<(&'static str, Ppo
 type GoldBuild = Arc<dyn Fn() -> anyhow::Result<GoldReward> + Send + Sync>;
 
 /// Builds the gold labeler as a reward scorer over the PPO prompts.
-fn gold_source(config: &RunConfig, layout: &Layout) -> GoldBuild {
+fn gold_source(config: &RunConfig) -> GoldBuild {
     let config = config.clone();
-    let tokenizer_dir = layout.model("sft");
     Arc::new(move || {
         let (world, pools) = world_of_run(&config)?;
-        let tokenizer = rlhf::tokenizer::Tokenizer::from_dir(&tokenizer_dir)?;
         let labeler = Labeler { disagreement: 0.0 };
-        GoldReward::new(world, labeler, tokenizer, pools.ppo)
+        Ok(GoldReward::new(world, labeler, pools.ppo))
     })
 }
 
-/// Run a stage unless its done marker exists; a partial earlier attempt is removed first.
+/// What happens to an unfinished earlier attempt of a stage.
+#[derive(Clone, Copy)]
+enum Partial {
+    /// The stage resumes from its own training-state checkpoints.
+    Resume,
+    /// The stage starts over.
+    Remove,
+}
+
+/// Run a stage unless its done marker exists.
 async fn step(
     layout: &Layout,
     name: &str,
+    partial: Partial,
     work: impl Future<Output = anyhow::Result<()>>,
 ) -> anyhow::Result<()> {
     let marker = layout.done(name);
@@ -172,14 +221,22 @@ async fn step(
         return Ok(());
     }
     let dir = layout.root.join(name);
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir)
-            .with_context(|| format!("removing the unfinished {}", dir.display()))?;
+    match partial {
+        Partial::Resume if dir.exists() => {
+            info!(stage = name, "pipeline: resuming the unfinished stage")
+        }
+        Partial::Remove if dir.exists() => std::fs::remove_dir_all(&dir)
+            .with_context(|| format!("removing the unfinished {}", dir.display()))?,
+        _ => {}
     }
     info!(stage = name, "pipeline: starting");
     let started = Instant::now();
     work.await
         .with_context(|| format!("pipeline stage `{name}`"))?;
+    if crate::shutdown::requested() {
+        // The stage stopped early on a signal, after a checkpoint: not done.
+        return Err(Stopped.into());
+    }
     let seconds = started.elapsed().as_secs_f64();
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     std::fs::write(

@@ -86,6 +86,9 @@ pub enum GeneratorMsg {
     SetWeights(u64, Vec<(String, Tensor)>, Reply<()>),
 }
 
+// Local only: with ractor's cluster feature on, messages say whether they cross nodes.
+impl ractor::Message for GeneratorMsg {}
+
 pub struct Generator;
 
 pub struct GeneratorState {

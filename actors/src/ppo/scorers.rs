@@ -1,34 +1,17 @@
-//! The reference-policy and reward-model actors: each adds one field to a rollout batch.
-//! Reward models are pluggable behind [`RewardScorer`].
+//! The reference-policy and reward actors: each adds one field to a rollout batch. Rewards
+//! are pluggable behind [`crate::reward::Reward`].
 
 use crate::learner::Reply;
+use crate::reward::{checked_scores, Decoder, Reward, ScoreRequest};
 use crate::telemetry;
 use crate::worker::Worker;
+use anyhow::Context;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use rlhf::model::Model;
-use rlhf::rollout::{response_logprobs, sequence_scores, RolloutBatch};
+use rlhf::rollout::{response_logprobs, RolloutBatch};
 use rlhf::sampling::Sampling;
 use tch::{Device, Tensor};
 use tracing::Instrument;
-
-/// What a reward actor does: one score per response of a rollout batch ([B] f32).
-pub trait RewardScorer {
-    fn score(&mut self, batch: &RolloutBatch) -> anyhow::Result<Tensor>;
-}
-
-/// The neural reward model from stage 2, read at each sequence's last token.
-pub struct NeuralReward {
-    pub model: Model,
-}
-
-impl RewardScorer for NeuralReward {
-    fn score(&mut self, batch: &RolloutBatch) -> anyhow::Result<Tensor> {
-        Ok(sequence_scores(
-            &self.model,
-            &batch.to_device(self.model.device()),
-        ))
-    }
-}
 
 /// The frozen SFT policy, scoring tokens the way the generator sampled them.
 pub struct Reference {
@@ -49,6 +32,9 @@ impl Reference {
 pub enum ScorerMsg {
     Score(RolloutBatch, Reply<RolloutBatch>),
 }
+
+// Local only: with ractor's cluster feature on, messages say whether they cross nodes.
+impl ractor::Message for ScorerMsg {}
 
 /// A scoring actor over an engine `E` (the reference or a reward scorer).
 pub struct Scorer<E>(std::marker::PhantomData<fn() -> E>);
@@ -78,17 +64,20 @@ pub fn reference_apply(r: &mut Reference, batch: RolloutBatch) -> anyhow::Result
 }
 
 /// What the reward actor runs: the reward PPO maximises and, optionally, a monitor whose
-/// scores are only logged (the gold labeler beside a learned reward model).
+/// scores are only logged (the gold labeler beside a learned reward model); the decoder
+/// turns rollout batches into the contract's requests.
 pub struct RewardEngine {
-    pub reward: Box<dyn RewardScorer + Send>,
-    pub monitor: Option<Box<dyn RewardScorer + Send>>,
+    pub reward: Box<dyn Reward>,
+    pub monitor: Option<Box<dyn Reward>>,
+    pub decoder: Decoder,
 }
 
 impl RewardEngine {
-    pub fn new(reward: impl RewardScorer + Send + 'static) -> RewardEngine {
+    pub fn new(reward: impl Reward + 'static) -> RewardEngine {
         RewardEngine {
             reward: Box::new(reward),
             monitor: None,
+            decoder: Decoder::ids_only(),
         }
     }
 }
@@ -106,23 +95,21 @@ pub fn reward_apply(r: &mut RewardEngine, mut batch: RolloutBatch) -> anyhow::Re
             batch.id
         );
     }
-    batch.scores = Some(checked(r.reward.as_mut(), &batch)?);
+    let request = r.decoder.request(&batch)?;
+    batch.scores = Some(scores(r.reward.as_mut(), &request)?);
     if let Some(monitor) = r.monitor.as_mut() {
-        batch.monitor_scores = Some(checked(monitor.as_mut(), &batch)?);
+        batch.monitor_scores = Some(scores(monitor.as_mut(), &request)?);
     }
     Ok(batch)
 }
 
-/// One f32 score per row, on the CPU, or an error saying what came back.
-fn checked(scorer: &mut (dyn RewardScorer + Send), batch: &RolloutBatch) -> anyhow::Result<Tensor> {
-    let scores = scorer.score(batch)?;
-    anyhow::ensure!(
-        scores.size() == [batch.len()],
-        "reward actor returned {:?} scores for a batch of {}",
-        scores.size(),
-        batch.len()
-    );
-    Ok(scores.to_device(Device::Cpu).to_kind(tch::Kind::Float))
+/// One checked f32 score per row, on the CPU.
+fn scores(reward: &mut dyn Reward, request: &ScoreRequest) -> anyhow::Result<Tensor> {
+    let name = reward.name();
+    let scores = reward
+        .score(request)
+        .with_context(|| format!("{name}: rollout batch {}", request.batch_id))?;
+    Ok(Tensor::from_slice(&checked_scores(&name, request, scores)?))
 }
 
 impl<E: 'static> Actor for Scorer<E> {

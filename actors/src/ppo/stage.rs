@@ -3,17 +3,17 @@
 use super::generator::{Generator, GeneratorArgs, GeneratorMsg, Sampler};
 use super::metrics;
 use super::scorers::{
-    reference_apply, reward_apply, NeuralReward, Reference, RewardEngine, Scorer, ScorerArgs,
-    ScorerMsg,
+    reference_apply, reward_apply, Reference, RewardEngine, Scorer, ScorerArgs, ScorerMsg,
 };
 use crate::learner::{Engine, Learner, LearnerArgs, LearnerMsg};
 use crate::progress::Progress;
+use crate::reward::{BuildContext, Decoder, LoadModel};
 use crate::run_dir::RunDir;
 use crate::stages::ask;
 use crate::telemetry;
 use anyhow::{anyhow, Context};
 use ractor::{Actor, ActorRef};
-use rlhf::config::{PpoStage, RunConfig};
+use rlhf::config::{PpoStage, RewardConfig, RunConfig};
 use rlhf::data::{collate_sft, read_pretrain, read_prompts, SftSequence};
 use rlhf::device::parse_device;
 use rlhf::generate::GenerateOptions;
@@ -86,15 +86,16 @@ impl Actors {
     }
 }
 
-/// The special token ids generation needs: EOS (None: always generate max_new_tokens)
-/// and padding.
-#[derive(Clone, Copy)]
+/// What the actors need to know about tokens: EOS (None: always generate max_new_tokens),
+/// padding, and how the reward actor turns rollouts into text.
+#[derive(Clone)]
 pub struct Tokens {
     pub eos: Option<i64>,
     pub pad: i64,
+    pub decoder: Decoder,
 }
 
-type Build = Arc<dyn Fn(&str) -> anyhow::Result<Model> + Send + Sync>;
+type Build = LoadModel;
 /// Builds the reward actor's engine on a device.
 pub type BuildScorers = Arc<dyn Fn(&str) -> anyhow::Result<RewardEngine> + Send + Sync>;
 
@@ -109,14 +110,23 @@ pub struct ModelSource {
 }
 
 impl ModelSource {
-    pub fn new(policy: Build, reward: Build) -> ModelSource {
-        let rm = reward.clone();
+    /// The reward is `reward` (the config's `[ppo.reward]`), built on the reward actor's
+    /// thread; its `kind = "model"` is the `reward` model.
+    pub fn new(policy: Build, reward_model: Build, reward: RewardConfig) -> ModelSource {
+        let context = BuildContext {
+            model: reward_model.clone(),
+            runtime: tokio::runtime::Handle::try_current().ok(),
+        };
         let scorers: BuildScorers = Arc::new(move |device: &str| {
-            Ok(RewardEngine::new(NeuralReward { model: rm(device)? }))
+            Ok(RewardEngine {
+                reward: crate::reward::build(&reward, device, &context)?,
+                monitor: None,
+                decoder: Decoder::ids_only(),
+            })
         });
         ModelSource {
             policy,
-            reward,
+            reward: reward_model,
             scorers,
         }
     }
@@ -131,6 +141,7 @@ impl ModelSource {
         ModelSource::new(
             load(stage.policy.clone(), Head::LanguageModel),
             load(stage.reward_model.clone(), Head::Scalar),
+            stage.reward.clone(),
         )
     }
 }
@@ -153,7 +164,7 @@ pub async fn run_variant(
     let stage = stage.clone();
     let mut dir = RunDir::create(&config.run_dir.join(name), config)?;
     let tokenizer = Tokenizer::from_dir(&stage.policy)?;
-    let prompts = tokenize_prompts(&stage, &tokenizer, &mut dir)?;
+    let (prompts, raw) = tokenize_prompts(&stage, &tokenizer, &mut dir)?;
     let ptx = match (&stage.pretrain, stage.algo.ptx_coef > 0.0) {
         (Some(path), true) => Some(pretrain_sequences(path, &tokenizer, stage.ptx_seq_len)?),
         _ => None,
@@ -161,6 +172,7 @@ pub async fn run_variant(
     let tokens = Tokens {
         eos: Some(tokenizer.eos_id()),
         pad: tokenizer.pad_id(),
+        decoder: Decoder::new(tokenizer.clone(), prompts.iter().cloned().zip(raw)),
     };
     let actors = spawn(&stage, tokens, config.seed, source).await?;
     info!(
@@ -221,7 +233,7 @@ pub async fn pipeline(
         seed,
     };
     let consumed = steps
-        .consume(actors, &mut inbox, &synced, dir, shutdown_signal())
+        .consume(actors, &mut inbox, &synced, dir, crate::shutdown::listen())
         .await;
     // The producer either finished, or waits on a queue or a version nobody will send.
     producer.abort();
@@ -348,24 +360,6 @@ impl Loop<'_> {
     }
 }
 
-/// Becomes true on SIGINT or SIGTERM.
-fn shutdown_signal() -> watch::Receiver<bool> {
-    let (tx, rx) = watch::channel(false);
-    tokio::spawn(async move {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(_) => return,
-            };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-        let _ = tx.send(true);
-    });
-    rx
-}
-
 /// Generate, add reference log-probs and scores, queue; wait for weights as the
 /// staleness bound requires.
 #[allow(clippy::too_many_arguments)]
@@ -399,7 +393,7 @@ async fn produce(
             .context("reference policy")?;
         let reference_seconds = t.elapsed().as_secs_f64();
         let t = Instant::now();
-        let batch = call_scorer(&reward, batch).await.context("reward model")?;
+        let batch = call_scorer(&reward, batch).await.context("reward actor")?;
         let reward_seconds = t.elapsed().as_secs_f64();
         let times = metrics::ProducerTimes {
             generate,
@@ -487,13 +481,21 @@ pub async fn spawn(
         },
     )
     .await?;
-    let (scorers, device) = (source.scorers.clone(), a.reward.device.clone());
+    let (scorers, device, decoder) = (
+        source.scorers.clone(),
+        a.reward.device.clone(),
+        tokens.decoder.clone(),
+    );
     let reward = spawn_actor(
         Scorer::new(),
         ScorerArgs {
             name: "reward",
             threads: a.reward.threads,
-            build: Box::new(move || scorers(&device)),
+            build: Box::new(move || {
+                let mut engine = scorers(&device)?;
+                engine.decoder = decoder;
+                Ok(engine)
+            }),
             apply: reward_apply,
         },
     )
@@ -537,22 +539,24 @@ pub async fn spawn(
 async fn spawn_actor<A: Actor>(actor: A, args: A::Arguments) -> anyhow::Result<ActorRef<A::Msg>> {
     let (actor, _) = Actor::spawn(None, actor, args)
         .await
-        .map_err(|e| anyhow!("{e}"))?;
+        .map_err(crate::worker::spawn_error)?;
     Ok(actor)
 }
 
-/// Prompt token ids; prompts over `max_prompt_len` tokens are skipped and counted.
+/// Prompt token ids (templated) and raw texts; prompts over `max_prompt_len` tokens are
+/// skipped and counted.
 fn tokenize_prompts(
     stage: &PpoStage,
     tokenizer: &Tokenizer,
     dir: &mut RunDir,
-) -> anyhow::Result<Vec<Vec<i64>>> {
+) -> anyhow::Result<(Vec<Vec<i64>>, Vec<String>)> {
     let prompts = read_prompts(&stage.prompts, &ChatTemplate::default())?;
-    let mut kept = Vec::with_capacity(prompts.len());
-    for p in &prompts {
+    let (mut kept, mut raw) = (Vec::with_capacity(prompts.len()), Vec::new());
+    for p in prompts.iter() {
         let ids = tokenizer.encode(&p.text)?;
         if ids.len() <= stage.max_prompt_len {
             kept.push(ids);
+            raw.push(p.raw.clone());
         }
     }
     let skipped = prompts.len() - kept.len();
@@ -569,7 +573,7 @@ fn tokenize_prompts(
         "{}: no prompt fits ppo.max_prompt_len",
         stage.prompts.display()
     );
-    Ok(kept)
+    Ok((kept, raw))
 }
 
 /// Pretraining documents as token chunks of at most `len` tokens.
@@ -616,7 +620,11 @@ mod tests {
                 )?)
             })
         };
-        ModelSource::new(build(Head::LanguageModel), build(Head::Scalar))
+        ModelSource::new(
+            build(Head::LanguageModel),
+            build(Head::Scalar),
+            RewardConfig::Model,
+        )
     }
 
     fn stage() -> PpoStage {
@@ -653,6 +661,7 @@ mod tests {
                 reward: place.clone(),
                 learner: place,
             },
+            reward: RewardConfig::Model,
         }
     }
 
@@ -668,6 +677,7 @@ mod tests {
         let tokens = Tokens {
             eos: Some(63),
             pad: 0,
+            decoder: Decoder::ids_only(),
         };
         let dir = std::env::temp_dir().join(format!("rlhf-ppo-metrics-{}", std::process::id()));
         let config = RunConfig::for_ppo(dir.clone(), 5, stage.clone());
@@ -687,7 +697,12 @@ mod tests {
             .await
             .unwrap();
         let exported = families(&body).unwrap_or_else(|p| panic!("{p:#?}\n{body}"));
-        let supervised_or_monitor = [m::LOSS.name, m::ACCURACY.name, m::MONITOR_SCORE_MEAN.name];
+        let supervised_or_monitor = [
+            m::LOSS.name,
+            m::ACCURACY.name,
+            m::SKIPPED_STEPS.name,
+            m::MONITOR_SCORE_MEAN.name,
+        ];
         for metric in m::ALL
             .iter()
             .filter(|x| !supervised_or_monitor.contains(&x.name))
@@ -731,6 +746,7 @@ mod tests {
             Tokens {
                 eos: Some(63),
                 pad: 0,
+                decoder: Decoder::ids_only(),
             },
         );
         let prompts: Vec<Vec<i64>> = vec![

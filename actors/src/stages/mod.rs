@@ -3,6 +3,7 @@
 //! last and the best checkpoint kept, every figure in metrics.jsonl.
 
 pub mod pretrain;
+mod resume;
 pub mod rm;
 pub mod sft;
 
@@ -12,7 +13,8 @@ use crate::run_dir::RunDir;
 use crate::telemetry;
 use anyhow::{anyhow, Context};
 use ractor::{Actor, ActorRef};
-use rlhf::config::StageConfig;
+use rlhf::checkpoint::Checkpoints;
+use rlhf::config::{OnNan, StageConfig};
 use rlhf::data::batches;
 use rlhf::metric_names as m;
 use rlhf::rng::Rng;
@@ -73,22 +75,27 @@ pub async fn spawn_learner(
     };
     let (learner, _) = Actor::spawn(None, Learner, args)
         .await
-        .map_err(|e| anyhow!("{e}"))?;
+        .map_err(crate::worker::spawn_error)?;
     Ok(learner)
 }
 
-/// Spawn the learner for a supervised stage over `train` examples, with a fresh `head`.
+/// Spawn the learner for a supervised stage over `train` examples, with a fresh `head`
+/// whose new tensors are initialised from `seed`.
 pub async fn start_learner(
     name: &str,
     stage: &StageConfig,
     head: rlhf::model::Head,
-    train: usize,
-    validation: usize,
+    (train, validation): (usize, usize),
+    seed: u64,
 ) -> anyhow::Result<ActorRef<LearnerMsg>> {
     let (per_epoch, total) = step_counts(stage, train);
     let learner = spawn_learner(stage, {
         let stage = stage.clone();
-        move || sft::build_trainer(&stage, head, per_epoch, total)
+        move || {
+            // libtorch's generator initialises new heads: seeded, every run starts alike.
+            tch::manual_seed(seed as i64);
+            sft::build_trainer(&stage, head, per_epoch, total)
+        }
     })
     .await?;
     tracing::info!(stage = name, train, validation, steps = total, "training");
@@ -110,21 +117,25 @@ pub struct Session<'a> {
     pub learner: &'a ActorRef<LearnerMsg>,
     /// Saved beside every checkpoint.
     pub tokenizer: &'a Tokenizer,
+    /// Continue from the newest valid training-state checkpoint, if any.
+    pub resume: bool,
 }
 
-/// Train for the configured epochs; returns the best held-out figures.
+/// Train for the configured epochs; returns the best held-out figures, or None when a
+/// SIGINT or SIGTERM stopped the stage (after a checkpoint, to continue with `--resume`).
 pub async fn train(
     session: Session<'_>,
     dir: &mut RunDir,
     data: (&dyn Examples, &dyn Examples),
     best_by: Best,
-) -> anyhow::Result<Stats> {
+) -> anyhow::Result<Option<Stats>> {
     let Session {
         name,
         stage,
         seed,
         learner,
         tokenizer,
+        resume,
     } = session;
     let (train_set, held_out) = data;
     anyhow::ensure!(
@@ -132,18 +143,50 @@ pub async fn train(
         "{name}: no training examples left after tokenization"
     );
     let (_, total_steps) = step_counts(stage, train_set.len());
-    let mut rng = Rng::new(seed);
+    let states = Checkpoints::new(dir.path("state"), stage.keep_checkpoints);
+    let resumed = match resume {
+        true => resume::load(learner, &states, dir).await?,
+        false => None,
+    };
+    let mut at = resumed.clone().unwrap_or(resume::Cursor {
+        rng_at_epoch: seed,
+        ..Default::default()
+    });
+    let mut best: Option<Stats> = at.best.map(|(loss, accuracy)| Stats {
+        loss,
+        accuracy,
+        ..Stats::default()
+    });
     let mut progress = Progress::new(name, total_steps);
-    let mut best: Option<Stats> = None;
-    let mut step = 0u64;
-    // Where the curve starts: the initial model on the held-out set.
-    let initial = evaluate(learner, held_out, stage.batch_size).await?;
-    let mut record =
-        json!({"stage": name, "step": 0, "split": "validation", "perplexity": initial.loss.exp()});
-    merge(&mut record, &initial);
-    dir.log(&record)?;
-    for epoch in 0..stage.epochs {
-        for batch in batches(train_set.len(), stage.batch_size, Some(&mut rng)) {
+    progress.skip(at.step);
+    // Present from the start, so dashboards show 0 rather than nothing.
+    telemetry::add(&m::SKIPPED_STEPS, name, 0);
+    if resumed.is_none() {
+        // Where the curve starts: the initial model on the held-out set.
+        let initial = evaluate(learner, held_out, stage.batch_size).await?;
+        let mut record = json!({"stage": name, "step": 0, "split": "validation", "perplexity": initial.loss.exp()});
+        merge(&mut record, &initial);
+        dir.log(&record)?;
+    }
+    let stop = crate::shutdown::listen();
+    let mut rng = Rng::new(at.rng_at_epoch);
+    for epoch in at.epoch..stage.epochs {
+        at.epoch = epoch;
+        at.rng_at_epoch = rng.state();
+        let order = batches(train_set.len(), stage.batch_size, Some(&mut rng));
+        for batch in order.iter().skip(at.done_in_epoch as usize) {
+            if *stop.borrow() {
+                at.metrics_lines = dir.lines();
+                let saved = resume::save(learner, &states, &at).await?;
+                progress.finish();
+                tracing::info!(
+                    stage = name,
+                    step = at.step,
+                    checkpoint = %saved.display(),
+                    "stopping on a signal after a checkpoint; continue with --resume"
+                );
+                return Ok(None);
+            }
             let started = Instant::now();
             let micro: Vec<Batch> = batch
                 .chunks(stage.micro_batch_size())
@@ -151,14 +194,40 @@ pub async fn train(
                 .collect();
             let tokens: i64 = micro.iter().map(|b| b.rows_and_tokens().1).sum();
             let learning = Instant::now();
-            let stats = ask(learner, |reply| LearnerMsg::Train(micro, reply)).await?;
+            let trained = ask(learner, |reply| LearnerMsg::Train(micro, reply)).await;
             let learner_seconds = learning.elapsed().as_secs_f64();
-            step += 1;
+            at.step += 1;
+            at.done_in_epoch += 1;
+            let stats = match (trained, stage.on_nan) {
+                (Ok(stats), _) => stats,
+                (Err(e), OnNan::Skip) if non_finite(&e) => {
+                    // The batch is consumed, the weights and optimizer are as before.
+                    telemetry::add(&m::SKIPPED_STEPS, name, 1);
+                    tracing::warn!(stage = name, step = at.step, "skipped: {e:#}");
+                    dir.log(&json!({"stage": name, "epoch": epoch, "step": at.step, "skipped": format!("{e:#}")}))?;
+                    progress.inc("skipped a non-finite step");
+                    continue;
+                }
+                (Err(e), OnNan::Stop) if non_finite(&e) => {
+                    let last = states.list().pop().map_or_else(
+                        || "none yet: rerun from the start".to_string(),
+                        |p| format!("{} (continue with --resume)", p.display()),
+                    );
+                    anyhow::bail!(
+                        "{name}: {e:#}; stopping (on_nan = \"stop\"); the last good checkpoint is {last}"
+                    );
+                }
+                (Err(e), _) => return Err(e),
+            };
             let seconds = started.elapsed().as_secs_f64();
             export_step(name, &stats, tokens, (learner_seconds, seconds));
-            telemetry::set(&m::STAGE_PROGRESS, name, step as f64 / total_steps as f64);
+            telemetry::set(
+                &m::STAGE_PROGRESS,
+                name,
+                at.step as f64 / total_steps as f64,
+            );
             let mut record =
-                json!({"stage": name, "epoch": epoch, "step": step, "seconds": seconds});
+                json!({"stage": name, "epoch": epoch, "step": at.step, "seconds": seconds});
             merge(&mut record, &stats);
             if let Some(pairs) = stats.comparisons {
                 record["comparisons_per_second"] = json!(pairs as f64 / seconds);
@@ -167,10 +236,14 @@ pub async fn train(
             }
             dir.log(&record)?;
             progress.inc(&format!("loss {:.4}", stats.loss));
+            if stage.checkpoint_every > 0 && at.step.is_multiple_of(stage.checkpoint_every) {
+                at.metrics_lines = dir.lines();
+                resume::save(learner, &states, &at).await?;
+            }
         }
         let eval = evaluate(learner, held_out, stage.batch_size).await?;
         let mut record =
-            json!({"stage": name, "epoch": epoch, "step": step, "split": "validation"});
+            json!({"stage": name, "epoch": epoch, "step": at.step, "split": "validation"});
         merge(&mut record, &eval);
         record["perplexity"] = json!(eval.loss.exp());
         dir.log(&record)?;
@@ -180,9 +253,20 @@ pub async fn train(
             save(learner, tokenizer, &dir.path("checkpoints/best")).await?;
             best = Some(eval);
         }
+        // The next epoch starts here: a resume from this point redoes nothing.
+        at = resume::Cursor {
+            epoch: epoch + 1,
+            done_in_epoch: 0,
+            rng_at_epoch: rng.state(),
+            best: best.as_ref().map(|b| (b.loss, b.accuracy)),
+            metrics_lines: dir.lines(),
+            ..at
+        };
+        resume::save(learner, &states, &at).await?;
     }
     progress.finish();
-    Ok(best.expect("at least one epoch"))
+    best.map(Some)
+        .ok_or_else(|| anyhow::anyhow!("{name}: no epoch was trained"))
 }
 
 pub async fn evaluate(
@@ -230,6 +314,14 @@ fn export_step(stage: &str, stats: &Stats, tokens: i64, seconds: (f64, f64)) {
             telemetry::set(metric, stage, value);
         }
     }
+}
+
+/// Whether a learner error is a NaN or infinite loss or gradient norm.
+fn non_finite(e: &anyhow::Error) -> bool {
+    matches!(
+        e.downcast_ref::<rlhf::Error>(),
+        Some(rlhf::Error::NonFinite { .. })
+    )
 }
 
 fn merge(record: &mut serde_json::Value, stats: &Stats) {

@@ -8,7 +8,7 @@ use rlhf::rng::Rng;
 use rlhf::tokenizer::Tokenizer;
 use std::path::Path;
 
-pub async fn run(config_path: &Path) -> anyhow::Result<()> {
+pub async fn run(config_path: &Path, resume: bool) -> anyhow::Result<()> {
     let config = RunConfig::load(config_path)?;
     let stage = RunConfig::section(&config.pretrain, "pretrain", config_path)?.clone();
     let tokenizer = Tokenizer::from_dir(&stage.init)?;
@@ -25,7 +25,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         Ok((text_sequences(docs, &tokenizer, stage.max_seq_len)?, 0))
     };
     let sequences = [chunk(&train_docs)?, chunk(&held_out)?];
-    train_lm("pretrain", &config, &stage, &tokenizer, sequences).await
+    train_lm("pretrain", &config, &stage, &tokenizer, sequences, resume).await
 }
 
 /// Documents as EOS-terminated token chunks of at most `len` tokens (a document longer

@@ -38,7 +38,7 @@ impl Examples for RankedSet {
     }
 }
 
-pub async fn run(config_path: &Path) -> anyhow::Result<()> {
+pub async fn run(config_path: &Path, resume: bool) -> anyhow::Result<()> {
     let config = RunConfig::load(config_path)?;
     let stage = RunConfig::section(&config.rm, "rm", config_path)?.clone();
     let mut dir = RunDir::create(&config.run_dir.join("rm"), &config)?;
@@ -73,22 +73,32 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     }
     let val_set = sets.pop().expect("two splits");
     let train_set = sets.pop().expect("two splits");
-    let learner =
-        super::start_learner("rm", &stage, Head::Scalar, train_set.len(), val_set.len()).await?;
-    train(
+    let learner = super::start_learner(
+        "rm",
+        &stage,
+        Head::Scalar,
+        (train_set.len(), val_set.len()),
+        config.seed,
+    )
+    .await?;
+    let trained = train(
         Session {
             name: "rm",
             stage: &stage,
             seed: config.seed,
             learner: &learner,
             tokenizer: &tokenizer,
+            resume,
         },
         &mut dir,
         (&train_set, &val_set),
         Best::HighestAccuracy,
     )
-    .await?;
+    .await;
     learner.stop(None);
+    if trained?.is_none() {
+        return Ok(());
+    }
 
     // Centre both kept checkpoints on the demonstrations, then report the final figures.
     let demo = demo_batches(&demonstrations, &tokenizer, &stage)?;

@@ -31,7 +31,7 @@ impl Examples for SftSet {
     }
 }
 
-pub async fn run(config_path: &Path) -> anyhow::Result<()> {
+pub async fn run(config_path: &Path, resume: bool) -> anyhow::Result<()> {
     let config = RunConfig::load(config_path)?;
     let stage = RunConfig::section(&config.sft, "sft", config_path)?.clone();
     let tokenizer = Tokenizer::from_dir(&stage.init)?;
@@ -41,7 +41,15 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         tokenize_sft(examples, &tokenizer, stage.max_seq_len).map_err(anyhow::Error::from)
     });
     let [train_seqs, val_seqs] = tokenized;
-    train_lm("sft", &config, &stage, &tokenizer, [train_seqs?, val_seqs?]).await
+    train_lm(
+        "sft",
+        &config,
+        &stage,
+        &tokenizer,
+        [train_seqs?, val_seqs?],
+        resume,
+    )
+    .await
 }
 
 /// Train a language model on token sequences (train, held-out), each with the number of
@@ -52,6 +60,7 @@ pub async fn train_lm(
     stage: &StageConfig,
     tokenizer: &Tokenizer,
     sequences: [(Vec<SftSequence>, usize); 2],
+    resume: bool,
 ) -> anyhow::Result<()> {
     let mut dir = RunDir::create(&config.run_dir.join(name), config)?;
     let mut sets = Vec::new();
@@ -77,8 +86,8 @@ pub async fn train_lm(
         name,
         stage,
         Head::LanguageModel,
-        train_set.len(),
-        val_set.len(),
+        (train_set.len(), val_set.len()),
+        config.seed,
     )
     .await?;
     let best = train(
@@ -88,6 +97,7 @@ pub async fn train_lm(
             seed: config.seed,
             learner: &learner,
             tokenizer,
+            resume,
         },
         &mut dir,
         (train_set, val_set),
@@ -95,7 +105,9 @@ pub async fn train_lm(
     )
     .await;
     learner.stop(None);
-    let best = best?;
+    let Some(best) = best? else {
+        return Ok(());
+    };
     info!(stage = name, loss = best.loss, perplexity = best.loss.exp(), dir = %dir.path("checkpoints/best").display(), "best held-out");
     Ok(())
 }

@@ -9,6 +9,12 @@ use crate::ppo::PpoConfig;
 use crate::sampling::Sampling;
 use crate::schedule::ScheduleConfig;
 use crate::{Error, Result};
+
+mod reward;
+
+pub use reward::{
+    HttpRewardConfig, OnDisconnect, RemoteRewardConfig, RewardConfig, RuleConfig, WeightedReward,
+};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -85,6 +91,9 @@ pub struct PpoStage {
     pub dtype: DType,
     #[serde(default)]
     pub actors: Actors,
+    /// What scores the rollouts (`[ppo.reward]`); by default the reward model above.
+    #[serde(default)]
+    pub reward: RewardConfig,
 }
 
 /// Where each PPO actor runs.
@@ -161,6 +170,7 @@ impl PpoStage {
             .validate()
             .map_err(|e| format!("ppo.sampling: {e}"))?;
         self.algo.validate().map_err(|e| format!("ppo.algo.{e}"))?;
+        self.reward.validate("ppo.reward")?;
         self.optimizer
             .validate()
             .map_err(|e| format!("ppo.optimizer.{e}"))
@@ -207,10 +217,37 @@ pub struct StageConfig {
     /// libtorch intra-op threads of the learner.
     #[serde(default = "two")]
     pub threads: i32,
+    /// Steps between resumable training-state checkpoints (`<stage>/state/`); the end of
+    /// every epoch is one too. 0: epoch ends only.
+    #[serde(default = "checkpoint_every")]
+    pub checkpoint_every: u64,
+    /// How many of the newest training-state checkpoints are kept.
+    #[serde(default = "keep_checkpoints")]
+    pub keep_checkpoints: usize,
+    /// A step whose loss or gradient norm is NaN or infinite: `stop` the stage (resume
+    /// from the last good checkpoint) or `skip` it (counted) and go on.
+    #[serde(default)]
+    pub on_nan: OnNan,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnNan {
+    #[default]
+    Stop,
+    Skip,
 }
 
 fn holdout_fraction() -> f64 {
     0.1
+}
+
+fn checkpoint_every() -> u64 {
+    100
+}
+
+fn keep_checkpoints() -> usize {
+    2
 }
 
 fn two() -> i32 {

@@ -1,0 +1,83 @@
+//! Exact resume of a supervised stage: training-state checkpoints under `<stage>/state/`
+//! hold the learner's weights and optimizer state (hence the schedule position) and the
+//! loop's cursor: epoch, batches done in it, the data-order random state at the epoch's
+//! start, the best held-out figures so far, and how many metrics lines were written. A
+//! resumed run replays the same batch order from the same state, so its weights and
+//! metrics match an uninterrupted run's.
+
+use super::ask;
+use crate::learner::LearnerMsg;
+use crate::run_dir::RunDir;
+use anyhow::Context;
+use ractor::ActorRef;
+use rlhf::checkpoint::Checkpoints;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+const CURSOR: &str = "cursor.json";
+
+/// Where the loop stands.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Cursor {
+    /// Optimizer steps done.
+    pub step: u64,
+    pub epoch: u64,
+    /// Batches of `epoch` done.
+    pub done_in_epoch: u64,
+    /// The data-order rng's state when `epoch` began.
+    pub rng_at_epoch: u64,
+    /// The best held-out figures so far (loss, accuracy), if an epoch has ended.
+    pub best: Option<(f64, Option<f64>)>,
+    /// Lines of metrics.jsonl written up to this point.
+    pub metrics_lines: u64,
+}
+
+/// Write a training-state checkpoint at the cursor.
+pub async fn save(
+    learner: &ActorRef<LearnerMsg>,
+    checkpoints: &Checkpoints,
+    cursor: &Cursor,
+) -> anyhow::Result<PathBuf> {
+    let staging = checkpoints.begin(cursor.step)?;
+    let dir = staging.dir.clone();
+    let written = async {
+        ask(learner, |r| LearnerMsg::SaveState(dir.clone(), r)).await?;
+        let text = serde_json::to_string_pretty(cursor).expect("cursors serialise");
+        std::fs::write(dir.join(CURSOR), text).context("writing the cursor")
+    }
+    .await
+    .map_err(|e| rlhf::Error::Invalid(format!("{e:#}")));
+    Ok(checkpoints.finish(staging, written)?)
+}
+
+/// Restore the newest valid checkpoint into the learner and cut metrics.jsonl back to it;
+/// None when there is none. Says which checkpoint it took and which it skipped.
+pub async fn load(
+    learner: &ActorRef<LearnerMsg>,
+    checkpoints: &Checkpoints,
+    dir: &mut RunDir,
+) -> anyhow::Result<Option<Cursor>> {
+    let (found, skipped) = checkpoints.latest_valid();
+    for line in skipped {
+        tracing::warn!("resume: {line}");
+    }
+    let Some((path, _)) = found else {
+        tracing::info!("resume: no valid checkpoint yet; starting from the beginning");
+        return Ok(None);
+    };
+    let cursor_path = path.join(CURSOR);
+    let text = std::fs::read_to_string(&cursor_path)
+        .with_context(|| format!("reading {}", cursor_path.display()))?;
+    let cursor: Cursor = serde_json::from_str(&text)
+        .with_context(|| format!("{}: not a training cursor", cursor_path.display()))?;
+    let state = path.clone();
+    ask(learner, |r| LearnerMsg::LoadState(state, r)).await?;
+    dir.truncate_metrics(cursor.metrics_lines)?;
+    tracing::info!(
+        checkpoint = %path.display(),
+        step = cursor.step,
+        epoch = cursor.epoch,
+        "resume: continuing from the newest valid checkpoint"
+    );
+    Ok(Some(cursor))
+}

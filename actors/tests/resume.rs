@@ -1,0 +1,315 @@
+//! Exact resume and faults of the supervised stages: SFT and RM runs killed with SIGKILL at
+//! random moments (or stopped with SIGTERM) and resumed with `--resume` end with the same
+//! weights and metrics as uninterrupted runs, also when the newest checkpoint is corrupt
+//! (the resume falls back to the previous one); a NaN step is skipped or stops the stage.
+
+mod common;
+
+use common::{ok, read_jsonl, rlhf, signal, stage_table, temp_dir, write, Tiny, WORDS};
+use serde_json::Value;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Data for SFT and RM, and a config whose run directory is `run`.
+fn write_config(dir: &Path, run: &Path, init: &Path) -> PathBuf {
+    let words = &WORDS[..8];
+    let mut sft = String::new();
+    let mut rm = String::new();
+    for i in 0..160 {
+        let (w, v) = (words[i % 8], words[(i * 3 + 1) % 8]);
+        writeln!(
+            sft,
+            r#"{{"prompt": "Say {w} and {v}.", "response": "{w} {v} {w}."}}"#
+        )
+        .unwrap();
+        writeln!(
+            rm,
+            r#"{{"prompt": "Pick {w}.", "responses": ["{w} {w} yes", "{v} no", "no no no"], "ranking": [0, 1, 2]}}"#
+        )
+        .unwrap();
+    }
+    std::fs::write(dir.join("sft.jsonl"), sft).unwrap();
+    std::fs::write(dir.join("rm.jsonl"), rm).unwrap();
+    let tiny = Tiny {
+        seed: 11,
+        documents: 200,
+        vocab_size: 320,
+        d_model: 32,
+        heads: 2,
+        max_positions: 64,
+    };
+    let sft = stage_table("sft", init, &dir.join("sft.jsonl"), [4, 8, 48]);
+    let rm = stage_table("rm", init, &dir.join("rm.jsonl"), [4, 8, 48]);
+    let config = format!(
+        r#"{tiny}{sft}dropout = 0.0
+threads = 1
+checkpoint_every = 3
+keep_checkpoints = 3
+[sft.optimizer]
+lr = 3e-3
+{rm}holdout_fraction = 0.2
+threads = 1
+checkpoint_every = 3
+keep_checkpoints = 3
+[rm.optimizer]
+lr = 1e-3
+"#,
+        tiny = tiny.config(run)
+    );
+    write(run.with_extension("toml"), config)
+}
+
+/// Every tensor of a safetensors file, as f64 values by name.
+fn weights(path: &Path) -> Vec<(String, Vec<f64>)> {
+    let map = tch::Tensor::read_safetensors(path).unwrap();
+    let mut out: Vec<(String, Vec<f64>)> = map
+        .into_iter()
+        .map(|(name, t)| {
+            let values = Vec::<f64>::try_from(t.to_kind(tch::Kind::Double).flatten(0, -1)).unwrap();
+            (name, values)
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// Metrics records without the wall-clock fields.
+fn metrics(path: &Path) -> Vec<Value> {
+    read_jsonl(path)
+        .into_iter()
+        .map(|mut v| {
+            if let Some(map) = v.as_object_mut() {
+                map.retain(|k, _| !k.contains("second"));
+            }
+            v
+        })
+        .collect()
+}
+
+fn assert_same_run(stage: &str, reference: &Path, resumed: &Path) {
+    let file = format!("{stage}/checkpoints/last/model.safetensors");
+    let (a, b) = (
+        weights(&reference.join(&file)),
+        weights(&resumed.join(&file)),
+    );
+    assert_eq!(a.len(), b.len());
+    for ((name, x), (_, y)) in a.iter().zip(&b) {
+        let worst = x
+            .iter()
+            .zip(y)
+            .map(|(p, q)| (p - q).abs())
+            .fold(0.0, f64::max);
+        assert!(worst <= 1e-6, "{stage}: {name} differs by {worst}");
+    }
+    let file = format!("{stage}/metrics.jsonl");
+    let (a, b) = (
+        metrics(&reference.join(&file)),
+        metrics(&resumed.join(&file)),
+    );
+    assert_eq!(a.len(), b.len(), "{stage}: metrics lines");
+    for (x, y) in a.iter().zip(&b) {
+        for (key, value) in x.as_object().unwrap() {
+            match (value.as_f64(), y[key].as_f64()) {
+                (Some(p), Some(q)) => assert!((p - q).abs() <= 1e-6, "{stage} {key}: {x} vs {y}"),
+                _ => assert_eq!(value, &y[key], "{stage} {key}"),
+            }
+        }
+    }
+}
+
+/// Start `rlhf <stage>`, SIGKILL it `delay` after its first training-state checkpoint;
+/// false if it had already finished.
+fn kill_after_first_checkpoint(stage: &str, config: &Path, run: &Path, delay: Duration) -> bool {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rlhf"))
+        .args([stage, "--config", config.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let state = run.join(stage).join("state");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while Instant::now() < deadline {
+        let saved = std::fs::read_dir(&state)
+            .map(|d| {
+                d.flatten()
+                    .any(|e| e.file_name().to_string_lossy().starts_with("step-"))
+            })
+            .unwrap_or(false);
+        if saved || child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(delay);
+    let running = child.try_wait().unwrap().is_none();
+    let _ = child.kill();
+    let _ = child.wait();
+    running
+}
+
+#[test]
+fn killed_sft_and_rm_runs_resume_to_the_same_weights_and_metrics() {
+    let dir = temp_dir("resume-stages");
+    let reference = dir.join("reference");
+    let config = write_config(&dir, &reference, &reference.join("init"));
+    let config = config.to_str().unwrap();
+    ok(rlhf(&["init", "--config", config]));
+    ok(rlhf(&["sft", "--config", config]));
+    ok(rlhf(&["rm", "--config", config]));
+
+    // Kill points vary with the test run; the outcome must not.
+    let jitter = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64;
+    for (attempt, stage) in ["sft", "rm", "sft"].iter().enumerate() {
+        let run = dir.join(format!("{stage}-{attempt}"));
+        let config = write_config(&dir, &run, &reference.join("init"));
+        let delay = Duration::from_millis((jitter >> (attempt * 8)) % 150);
+        assert!(
+            kill_after_first_checkpoint(stage, &config, &run, delay),
+            "{stage} finished before the kill ({delay:?} after its first checkpoint)"
+        );
+        let states: Vec<PathBuf> = {
+            let mut s: Vec<PathBuf> = std::fs::read_dir(run.join(stage).join("state"))
+                .unwrap()
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.file_name()
+                        .unwrap()
+                        .to_string_lossy()
+                        .starts_with("step-")
+                })
+                .collect();
+            s.sort();
+            s
+        };
+        assert!(!states.is_empty(), "{stage}: no checkpoint before the kill");
+        if attempt == 2 && states.len() >= 2 {
+            // Corrupt the newest checkpoint: the resume must fall back to the one before.
+            let newest = states.last().unwrap().join("weights.safetensors");
+            let mut bytes = std::fs::read(&newest).unwrap();
+            let last = bytes.len() - 1;
+            bytes[last] ^= 0xff;
+            std::fs::write(&newest, bytes).unwrap();
+        }
+        let stderr = ok(rlhf(&[
+            stage,
+            "--config",
+            config.to_str().unwrap(),
+            "--resume",
+        ]));
+        assert!(
+            stderr.contains("resume: continuing from the newest valid checkpoint")
+                || stderr.contains("resume: no valid checkpoint yet"),
+            "{stderr}"
+        );
+        if attempt == 2 && states.len() >= 2 {
+            assert!(
+                stderr.contains("corrupt"),
+                "the skipped checkpoint is reported: {stderr}"
+            );
+        }
+        assert_same_run(stage, &reference, &run);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A NaN loss (injected through the test hook) is skipped and counted, or stops the stage
+/// with the last good checkpoint named, as `on_nan` says.
+#[test]
+fn a_nan_step_is_skipped_or_stops_the_stage_as_configured() {
+    let dir = temp_dir("resume-nan");
+    let base = dir.join("base");
+    let config = write_config(&dir, &base, &base.join("init"));
+    ok(rlhf(&["init", "--config", config.to_str().unwrap()]));
+    for policy in ["skip", "stop"] {
+        let run = dir.join(policy);
+        let config = write_config(&dir, &run, &base.join("init"));
+        let text = std::fs::read_to_string(&config).unwrap().replacen(
+            "[sft.optimizer]",
+            &format!("on_nan = \"{policy}\"\n[sft.optimizer]"),
+            1,
+        );
+        std::fs::write(&config, text).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_rlhf"))
+            .args(["sft", "--config", config.to_str().unwrap()])
+            .env("RLHF_NAN_AT_STEP", "5")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let records = metrics(&run.join("sft/metrics.jsonl"));
+        let skipped: Vec<&Value> = records
+            .iter()
+            .filter(|r| r.get("skipped").is_some())
+            .collect();
+        if policy == "skip" {
+            assert!(out.status.success(), "{stderr}");
+            assert_eq!(skipped.len(), 1, "{skipped:?}");
+            assert_eq!(skipped[0]["step"], 5);
+            assert!(skipped[0]["skipped"]
+                .as_str()
+                .unwrap()
+                .contains("non-finite loss (NaN) at step 5"));
+            // Every other step trained: 4 epochs of 18 batches, one skipped.
+            let trained = records
+                .iter()
+                .filter(|r| r.get("grad_norm").is_some())
+                .count();
+            assert_eq!(trained, 4 * 18 - 1);
+        } else {
+            assert_eq!(out.status.code(), Some(2), "{stderr}");
+            assert!(
+                stderr.contains("non-finite loss (NaN) at step 5")
+                    && stderr.contains("on_nan = \"stop\"")
+                    && stderr.contains("state/step-00000003 (continue with --resume)"),
+                "{stderr}"
+            );
+            assert!(skipped.is_empty());
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// SIGTERM mid-stage: the step finishes, a checkpoint is written, the exit status is 0, and
+/// `--resume` ends where an uninterrupted run ends.
+#[test]
+fn sigterm_checkpoints_exits_zero_and_resumes_exactly() {
+    let dir = temp_dir("resume-sigterm");
+    let reference = dir.join("reference");
+    let config = write_config(&dir, &reference, &reference.join("init"));
+    ok(rlhf(&["init", "--config", config.to_str().unwrap()]));
+    ok(rlhf(&["sft", "--config", config.to_str().unwrap()]));
+    let run = dir.join("stopped");
+    let config = write_config(&dir, &run, &reference.join("init"));
+    let child = Command::new(env!("CARGO_BIN_EXE_rlhf"))
+        .args(["sft", "--config", config.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let state = run.join("sft/state");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while Instant::now() < deadline && !state.exists() {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    signal(child.id(), "-TERM");
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("stopping on a signal after a checkpoint"),
+        "{stderr}"
+    );
+    ok(rlhf(&[
+        "sft",
+        "--config",
+        config.to_str().unwrap(),
+        "--resume",
+    ]));
+    assert_same_run("sft", &reference, &run);
+    let _ = std::fs::remove_dir_all(&dir);
+}

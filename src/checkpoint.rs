@@ -1,0 +1,317 @@
+//! Atomic, verifiable checkpoint folders: `<root>/step-00000042/` with the stage's files and a
+//! `manifest.json` listing each file's size and checksum.
+//!
+//! A checkpoint is written into a temporary sibling folder, every file and the folder are
+//! fsynced, and only then is it renamed into place, so a crash or a full disk never leaves a
+//! half-written checkpoint under a real name and never touches the previous ones. Resuming
+//! takes the newest folder whose manifest verifies and reports the ones it skipped.
+
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+const MANIFEST: &str = "manifest.json";
+const PREFIX: &str = "step-";
+
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct Manifest {
+    /// The stage's step count when the checkpoint was taken.
+    pub step: u64,
+    pub files: Vec<FileEntry>,
+}
+
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct FileEntry {
+    /// Path relative to the checkpoint folder.
+    pub path: String,
+    pub bytes: u64,
+    /// FNV-1a 64 of the contents, hex: catches truncation and bit rot, not tampering.
+    pub fnv1a64: String,
+}
+
+/// A checkpoint being written: files go into `dir`.
+pub struct Staging {
+    pub dir: PathBuf,
+    target: PathBuf,
+    step: u64,
+}
+
+/// The checkpoints of one stage under `root`, the newest `keep` kept.
+pub struct Checkpoints {
+    root: PathBuf,
+    keep: usize,
+}
+
+impl Checkpoints {
+    pub fn new(root: impl Into<PathBuf>, keep: usize) -> Checkpoints {
+        Checkpoints {
+            root: root.into(),
+            keep: keep.max(1),
+        }
+    }
+
+    /// Write checkpoint `step`: `fill` writes the files into the folder it is given. On any
+    /// failure the partial folder is removed, the earlier checkpoints are untouched, and the
+    /// error says which one a resume would use.
+    pub fn commit(&self, step: u64, fill: impl FnOnce(&Path) -> Result<()>) -> Result<PathBuf> {
+        let staging = self.begin(step)?;
+        let written = fill(&staging.dir);
+        self.finish(staging, written)
+    }
+
+    /// The first half of [`Checkpoints::commit`] for writers that cannot be a closure: a
+    /// fresh temporary folder to write into.
+    pub fn begin(&self, step: u64) -> Result<Staging> {
+        std::fs::create_dir_all(&self.root).map_err(|e| Error::io(&self.root, e))?;
+        // Staging folders of a process that died mid-write are garbage.
+        if let Ok(entries) = std::fs::read_dir(&self.root) {
+            for entry in entries.flatten() {
+                if entry
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with(&format!(".{PREFIX}"))
+                {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
+        }
+        let dir = self
+            .root
+            .join(format!(".{PREFIX}{step:08}.tmp-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        Ok(Staging {
+            dir,
+            target: self.root.join(format!("{PREFIX}{step:08}")),
+            step,
+        })
+    }
+
+    /// The second half: given how writing the files went, seal the folder (manifest,
+    /// fsync, rename) or remove it; then drop checkpoints beyond `keep`.
+    pub fn finish(&self, staging: Staging, written: Result<()>) -> Result<PathBuf> {
+        let Staging { dir, target, step } = staging;
+        let sealed = written
+            .and_then(|_| write_manifest(&dir, step))
+            .and_then(|_| sync_dir(&dir))
+            .and_then(|_| {
+                if target.exists() {
+                    std::fs::remove_dir_all(&target).map_err(|e| Error::io(&target, e))?;
+                }
+                std::fs::rename(&dir, &target).map_err(|e| Error::io(&target, e))
+            })
+            .and_then(|_| sync_dir(&self.root));
+        if let Err(e) = sealed {
+            let _ = std::fs::remove_dir_all(&dir);
+            let previous = match self.list().last() {
+                Some(p) => format!("the previous checkpoint {} is intact", p.display()),
+                None => "there is no earlier checkpoint".to_string(),
+            };
+            return Err(Error::Invalid(format!(
+                "writing checkpoint {}: {e}; {previous}",
+                target.display()
+            )));
+        }
+        for old in self.list().iter().rev().skip(self.keep) {
+            let _ = std::fs::remove_dir_all(old);
+        }
+        Ok(target)
+    }
+
+    /// Finished checkpoint folders, oldest first.
+    pub fn list(&self) -> Vec<PathBuf> {
+        let Ok(entries) = std::fs::read_dir(&self.root) else {
+            return Vec::new();
+        };
+        let mut found: Vec<(u64, PathBuf)> = entries
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let step = name.strip_prefix(PREFIX)?.parse().ok()?;
+                Some((step, e.path()))
+            })
+            .collect();
+        found.sort();
+        found.into_iter().map(|(_, p)| p).collect()
+    }
+
+    /// The newest checkpoint that verifies, with a line for each newer one skipped.
+    pub fn latest_valid(&self) -> (Option<(PathBuf, Manifest)>, Vec<String>) {
+        let mut skipped = Vec::new();
+        for dir in self.list().into_iter().rev() {
+            match verify(&dir) {
+                Ok(manifest) => return (Some((dir, manifest)), skipped),
+                Err(e) => skipped.push(format!("skipped {}: {e}", dir.display())),
+            }
+        }
+        (None, skipped)
+    }
+}
+
+/// The manifest of `dir` if every file it lists is there with its size and checksum.
+pub fn verify(dir: &Path) -> Result<Manifest> {
+    let path = dir.join(MANIFEST);
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    let manifest: Manifest = serde_json::from_str(&text)
+        .map_err(|e| Error::format(&path, format!("not a checkpoint manifest: {e}")))?;
+    for entry in &manifest.files {
+        let file = dir.join(&entry.path);
+        let (bytes, sum) = checksum(&file)?;
+        if bytes != entry.bytes || sum != entry.fnv1a64 {
+            return Err(Error::format(
+                &file,
+                format!(
+                    "corrupt: {bytes} bytes with checksum {sum}, the manifest says {} bytes with {}",
+                    entry.bytes, entry.fnv1a64
+                ),
+            ));
+        }
+    }
+    Ok(manifest)
+}
+
+fn write_manifest(dir: &Path, step: u64) -> Result<()> {
+    let mut files = Vec::new();
+    collect(dir, dir, &mut files)?;
+    files.sort_by(|a: &FileEntry, b| a.path.cmp(&b.path));
+    let manifest = Manifest { step, files };
+    let path = dir.join(MANIFEST);
+    let text = serde_json::to_string_pretty(&manifest).expect("manifests serialise");
+    let mut file = File::create(&path).map_err(|e| Error::io(&path, e))?;
+    file.write_all(text.as_bytes())
+        .and_then(|_| file.sync_all())
+        .map_err(|e| Error::io(&path, e))
+}
+
+/// Every file under `dir` (fsynced), as manifest entries relative to `root`.
+fn collect(root: &Path, dir: &Path, out: &mut Vec<FileEntry>) -> Result<()> {
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let path = entry.map_err(|e| Error::io(dir, e))?.path();
+        if path.is_dir() {
+            collect(root, &path, out)?;
+            sync_dir(&path)?;
+            continue;
+        }
+        File::open(&path)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| Error::io(&path, e))?;
+        let (bytes, fnv1a64) = checksum(&path)?;
+        let relative = path.strip_prefix(root).expect("under root");
+        out.push(FileEntry {
+            path: relative.to_string_lossy().into_owned(),
+            bytes,
+            fnv1a64,
+        });
+    }
+    Ok(())
+}
+
+fn checksum(path: &Path) -> Result<(u64, String)> {
+    let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let (mut hash, mut bytes) = (0xcbf2_9ce4_8422_2325u64, 0u64);
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = file.read(&mut buf).map_err(|e| Error::io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        for &b in &buf[..n] {
+            hash = (hash ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        bytes += n as u64;
+    }
+    Ok((bytes, format!("{hash:016x}")))
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(dir, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn root(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("rlhf-ckpt-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    fn write(dir: &Path, name: &str, text: &str) -> Result<()> {
+        std::fs::write(dir.join(name), text).map_err(|e| Error::io(dir, e))
+    }
+
+    #[test]
+    fn checksums_are_fnv1a64() {
+        let dir = root("fnv");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("a"), "a").unwrap();
+        std::fs::write(dir.join("empty"), "").unwrap();
+        // Published FNV-1a 64 test vectors.
+        assert_eq!(
+            checksum(&dir.join("a")).unwrap(),
+            (1, "af63dc4c8601ec8c".into())
+        );
+        assert_eq!(
+            checksum(&dir.join("empty")).unwrap(),
+            (0, "cbf29ce484222325".into())
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_newest_valid_checkpoint_wins_and_corruption_falls_back() {
+        let dir = root("fallback");
+        let ckpts = Checkpoints::new(&dir, 2);
+        for step in [1, 2, 3] {
+            ckpts
+                .commit(step, |d| {
+                    std::fs::create_dir_all(d.join("model")).unwrap();
+                    write(&d.join("model"), "w", &format!("weights {step}"))
+                })
+                .unwrap();
+        }
+        // Only the newest two are kept.
+        let names: Vec<String> = ckpts
+            .list()
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["step-00000002", "step-00000003"]);
+        let (best, skipped) = ckpts.latest_valid();
+        assert_eq!(best.unwrap().1.step, 3);
+        assert!(skipped.is_empty());
+
+        // Flip the newest one's weights: the previous checkpoint is used, and the skip says why.
+        std::fs::write(dir.join("step-00000003/model/w"), "weights 9").unwrap();
+        let (best, skipped) = ckpts.latest_valid();
+        assert_eq!(best.unwrap().1.step, 2);
+        assert_eq!(skipped.len(), 1);
+        assert!(skipped[0].contains("model/w: corrupt"), "{skipped:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_failed_write_leaves_nothing_behind_and_names_the_intact_checkpoint() {
+        let dir = root("failed");
+        let ckpts = Checkpoints::new(&dir, 3);
+        ckpts.commit(1, |d| write(d, "w", "one")).unwrap();
+        let e = ckpts
+            .commit(2, |d| {
+                write(d, "w", "half")?;
+                Err(Error::Invalid("No space left on device".into()))
+            })
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("No space left on device"), "{e}");
+        assert!(e.contains("step-00000001 is intact"), "{e}");
+        assert_eq!(ckpts.list().len(), 1);
+        let leftovers = std::fs::read_dir(&dir).unwrap().count();
+        assert_eq!(leftovers, 1, "the staging folder was not removed");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
