@@ -6,11 +6,14 @@
 //! half-written checkpoint under a real name and never touches the previous ones. Resuming
 //! takes the newest folder whose manifest verifies and reports the ones it skipped.
 
+use crate::model::Model;
+use crate::optim::AdamW;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use tch::Tensor;
 
 const MANIFEST: &str = "manifest.json";
 const PREFIX: &str = "step-";
@@ -148,6 +151,35 @@ impl Checkpoints {
         }
         (None, skipped)
     }
+}
+
+/// Write a model's weights and its optimizer's state as `<name>.safetensors` and
+/// `<name>-optimizer.safetensors` into a checkpoint folder.
+pub fn save_trainable(dir: &Path, name: &str, model: &Model, optimizer: &AdamW) -> Result<()> {
+    let mut weights: Vec<(String, Tensor)> = model.var_store().variables().into_iter().collect();
+    weights.sort_by(|a, b| a.0.cmp(&b.0));
+    crate::model::weights::write(&dir.join(format!("{name}.safetensors")), &weights)?;
+    crate::model::weights::write(
+        &dir.join(format!("{name}-optimizer.safetensors")),
+        &optimizer.state(),
+    )
+}
+
+/// Restore what [`save_trainable`] wrote; errors name the file and the tensor.
+pub fn load_trainable(
+    dir: &Path,
+    name: &str,
+    model: &mut Model,
+    optimizer: &mut AdamW,
+) -> Result<()> {
+    let path = dir.join(format!("{name}.safetensors"));
+    let weights: Vec<(String, Tensor)> = crate::model::weights::read(&path)?.into_iter().collect();
+    crate::ppo::learner::load_weights(model, &weights)
+        .map_err(|e| Error::format(&path, e.to_string()))?;
+    let path = dir.join(format!("{name}-optimizer.safetensors"));
+    optimizer
+        .load_state(&crate::model::weights::read(&path)?)
+        .map_err(|e| Error::format(&path, e.to_string()))
 }
 
 /// The manifest of `dir` if every file it lists is there with its size and checksum.

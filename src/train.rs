@@ -116,9 +116,9 @@ pub fn batch_loss(model: &Model, batch: &Batch, train: bool) -> (Tensor, Stats) 
     }
 }
 
-/// File names of a trainer's state inside a checkpoint folder.
-const WEIGHTS: &str = "weights.safetensors";
-const OPTIMIZER: &str = "optimizer.safetensors";
+/// The trainer's files in a checkpoint folder: `model.safetensors` and
+/// `model-optimizer.safetensors`.
+const STATE: &str = "model";
 
 pub struct Trainer {
     model: Model,
@@ -184,24 +184,12 @@ impl Trainer {
     /// Weights and optimizer state (moments and step count, hence the schedule position)
     /// into the checkpoint folder `dir`.
     pub fn save_state(&self, dir: &Path) -> Result<()> {
-        let mut weights: Vec<(String, Tensor)> =
-            self.model.var_store().variables().into_iter().collect();
-        weights.sort_by(|a, b| a.0.cmp(&b.0));
-        crate::model::weights::write(&dir.join(WEIGHTS), &weights)?;
-        crate::model::weights::write(&dir.join(OPTIMIZER), &self.optimizer.state())
+        crate::checkpoint::save_trainable(dir, STATE, &self.model, &self.optimizer)
     }
 
     /// Restores what [`Trainer::save_state`] wrote; errors name the file and tensor.
     pub fn load_state(&mut self, dir: &Path) -> Result<()> {
-        let weights: Vec<(String, Tensor)> = crate::model::weights::read(&dir.join(WEIGHTS))?
-            .into_iter()
-            .collect();
-        crate::ppo::learner::load_weights(&mut self.model, &weights)
-            .map_err(|e| Error::format(dir.join(WEIGHTS), e.to_string()))?;
-        let optimizer = crate::model::weights::read(&dir.join(OPTIMIZER))?;
-        self.optimizer
-            .load_state(&optimizer)
-            .map_err(|e| Error::format(dir.join(OPTIMIZER), e.to_string()))
+        crate::checkpoint::load_trainable(dir, STATE, &mut self.model, &mut self.optimizer)
     }
 
     /// One optimizer step over the micro-batches of one batch.
@@ -379,11 +367,11 @@ mod tests {
         resumed.train_step(&[batch(2)]).unwrap();
         assert!(same(&weights(&t), &weights(&resumed)));
         // A truncated optimizer file is an error naming it.
-        let path = dir.join(OPTIMIZER);
+        let path = dir.join("model-optimizer.safetensors");
         let bytes = std::fs::read(&path).unwrap();
         std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
         let e = trainer().load_state(&dir).unwrap_err().to_string();
-        assert!(e.contains("optimizer.safetensors"), "{e}");
+        assert!(e.contains("model-optimizer.safetensors"), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

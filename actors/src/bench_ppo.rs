@@ -2,7 +2,7 @@
 //! (max_staleness 0) and asynchronous (1) in one invocation.
 
 use crate::bench::{PpoBench, ShapeArgs};
-use crate::ppo::{pipeline, spawn, ModelSource, Tokens};
+use crate::ppo::{pipeline, spawn, ModelSource, Run, Tokens};
 use crate::reward::Decoder;
 use crate::run_dir::RunDir;
 use rlhf::config::{Actors, Placement, PpoStage, RewardConfig, RunConfig};
@@ -69,7 +69,13 @@ pub async fn run(shape: &ShapeArgs, settings: &PpoBench) -> anyhow::Result<()> {
             &source,
         )
         .await?;
-        pipeline("bench", &stage, 0, &actors, prompts, None, &mut run_dir).await?;
+        let run = Run {
+            name: "bench",
+            stage: &stage,
+            seed: 0,
+            from: None,
+        };
+        pipeline(&run, &actors, prompts, None, &mut run_dir).await?;
         actors.stop();
         let timing = timing(&dir.join("metrics.jsonl"), settings.batch)?;
         let _ = std::fs::remove_dir_all(&dir);
@@ -136,6 +142,8 @@ fn stage(shape: &ShapeArgs, s: &PpoBench, max_staleness: u64) -> anyhow::Result<
             learner: place,
         },
         reward: RewardConfig::Model,
+        checkpoint_every: 0,
+        keep_checkpoints: 1,
     })
 }
 

@@ -28,9 +28,9 @@ pub enum LearnerMsg {
     /// Save the model in Hugging Face layout into the folder (PPO: the policy; the value
     /// model goes to `<folder>-value`).
     Save(PathBuf, Reply<()>),
-    /// Write the weights and optimizer state into a checkpoint folder (supervised engine).
+    /// Write the complete training state into a checkpoint folder.
     SaveState(PathBuf, Reply<()>),
-    /// Restore what `SaveState` wrote (supervised engine).
+    /// Restore what `SaveState` wrote.
     LoadState(PathBuf, Reply<()>),
     /// Copies of the (policy) weights and their version, for the generator.
     Weights(Reply<(u64, Vec<(String, Tensor)>)>),
@@ -57,6 +57,9 @@ impl LearnerMsg {
         }
     }
 }
+
+/// The PPO learner's minibatch rng state in a checkpoint folder.
+const RNG_STATE: &str = "learner-rng.txt";
 
 /// What the learner thread owns.
 pub enum Engine {
@@ -87,6 +90,36 @@ impl Engine {
             }
             Engine::Ppo(p, ..) => (p.version(), p.policy_weights()),
         }
+    }
+
+    /// The complete training state into a checkpoint folder: the supervised trainer's, or
+    /// the PPO learner's plus its minibatch rng.
+    fn save_state(&self, dir: &std::path::Path) -> anyhow::Result<()> {
+        match self {
+            Engine::Supervised(t) => t.save_state(dir)?,
+            Engine::Ppo(p, rng, _) => {
+                p.save_state(dir)?;
+                std::fs::write(dir.join(RNG_STATE), rng.state().to_string())?;
+            }
+        }
+        Ok(())
+    }
+
+    fn load_state(&mut self, dir: &std::path::Path) -> anyhow::Result<()> {
+        match self {
+            Engine::Supervised(t) => t.load_state(dir)?,
+            Engine::Ppo(p, rng, _) => {
+                p.load_state(dir)?;
+                let path = dir.join(RNG_STATE);
+                let text = std::fs::read_to_string(&path)?;
+                let state = text
+                    .trim()
+                    .parse()
+                    .map_err(|_| anyhow!("{}: not an rng state", path.display()))?;
+                *rng = Rng::new(state);
+            }
+        }
+        Ok(())
     }
 
     fn save(&self, dir: &std::path::Path) -> anyhow::Result<()> {
@@ -212,14 +245,14 @@ impl Actor for Learner {
             }
             LearnerMsg::SaveState(dir, reply) => {
                 let result = worker
-                    .call(move |e| Ok(e.supervised()?.save_state(&dir)?))
+                    .call(move |e| e.save_state(&dir))
                     .instrument(span)
                     .await;
                 let _ = reply.send(result);
             }
             LearnerMsg::LoadState(dir, reply) => {
                 let result = worker
-                    .call(move |e| Ok(e.supervised()?.load_state(&dir)?))
+                    .call(move |e| e.load_state(&dir))
                     .instrument(span)
                     .await;
                 let _ = reply.send(result);

@@ -1,7 +1,7 @@
-//! Exact resume and faults of the supervised stages: SFT and RM runs killed with SIGKILL at
-//! random moments (or stopped with SIGTERM) and resumed with `--resume` end with the same
-//! weights and metrics as uninterrupted runs, also when the newest checkpoint is corrupt
-//! (the resume falls back to the previous one); a NaN step is skipped or stops the stage.
+//! Exact resume and faults: SFT, RM and synchronous PPO runs killed with SIGKILL at random
+//! moments (or stopped with SIGTERM) and resumed with `--resume` end with the same weights
+//! and metrics as uninterrupted runs, also when the newest checkpoint is corrupt (the
+//! resume falls back to the previous one); a NaN step is skipped or stops the stage.
 
 mod common;
 
@@ -149,21 +149,30 @@ fn kill_after_first_checkpoint(stage: &str, config: &Path, run: &Path, delay: Du
     running
 }
 
-#[test]
-fn killed_sft_and_rm_runs_resume_to_the_same_weights_and_metrics() {
-    let dir = temp_dir("resume-stages");
+/// Uninterrupted init, SFT and RM runs in `<dir>/reference`.
+fn trained_reference(dir: &Path) -> PathBuf {
     let reference = dir.join("reference");
-    let config = write_config(&dir, &reference, &reference.join("init"));
+    let config = write_config(dir, &reference, &reference.join("init"));
     let config = config.to_str().unwrap();
     ok(rlhf(&["init", "--config", config]));
     ok(rlhf(&["sft", "--config", config]));
     ok(rlhf(&["rm", "--config", config]));
+    reference
+}
 
-    // Kill points vary with the test run; the outcome must not.
-    let jitter = std::time::SystemTime::now()
+/// Kill points vary from one test run to the next; the outcome must not.
+fn jitter() -> u64 {
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
-        .subsec_nanos() as u64;
+        .subsec_nanos() as u64
+}
+
+#[test]
+fn killed_sft_and_rm_runs_resume_to_the_same_weights_and_metrics() {
+    let dir = temp_dir("resume-stages");
+    let reference = trained_reference(&dir);
+    let jitter = jitter();
     for (attempt, stage) in ["sft", "rm", "sft"].iter().enumerate() {
         let run = dir.join(format!("{stage}-{attempt}"));
         let config = write_config(&dir, &run, &reference.join("init"));
@@ -190,7 +199,7 @@ fn killed_sft_and_rm_runs_resume_to_the_same_weights_and_metrics() {
         assert!(!states.is_empty(), "{stage}: no checkpoint before the kill");
         if attempt == 2 && states.len() >= 2 {
             // Corrupt the newest checkpoint: the resume must fall back to the one before.
-            let newest = states.last().unwrap().join("weights.safetensors");
+            let newest = states.last().unwrap().join("model.safetensors");
             let mut bytes = std::fs::read(&newest).unwrap();
             let last = bytes.len() - 1;
             bytes[last] ^= 0xff;
@@ -311,5 +320,76 @@ fn sigterm_checkpoints_exits_zero_and_resumes_exactly() {
         "--resume",
     ]));
     assert_same_run("sft", &reference, &run);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A PPO config (synchronous, PPO-ptx, checkpoints every 3 steps) on the reference's SFT
+/// and reward models, writing into `run`.
+fn write_ppo_config(dir: &Path, run: &Path, reference: &Path) -> PathBuf {
+    let prompts: String = WORDS
+        .iter()
+        .map(|w| format!("{{\"prompt\": \"Say {w}.\"}}\n"))
+        .collect();
+    std::fs::write(dir.join("prompts.jsonl"), prompts).unwrap();
+    let prose = rlhf::world::prose::corpus(3, 40);
+    std::fs::write(dir.join("pretrain.txt"), prose.join("\n\n")).unwrap();
+    let head = common::ppo_head(
+        run,
+        &reference.join("sft/checkpoints/best"),
+        &reference.join("rm/checkpoints/best"),
+        &dir.join("prompts.jsonl"),
+        14,
+    );
+    let config = format!(
+        r#"{head}pretrain = "{pretrain}"
+rollout_batch_size = 8
+max_new_tokens = 8
+max_staleness = 0
+ptx_batch_size = 2
+ptx_seq_len = 24
+checkpoint_every = 3
+keep_checkpoints = 3
+[ppo.algo]
+ptx_coef = 0.5
+ppo_epochs = 2
+minibatches = 2
+[ppo.optimizer]
+lr = 1e-3
+"#,
+        pretrain = dir.join("pretrain.txt").display()
+    );
+    write(run.with_extension("toml"), config)
+}
+
+/// Synchronous PPO killed at random moments resumes to the same policy and metrics.
+#[test]
+fn a_killed_synchronous_ppo_run_resumes_exactly() {
+    let dir = temp_dir("ppo");
+    let reference = trained_reference(&dir);
+    let uninterrupted = dir.join("ppo-reference");
+    let ppo = write_ppo_config(&dir, &uninterrupted, &reference);
+    ok(rlhf(&["ppo", "--config", ppo.to_str().unwrap()]));
+
+    let jitter = jitter();
+    for attempt in 0..2u64 {
+        let run = dir.join(format!("ppo-{attempt}"));
+        let ppo = write_ppo_config(&dir, &run, &reference);
+        let delay = Duration::from_millis((jitter >> (attempt * 8)) % 150);
+        assert!(
+            kill_after_first_checkpoint("ppo", &ppo, &run, delay),
+            "ppo finished before the kill ({delay:?} after its first checkpoint)"
+        );
+        let stderr = ok(rlhf(&[
+            "ppo",
+            "--config",
+            ppo.to_str().unwrap(),
+            "--resume",
+        ]));
+        assert!(
+            stderr.contains("resume: continuing from the newest valid checkpoint"),
+            "{stderr}"
+        );
+        assert_same_run("ppo", &uninterrupted, &run);
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -94,6 +94,17 @@ pub struct PpoStage {
     /// What scores the rollouts (`[ppo.reward]`); by default the reward model above.
     #[serde(default)]
     pub reward: RewardConfig,
+    /// Steps between resumable training-state checkpoints (`<run>/state/`). 0: none
+    /// (a signal still checkpoints).
+    #[serde(default = "ppo_checkpoint_every")]
+    pub checkpoint_every: u64,
+    /// How many of the newest training-state checkpoints are kept.
+    #[serde(default = "keep_checkpoints")]
+    pub keep_checkpoints: usize,
+}
+
+fn ppo_checkpoint_every() -> u64 {
+    50
 }
 
 /// Where each PPO actor runs.

@@ -37,6 +37,7 @@ use crate::rollout::{response_logits, response_logprobs, response_values, token_
 use crate::sampling::Sampling;
 use crate::{Error, Result};
 use serde::Serialize;
+use std::path::Path;
 use tch::{Kind, Tensor};
 
 /// Figures of one [`PpoLearner::update`]. Losses, fractions, entropy, approx-KL,
@@ -114,6 +115,9 @@ struct StepSums {
     grad_norm_value: f64,
 }
 
+/// The learner's scalar state in a checkpoint folder.
+const LEARNER_STATE: &str = "ppo-learner.json";
+
 /// The policy (LM head) and value model (scalar head) with their optimizers, the KL
 /// controller and the policy version.
 pub struct PpoLearner {
@@ -168,6 +172,43 @@ impl PpoLearner {
             config: ppo.clone(),
             sampling,
             version: 0,
+        }
+    }
+
+    /// Both models, both optimizers, the KL coefficient and the version into a checkpoint
+    /// folder.
+    pub fn save_state(&self, dir: &Path) -> Result<()> {
+        crate::checkpoint::save_trainable(dir, "policy", &self.policy, &self.policy_optimizer)?;
+        crate::checkpoint::save_trainable(dir, "value", &self.value, &self.value_optimizer)?;
+        let state = serde_json::json!({"version": self.version, "kl_coef": self.kl.value});
+        crate::model::weights::write_atomic(&dir.join(LEARNER_STATE), state.to_string().as_bytes())
+    }
+
+    /// Restores what [`PpoLearner::save_state`] wrote.
+    pub fn load_state(&mut self, dir: &Path) -> Result<()> {
+        crate::checkpoint::load_trainable(
+            dir,
+            "policy",
+            &mut self.policy,
+            &mut self.policy_optimizer,
+        )?;
+        crate::checkpoint::load_trainable(
+            dir,
+            "value",
+            &mut self.value,
+            &mut self.value_optimizer,
+        )?;
+        let path = dir.join(LEARNER_STATE);
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        let state: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| Error::format(&path, e.to_string()))?;
+        match (state["version"].as_u64(), state["kl_coef"].as_f64()) {
+            (Some(version), Some(kl_coef)) => {
+                self.version = version;
+                self.kl.value = kl_coef;
+                Ok(())
+            }
+            _ => Err(Error::format(&path, "needs `version` and `kl_coef`")),
         }
     }
 

@@ -82,6 +82,8 @@ pub enum Command {
     Ppo {
         #[arg(long, default_value = "configs/default.toml")]
         config: PathBuf,
+        #[command(flatten)]
+        resume: ResumeArg,
     },
     /// Compare models on your prompts, judged by a reward model: win rates against a
     /// baseline with bootstrap intervals, per category, and perplexity on your text.
@@ -133,7 +135,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Rm { config, resume } => {
             runtime()?.block_on(stages::rm::run(&config, resume.resume))
         }
-        Command::Ppo { config } => runtime()?.block_on(crate::ppo::run(&config)),
+        Command::Ppo { config, resume } => {
+            runtime()?.block_on(crate::ppo::run(&config, resume.resume))
+        }
         Command::Eval(args) => crate::evaluate::run(&args),
         Command::Generate(args) => generate::run(&args),
         Command::Bench(command) => bench::run(command),
@@ -149,7 +153,7 @@ impl Command {
             | Command::Pretrain { config, .. }
             | Command::Sft { config, .. }
             | Command::Rm { config, .. }
-            | Command::Ppo { config } => Some(config),
+            | Command::Ppo { config, .. } => Some(config),
             _ => None,
         }
     }

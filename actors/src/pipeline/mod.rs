@@ -137,7 +137,7 @@ async fn stages(config_path: &Path) -> anyhow::Result<()> {
     let ppo = cfg.ppo.clone().expect("checked by the layout");
     let gold = gold_source(cfg);
     for (name, variant) in variants(&ppo, &pipeline) {
-        step(&layout, name, Partial::Remove, async {
+        step(&layout, name, Partial::Resume, async {
             let mut source = ModelSource::from_folders(&variant);
             let reward = source.scorers.clone();
             let gold = gold.clone();
@@ -151,7 +151,7 @@ async fn stages(config_path: &Path) -> anyhow::Result<()> {
                     Ok(engine)
                 })
             };
-            run_variant(cfg, &variant, name, &source).await
+            run_variant(cfg, &variant, name, &source, true).await
         })
         .await?;
     }
@@ -202,7 +202,7 @@ fn gold_source(config: &RunConfig) -> GoldBuild {
 /// What happens to an unfinished earlier attempt of a stage.
 #[derive(Clone, Copy)]
 enum Partial {
-    /// The stage resumes from its own training-state checkpoints.
+    /// The stage resumes from its newest valid training-state checkpoint, if any.
     Resume,
     /// The stage starts over.
     Remove,
@@ -221,11 +221,16 @@ async fn step(
         return Ok(());
     }
     let dir = layout.root.join(name);
+    // Resume only from a valid checkpoint; without one, a partial attempt is garbage.
+    let resumable = rlhf::checkpoint::Checkpoints::new(dir.join("state"), 1)
+        .latest_valid()
+        .0
+        .is_some();
     match partial {
-        Partial::Resume if dir.exists() => {
+        Partial::Resume if resumable => {
             info!(stage = name, "pipeline: resuming the unfinished stage")
         }
-        Partial::Remove if dir.exists() => std::fs::remove_dir_all(&dir)
+        _ if dir.exists() => std::fs::remove_dir_all(&dir)
             .with_context(|| format!("removing the unfinished {}", dir.display()))?,
         _ => {}
     }

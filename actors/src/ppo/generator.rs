@@ -15,6 +15,13 @@ use rlhf::rollout::RolloutBatch;
 use tch::Tensor;
 use tracing::Instrument;
 
+/// The sampler's random state and next rollout batch id.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SamplerState {
+    pub rng: u64,
+    pub next_id: u64,
+}
+
 /// The generator's engine: synchronous, owned by its thread.
 pub struct Sampler {
     model: Model,
@@ -68,6 +75,19 @@ impl Sampler {
         ))
     }
 
+    /// What a resumed run needs to sample exactly as the interrupted one would have.
+    pub fn snapshot(&self) -> SamplerState {
+        SamplerState {
+            rng: self.rng.state(),
+            next_id: self.next_id,
+        }
+    }
+
+    pub fn restore(&mut self, state: &SamplerState) {
+        self.rng = Rng::new(state.rng);
+        self.next_id = state.next_id;
+    }
+
     pub fn set_weights(
         &mut self,
         version: u64,
@@ -84,6 +104,10 @@ pub enum GeneratorMsg {
     Generate(Vec<Vec<i64>>, Reply<RolloutBatch>),
     /// Load new policy weights (applied between batches).
     SetWeights(u64, Vec<(String, Tensor)>, Reply<()>),
+    /// The sampler's state, for a checkpoint.
+    Snapshot(Reply<SamplerState>),
+    /// Continue from a checkpointed sampler state.
+    Restore(SamplerState, Reply<()>),
 }
 
 // Local only: with ractor's cluster feature on, messages say whether they cross nodes.
@@ -149,6 +173,12 @@ impl Actor for Generator {
                     telemetry::processed("generator", rows);
                 }
                 let _ = reply.send(result);
+            }
+            GeneratorMsg::Snapshot(reply) => {
+                let _ = reply.send(state.worker.run(|s| s.snapshot()).await);
+            }
+            GeneratorMsg::Restore(saved, reply) => {
+                let _ = reply.send(state.worker.run(move |s| s.restore(&saved)).await);
             }
             GeneratorMsg::SetWeights(version, weights, reply) => {
                 let span = tracing::debug_span!(

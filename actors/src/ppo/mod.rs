@@ -10,9 +10,10 @@
 //! and 1 lets batch k+1 be generated while batch k trains. No batch is ever more than
 //! `max_staleness` versions old; each step records its staleness.
 
+mod checkpoint;
 pub mod generator;
 mod metrics;
 pub mod scorers;
 mod stage;
 
-pub use stage::{pipeline, run, run_variant, spawn, ModelSource, Tokens};
+pub use stage::{pipeline, run, run_variant, spawn, ModelSource, Run, Tokens};

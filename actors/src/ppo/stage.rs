@@ -1,5 +1,6 @@
 //! The PPO stage: build the four actors, run the pipeline, log every step.
 
+use super::checkpoint::{self, PpoCursor};
 use super::generator::{Generator, GeneratorArgs, GeneratorMsg, Sampler};
 use super::metrics;
 use super::scorers::{
@@ -13,6 +14,7 @@ use crate::stages::ask;
 use crate::telemetry;
 use anyhow::{anyhow, Context};
 use ractor::{Actor, ActorRef};
+use rlhf::checkpoint::Checkpoints;
 use rlhf::config::{PpoStage, RewardConfig, RunConfig};
 use rlhf::data::{collate_sft, read_pretrain, read_prompts, SftSequence};
 use rlhf::device::parse_device;
@@ -146,20 +148,22 @@ impl ModelSource {
     }
 }
 
-pub async fn run(config_path: &Path) -> anyhow::Result<()> {
+pub async fn run(config_path: &Path, resume: bool) -> anyhow::Result<()> {
     let config = RunConfig::load(config_path)?;
     let stage = RunConfig::section(&config.ppo, "ppo", config_path)?.clone();
     let source = ModelSource::from_folders(&stage);
-    run_variant(&config, &stage, "ppo", &source).await
+    run_variant(&config, &stage, "ppo", &source, resume).await
 }
 
-/// One PPO run of `stage` with the models of `source`, into `<run_dir>/<name>/`; the
-/// policy's last weights go to `checkpoints/last` even when the run fails.
+/// One PPO run of `stage` with the models of `source`, into `<run_dir>/<name>/`,
+/// continuing from its newest valid training-state checkpoint when `resume`; the policy's
+/// last weights go to `checkpoints/last` even when the run fails.
 pub async fn run_variant(
     config: &RunConfig,
     stage: &PpoStage,
     name: &str,
     source: &ModelSource,
+    resume: bool,
 ) -> anyhow::Result<()> {
     let stage = stage.clone();
     let mut dir = RunDir::create(&config.run_dir.join(name), config)?;
@@ -175,6 +179,13 @@ pub async fn run_variant(
         decoder: Decoder::new(tokenizer.clone(), prompts.iter().cloned().zip(raw)),
     };
     let actors = spawn(&stage, tokens, config.seed, source).await?;
+    let from = match resume {
+        true => {
+            let states = Checkpoints::new(dir.path("state"), stage.keep_checkpoints);
+            checkpoint::restore(&actors, &states, &mut dir).await?
+        }
+        false => None,
+    };
     info!(
         run = name,
         prompts = prompts.len(),
@@ -182,16 +193,13 @@ pub async fn run_variant(
         max_staleness = stage.max_staleness,
         "ppo: training"
     );
-    let outcome = pipeline(
+    let run = Run {
         name,
-        &stage,
-        config.seed,
-        &actors,
-        prompts,
-        ptx.as_deref(),
-        &mut dir,
-    )
-    .await;
+        stage: &stage,
+        seed: config.seed,
+        from,
+    };
+    let outcome = pipeline(&run, &actors, prompts, ptx.as_deref(), &mut dir).await;
     let last = dir.path("checkpoints/last");
     match crate::stages::save(&actors.learner, &tokenizer, &last).await {
         Ok(()) => info!(run = name, dir = %last.display(), "ppo: saved the policy"),
@@ -201,19 +209,34 @@ pub async fn run_variant(
     outcome.map(|_| ())
 }
 
+/// One PPO run: its name (the `stage` label of its metrics), settings, seed, and the
+/// checkpoint it continues from.
+pub struct Run<'a> {
+    pub name: &'a str,
+    pub stage: &'a PpoStage,
+    pub seed: u64,
+    pub from: Option<PpoCursor>,
+}
+
 /// Run the producer and the consumer until the steps are done, a signal arrives, or an
-/// actor fails. Returns the steps completed.
+/// actor fails. Returns the steps completed (counting those before a resume).
 pub async fn pipeline(
-    name: &str,
-    stage: &PpoStage,
-    seed: u64,
+    run: &Run<'_>,
     actors: &Actors,
     prompts: Vec<Vec<i64>>,
     ptx: Option<&[SftSequence]>,
     dir: &mut RunDir,
 ) -> anyhow::Result<u64> {
+    let Run {
+        name,
+        stage,
+        seed,
+        from,
+    } = *run;
+    let start = from.map_or(0, |c| c.step);
     let (queue, mut inbox) = mpsc::channel::<Produced>(stage.max_staleness.max(1) as usize);
-    let (synced, synced_rx) = watch::channel(0u64);
+    // The generator holds version `start` (one update per step) when the producer begins.
+    let (synced, synced_rx) = watch::channel(start);
     let producer = tokio::spawn(produce(
         name.to_string(),
         actors.generator.clone(),
@@ -221,7 +244,7 @@ pub async fn pipeline(
         actors.reward.clone(),
         prompts,
         stage.clone(),
-        seed,
+        (seed, start),
         queue,
         synced_rx,
     ));
@@ -231,6 +254,8 @@ pub async fn pipeline(
         pad_id: actors.pad_id,
         ptx,
         seed,
+        from,
+        states: Checkpoints::new(dir.path("state"), stage.keep_checkpoints),
     };
     let consumed = steps
         .consume(actors, &mut inbox, &synced, dir, crate::shutdown::listen())
@@ -254,6 +279,8 @@ struct Loop<'a> {
     pad_id: i64,
     ptx: Option<&'a [SftSequence]>,
     seed: u64,
+    from: Option<PpoCursor>,
+    states: Checkpoints,
 }
 
 impl Loop<'_> {
@@ -268,11 +295,12 @@ impl Loop<'_> {
         stop: watch::Receiver<bool>,
     ) -> anyhow::Result<u64> {
         let stage = self.stage;
-        let mut rng = Rng::new(self.seed ^ PTX_STREAM);
+        let mut rng = Rng::new(self.from.map_or(self.seed ^ PTX_STREAM, |c| c.ptx_rng));
         let mut progress = Progress::new("ppo", stage.steps);
         let started = Instant::now();
-        let mut done = 0;
-        for step in 1..=stage.steps {
+        let mut done = self.from.map_or(0, |c| c.step);
+        progress.skip(done);
+        for step in done + 1..=stage.steps {
             if *stop.borrow() {
                 info!(
                     step = done,
@@ -320,7 +348,6 @@ impl Loop<'_> {
             })
             .await
             .context("generator")?;
-            let _ = synced.send(version);
             let weight_sync = sync.elapsed().as_secs_f64();
             let times = metrics::StepTimes {
                 queue_wait,
@@ -354,6 +381,18 @@ impl Loop<'_> {
                 stats.score_mean, stats.kl_per_sequence, stats.staleness
             ));
             done = step;
+            // Before the producer hears of the new weights, the generator is idle: the one
+            // moment a checkpoint captures everything (with max_staleness 0).
+            let stopping = *stop.borrow();
+            let every = stage.checkpoint_every;
+            if stopping || (every > 0 && step.is_multiple_of(every) && step < stage.steps) {
+                let saved = checkpoint::save(actors, &self.states, step, rng.state(), dir).await?;
+                if stopping {
+                    info!(step, checkpoint = %saved.display(), "ppo: stopping on a signal after a checkpoint; continue with --resume");
+                    break;
+                }
+            }
+            let _ = synced.send(version);
         }
         progress.finish();
         Ok(done)
@@ -370,12 +409,16 @@ async fn produce(
     reward: ActorRef<ScorerMsg>,
     prompts: Vec<Vec<i64>>,
     stage: PpoStage,
-    seed: u64,
+    (seed, start): (u64, u64),
     queue: mpsc::Sender<Produced>,
     mut synced: watch::Receiver<u64>,
 ) -> anyhow::Result<()> {
     let mut cycle = PromptCycle::new(seed);
-    for k in 0..stage.steps {
+    // A resumed run draws the prompts an uninterrupted one would: replay the order.
+    for _ in 0..start {
+        cycle.next(&prompts, stage.rollout_batch_size);
+    }
+    for k in start..stage.steps {
         let needed = k.saturating_sub(stage.max_staleness);
         synced
             .wait_for(|&v| v >= needed)
@@ -410,7 +453,7 @@ async fn produce(
     Ok(())
 }
 
-async fn call_generator<T: Send + 'static>(
+pub(super) async fn call_generator<T: Send + 'static>(
     generator: &ActorRef<GeneratorMsg>,
     message: impl FnOnce(crate::learner::Reply<T>) -> GeneratorMsg,
 ) -> anyhow::Result<T> {
@@ -662,6 +705,8 @@ mod tests {
                 learner: place,
             },
             reward: RewardConfig::Model,
+            checkpoint_every: 0,
+            keep_checkpoints: 1,
         }
     }
 
@@ -689,7 +734,13 @@ mod tests {
             prompt_len: 0,
         }];
         let run = "ppo_metrics_test";
-        pipeline(run, &stage, 5, &actors, prompts, Some(&ptx), &mut run_dir)
+        let spec = Run {
+            name: run,
+            stage: &stage,
+            seed: 5,
+            from: None,
+        };
+        pipeline(&spec, &actors, prompts, Some(&ptx), &mut run_dir)
             .await
             .unwrap();
         actors.stop();
@@ -764,9 +815,12 @@ mod tests {
         let actors = spawn(&stage, tokens, seed, &source).await.unwrap();
         assert_eq!(
             pipeline(
-                "ppo",
-                &stage,
-                seed,
+                &Run {
+                    name: "ppo",
+                    stage: &stage,
+                    seed,
+                    from: None
+                },
                 &actors,
                 prompts.clone(),
                 None,

@@ -3,7 +3,7 @@
 //! last and the best checkpoint kept, every figure in metrics.jsonl.
 
 pub mod pretrain;
-mod resume;
+pub mod resume;
 pub mod rm;
 pub mod sft;
 
@@ -145,7 +145,7 @@ pub async fn train(
     let (_, total_steps) = step_counts(stage, train_set.len());
     let states = Checkpoints::new(dir.path("state"), stage.keep_checkpoints);
     let resumed = match resume {
-        true => resume::load(learner, &states, dir).await?,
+        true => resume::load::<resume::Cursor>(learner, &states, dir).await?,
         false => None,
     };
     let mut at = resumed.clone().unwrap_or(resume::Cursor {

@@ -1,6 +1,6 @@
-//! Exact resume of a supervised stage: training-state checkpoints under `<stage>/state/`
-//! hold the learner's weights and optimizer state (hence the schedule position) and the
-//! loop's cursor: epoch, batches done in it, the data-order random state at the epoch's
+//! Exact resume: training-state checkpoints under `<stage>/state/`. For a supervised stage
+//! they hold the learner's weights and optimizer state (hence the schedule position) and
+//! the loop's cursor: epoch, batches done in it, the data-order random state at the epoch's
 //! start, the best held-out figures so far, and how many metrics lines were written. A
 //! resumed run replays the same batch order from the same state, so its weights and
 //! metrics match an uninterrupted run's.
@@ -11,6 +11,7 @@ use crate::run_dir::RunDir;
 use anyhow::Context;
 use ractor::ActorRef;
 use rlhf::checkpoint::Checkpoints;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -32,13 +33,31 @@ pub struct Cursor {
     pub metrics_lines: u64,
 }
 
+/// Where a stage's loop stands, saved beside the learner's state.
+pub trait Position: Serialize + DeserializeOwned {
+    /// Steps done.
+    fn step(&self) -> u64;
+    /// Lines of metrics.jsonl written up to this point.
+    fn metrics_lines(&self) -> u64;
+}
+
+impl Position for Cursor {
+    fn step(&self) -> u64 {
+        self.step
+    }
+
+    fn metrics_lines(&self) -> u64 {
+        self.metrics_lines
+    }
+}
+
 /// Write a training-state checkpoint at the cursor.
 pub async fn save(
     learner: &ActorRef<LearnerMsg>,
     checkpoints: &Checkpoints,
-    cursor: &Cursor,
+    cursor: &impl Position,
 ) -> anyhow::Result<PathBuf> {
-    let staging = checkpoints.begin(cursor.step)?;
+    let staging = checkpoints.begin(cursor.step())?;
     let dir = staging.dir.clone();
     let written = async {
         ask(learner, |r| LearnerMsg::SaveState(dir.clone(), r)).await?;
@@ -52,11 +71,11 @@ pub async fn save(
 
 /// Restore the newest valid checkpoint into the learner and cut metrics.jsonl back to it;
 /// None when there is none. Says which checkpoint it took and which it skipped.
-pub async fn load(
+pub async fn load<C: Position>(
     learner: &ActorRef<LearnerMsg>,
     checkpoints: &Checkpoints,
     dir: &mut RunDir,
-) -> anyhow::Result<Option<Cursor>> {
+) -> anyhow::Result<Option<C>> {
     let (found, skipped) = checkpoints.latest_valid();
     for line in skipped {
         tracing::warn!("resume: {line}");
@@ -68,15 +87,14 @@ pub async fn load(
     let cursor_path = path.join(CURSOR);
     let text = std::fs::read_to_string(&cursor_path)
         .with_context(|| format!("reading {}", cursor_path.display()))?;
-    let cursor: Cursor = serde_json::from_str(&text)
+    let cursor: C = serde_json::from_str(&text)
         .with_context(|| format!("{}: not a training cursor", cursor_path.display()))?;
     let state = path.clone();
     ask(learner, |r| LearnerMsg::LoadState(state, r)).await?;
-    dir.truncate_metrics(cursor.metrics_lines)?;
+    dir.truncate_metrics(cursor.metrics_lines())?;
     tracing::info!(
         checkpoint = %path.display(),
-        step = cursor.step,
-        epoch = cursor.epoch,
+        step = cursor.step(),
         "resume: continuing from the newest valid checkpoint"
     );
     Ok(Some(cursor))
