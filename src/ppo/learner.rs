@@ -482,10 +482,13 @@ impl PpoLearner {
             - config.entropy_coef * entropy
             + config.ptx_coef * ptx_loss;
         if !total.is_finite() {
-            return Err(Error::Invalid(format!(
-                "PPO update at version {}: non-finite loss (policy {}, value {}, entropy {entropy}, ptx {ptx_loss})",
-                self.version, policy_stats.loss, value_stats.loss
-            )));
+            return Err(Error::NonFinite {
+                what: format!(
+                    "PPO loss (policy {}, value {}, entropy {entropy}, ptx {ptx_loss})",
+                    policy_stats.loss, value_stats.loss
+                ),
+                step: self.version + 1,
+            });
         }
 
         self.policy_optimizer.zero_grad();
@@ -494,10 +497,10 @@ impl PpoLearner {
         let grad_policy = self.policy_optimizer.clip_grad_norm(self.max_grad_norm);
         let grad_value = self.value_optimizer.clip_grad_norm(self.max_grad_norm);
         if !(grad_policy.is_finite() && grad_value.is_finite()) {
-            return Err(Error::Invalid(format!(
-                "PPO update at version {}: non-finite gradient norm (policy {grad_policy}, value {grad_value})",
-                self.version
-            )));
+            return Err(Error::NonFinite {
+                what: format!("PPO gradient norm (policy {grad_policy}, value {grad_value})"),
+                step: self.version + 1,
+            });
         }
         self.policy_optimizer.step(lr);
         self.value_optimizer.step(lr);

@@ -333,11 +333,18 @@ impl Loop<'_> {
             });
             let times_in = produced.times;
             let update = Instant::now();
-            let stats = ask(&actors.learner, |r| {
+            let stats = match ask(&actors.learner, |r| {
                 LearnerMsg::PpoUpdate(produced.batch, ptx_batch, r)
             })
             .await
-            .context("learner")?;
+            {
+                Ok(stats) => stats,
+                Err(e) if crate::stages::non_finite(&e) => {
+                    let last = crate::stages::resume::last_good(&self.states);
+                    anyhow::bail!("learner: {e:#}; stopping; the last good checkpoint is {last}");
+                }
+                Err(e) => return Err(e.context("learner")),
+            };
             let update_seconds = update.elapsed().as_secs_f64();
             let sync = Instant::now();
             let (version, weights) = ask(&actors.learner, LearnerMsg::Weights)

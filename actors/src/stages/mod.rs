@@ -209,10 +209,7 @@ pub async fn train(
                     continue;
                 }
                 (Err(e), OnNan::Stop) if non_finite(&e) => {
-                    let last = states.list().pop().map_or_else(
-                        || "none yet: rerun from the start".to_string(),
-                        |p| format!("{} (continue with --resume)", p.display()),
-                    );
+                    let last = resume::last_good(&states);
                     anyhow::bail!(
                         "{name}: {e:#}; stopping (on_nan = \"stop\"); the last good checkpoint is {last}"
                     );
@@ -317,7 +314,7 @@ fn export_step(stage: &str, stats: &Stats, tokens: i64, seconds: (f64, f64)) {
 }
 
 /// Whether a learner error is a NaN or infinite loss or gradient norm.
-fn non_finite(e: &anyhow::Error) -> bool {
+pub fn non_finite(e: &anyhow::Error) -> bool {
     matches!(
         e.downcast_ref::<rlhf::Error>(),
         Some(rlhf::Error::NonFinite { .. })

@@ -51,6 +51,14 @@ impl Position for Cursor {
     }
 }
 
+/// The checkpoint a stopped stage can continue from, for its error message.
+pub fn last_good(checkpoints: &Checkpoints) -> String {
+    match checkpoints.list().pop() {
+        Some(p) => format!("{} (continue with --resume)", p.display()),
+        None => "none yet: rerun from the start".to_string(),
+    }
+}
+
 /// Write a training-state checkpoint at the cursor.
 pub async fn save(
     learner: &ActorRef<LearnerMsg>,
