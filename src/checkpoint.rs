@@ -55,17 +55,9 @@ impl Checkpoints {
         }
     }
 
-    /// Write checkpoint `step`: `fill` writes the files into the folder it is given. On any
-    /// failure the partial folder is removed, the earlier checkpoints are untouched, and the
-    /// error says which one a resume would use.
-    pub fn commit(&self, step: u64, fill: impl FnOnce(&Path) -> Result<()>) -> Result<PathBuf> {
-        let staging = self.begin(step)?;
-        let written = fill(&staging.dir);
-        self.finish(staging, written)
-    }
-
-    /// The first half of [`Checkpoints::commit`] for writers that cannot be a closure: a
-    /// fresh temporary folder to write into.
+    /// Start checkpoint `step`: a fresh temporary folder to write the files into. On any
+    /// failure [`Checkpoints::finish`] removes it, leaves the earlier checkpoints untouched,
+    /// and its error says which one a resume would use.
     pub fn begin(&self, step: u64) -> Result<Staging> {
         std::fs::create_dir_all(&self.root).map_err(|e| Error::io(&self.root, e))?;
         // Staging folders of a process that died mid-write are garbage.
@@ -273,6 +265,17 @@ mod tests {
         dir
     }
 
+    /// `begin`, `fill`, `finish`: one whole checkpoint.
+    fn commit(
+        ckpts: &Checkpoints,
+        step: u64,
+        fill: impl FnOnce(&Path) -> Result<()>,
+    ) -> Result<PathBuf> {
+        let staging = ckpts.begin(step)?;
+        let written = fill(&staging.dir);
+        ckpts.finish(staging, written)
+    }
+
     fn write(dir: &Path, name: &str, text: &str) -> Result<()> {
         std::fs::write(dir.join(name), text).map_err(|e| Error::io(dir, e))
     }
@@ -300,12 +303,11 @@ mod tests {
         let dir = root("fallback");
         let ckpts = Checkpoints::new(&dir, 2);
         for step in [1, 2, 3] {
-            ckpts
-                .commit(step, |d| {
-                    std::fs::create_dir_all(d.join("model")).unwrap();
-                    write(&d.join("model"), "w", &format!("weights {step}"))
-                })
-                .unwrap();
+            commit(&ckpts, step, |d| {
+                std::fs::create_dir_all(d.join("model")).unwrap();
+                write(&d.join("model"), "w", &format!("weights {step}"))
+            })
+            .unwrap();
         }
         // Only the newest two are kept.
         let names: Vec<String> = ckpts
@@ -331,14 +333,13 @@ mod tests {
     fn a_failed_write_leaves_nothing_behind_and_names_the_intact_checkpoint() {
         let dir = root("failed");
         let ckpts = Checkpoints::new(&dir, 3);
-        ckpts.commit(1, |d| write(d, "w", "one")).unwrap();
-        let e = ckpts
-            .commit(2, |d| {
-                write(d, "w", "half")?;
-                Err(Error::Invalid("No space left on device".into()))
-            })
-            .unwrap_err()
-            .to_string();
+        commit(&ckpts, 1, |d| write(d, "w", "one")).unwrap();
+        let e = commit(&ckpts, 2, |d| {
+            write(d, "w", "half")?;
+            Err(Error::Invalid("No space left on device".into()))
+        })
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("No space left on device"), "{e}");
         assert!(e.contains("step-00000001 is intact"), "{e}");
         assert_eq!(ckpts.list().len(), 1);

@@ -106,15 +106,12 @@ async fn until_done(
     actor: &ActorRef<RewardNodeMsg>,
     addr: &str,
 ) -> anyhow::Result<()> {
-    let stop = shutdown_signal();
-    tokio::pin!(stop);
+    let stop = crate::shutdown::listen();
     loop {
-        tokio::select! {
-            _ = &mut stop => {
-                info!("stopping on a signal");
-                return Ok(());
-            }
-            _ = tokio::time::sleep(POLL) => {}
+        tokio::time::sleep(POLL).await;
+        if *stop.borrow() {
+            info!("stopping on a signal");
+            return Ok(());
         }
         if roster.authenticated().is_empty() {
             info!("the trainer at {addr} went away; the node is done");
@@ -127,22 +124,6 @@ async fn until_done(
             bail!("the reward actor stopped");
         }
     }
-}
-
-/// Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
 }
 
 /// The actor the trainer calls; the reward itself runs on the worker's thread.
