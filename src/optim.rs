@@ -2,8 +2,9 @@
 //! here rather than taken from `tch::nn::Optimizer` so that its whole state (both moments
 //! and the step count) can be checkpointed and restored for an exact resume.
 //!
-//! Moments are kept in f32 whatever the parameters' dtype; for bf16/f16 parameters the
-//! update is computed in f32 and copied back. The learning rate is passed to every
+//! Moments are kept in f32 whatever the parameters' dtype. Parameters in bf16/f16 also get
+//! an f32 master copy that the update is applied to and that is copied back (rounded) into
+//! the parameter: mixed precision, where updates far smaller than a bf16 ulp still add up. The learning rate is passed to every
 //! [`AdamW::step`] by the caller, which takes it from [`crate::schedule`].
 
 use crate::{Error, Result};
@@ -82,6 +83,8 @@ struct Slot {
     exp_avg_sq: Tensor,
     /// Decoupled weight decay applies (the tensor has 2 or more dims).
     decay: bool,
+    /// f32 master weights of a bf16/f16 parameter; None for f32 parameters.
+    master: Option<Tensor>,
 }
 
 /// AdamW over a fixed list of named parameters.
@@ -109,7 +112,10 @@ impl AdamW {
             .into_iter()
             .map(|(name, param)| {
                 let (shape, device) = (param.size(), param.device());
+                let master =
+                    (param.kind() != Kind::Float).then(|| param.detach().to_kind(Kind::Float));
                 Slot {
+                    master,
                     exp_avg: Tensor::zeros(&shape, (Kind::Float, device)),
                     exp_avg_sq: Tensor::zeros(&shape, (Kind::Float, device)),
                     decay: shape.len() >= 2,
@@ -171,8 +177,8 @@ impl AdamW {
     }
 
     /// One update at learning rate `lr` (the schedule supplies it), with bias correction,
-    /// under no_grad, moments kept in f32 even when params are bf16 (update computed in f32
-    /// and copied back). Parameters whose gradient is undefined are left alone (their
+    /// under no_grad, moments kept in f32 even when params are bf16 (the update goes to the
+    /// f32 master weights, which are copied back). Parameters whose gradient is undefined are left alone (their
     /// moments too); the bias correction uses the optimiser's global step count.
     pub fn step(&mut self, lr: f64) {
         self.steps += 1;
@@ -207,18 +213,13 @@ impl AdamW {
                 let _ = denom.g_mul_scalar_(c1);
                 let _ = denom.g_add_scalar_(c2);
                 let decay = slot.decay && self.weight_decay != 0.0;
-                if slot.param.kind() == Kind::Float {
-                    if decay {
-                        let _ = slot.param.g_mul_scalar_(decay_factor);
-                    }
-                    let _ = slot.param.addcdiv_(&slot.exp_avg, &denom);
-                } else {
-                    let mut p32 = slot.param.to_kind(Kind::Float);
-                    if decay {
-                        let _ = p32.g_mul_scalar_(decay_factor);
-                    }
-                    let _ = p32.addcdiv_(&slot.exp_avg, &denom);
-                    slot.param.copy_(&p32);
+                let target = slot.master.as_mut().unwrap_or(&mut slot.param);
+                if decay {
+                    let _ = target.g_mul_scalar_(decay_factor);
+                }
+                let _ = target.addcdiv_(&slot.exp_avg, &denom);
+                if let Some(master) = &slot.master {
+                    slot.param.copy_(master);
                 }
             }
         });
@@ -229,8 +230,9 @@ impl AdamW {
         self.steps
     }
 
-    /// Moments and step count as named tensors ("exp_avg.<param>", "exp_avg_sq.<param>",
-    /// "step": a 0-dim i64) for checkpoints. The moments are the live tensors (shallow
+    /// Moments, master weights and step count as named tensors ("exp_avg.<param>",
+    /// "exp_avg_sq.<param>", "master.<param>" for bf16/f16 parameters, "step": a 0-dim
+    /// i64) for checkpoints. The moments are the live tensors (shallow
     /// handles, as PyTorch's `state_dict`): write them out before the next step.
     pub fn state(&self) -> Vec<(String, Tensor)> {
         let mut out = Vec::with_capacity(2 * self.slots.len() + 1);
@@ -243,6 +245,9 @@ impl AdamW {
                 format!("exp_avg_sq.{}", slot.name),
                 slot.exp_avg_sq.shallow_clone(),
             ));
+            if let Some(master) = &slot.master {
+                out.push((format!("master.{}", slot.name), master.shallow_clone()));
+            }
         }
         out.push(("step".to_string(), Tensor::from(self.steps as i64)));
         out
@@ -252,6 +257,8 @@ impl AdamW {
     /// parameter's two moments and "step" must be present with the right shapes, and no
     /// moment may name an unknown parameter; otherwise an error names the tensor and
     /// nothing is changed. Other keys (e.g. model weights in the same file) are ignored.
+    /// A bf16/f16 parameter without "master.<param>" (a state saved by an f32 run) takes
+    /// its master weights from the parameter itself, so load the weights first.
     pub fn load_state(&mut self, tensors: &BTreeMap<String, Tensor>) -> Result<()> {
         let invalid = |what: String| Error::Invalid(format!("optimizer state: {what}"));
         let step = tensors
@@ -285,12 +292,24 @@ impl AdamW {
                 }
                 pair.push(tensor);
             }
-            moments.push(pair);
+            let key = format!("master.{}", slot.name);
+            let master = match tensors.get(&key) {
+                Some(t) if t.size() != shape => {
+                    return Err(invalid(format!(
+                        "tensor `{key}` has shape {:?}, the parameter has {:?}",
+                        t.size(),
+                        shape
+                    )))
+                }
+                found => found,
+            };
+            moments.push((pair, master));
         }
         for key in tensors.keys() {
             let name = key
                 .strip_prefix("exp_avg_sq.")
-                .or_else(|| key.strip_prefix("exp_avg."));
+                .or_else(|| key.strip_prefix("exp_avg."))
+                .or_else(|| key.strip_prefix("master."));
             if let Some(name) = name {
                 if !self.slots.iter().any(|s| s.name == name) {
                     return Err(invalid(format!("tensor `{key}` names no parameter")));
@@ -298,9 +317,12 @@ impl AdamW {
             }
         }
         tch::no_grad(|| {
-            for (slot, pair) in self.slots.iter_mut().zip(moments) {
+            for (slot, (pair, master)) in self.slots.iter_mut().zip(moments) {
                 slot.exp_avg.copy_(pair[0]);
                 slot.exp_avg_sq.copy_(pair[1]);
+                if let Some(own) = &mut slot.master {
+                    own.copy_(master.unwrap_or(&slot.param));
+                }
             }
         });
         self.steps = step as u64;
@@ -424,6 +446,70 @@ mod tests {
         let state: BTreeMap<_, _> = opt.state().into_iter().collect();
         assert_close(&values(&state["exp_avg.w"]), &nw.m, 1e-5);
         assert_close(&values(&state["exp_avg_sq.b"]), &nb.v, 1e-5);
+    }
+
+    /// Steps of lr 1e-3 on a weight of 1.0 are each below half a bf16 ulp (2^-8): rounded
+    /// into the bf16 weight alone they would vanish; the f32 master weights add them up.
+    #[test]
+    fn bf16_updates_below_one_ulp_accumulate_in_master_weights() {
+        let config = OptimizerConfig::default();
+        let w32 = leaf(&[1.0], &[1]);
+        let w16 = Tensor::from_slice(&[1.0f32])
+            .to_kind(Kind::BFloat16)
+            .set_requires_grad(true);
+        let mut o32 = AdamW::new(vec![("w".into(), w32.shallow_clone())], &config);
+        let mut o16 = AdamW::new(vec![("w".into(), w16.shallow_clone())], &config);
+        for _ in 0..40 {
+            set_grads(&mut o32, &[&w32], &[vec![1.0]]);
+            set_grads(&mut o16, &[&w16], &[vec![1.0]]);
+            o32.step(1e-3);
+            o16.step(1e-3);
+        }
+        let (full, half) = (values(&w32)[0], values(&w16)[0]);
+        assert!((full - 0.96).abs() < 1e-3, "f32 run moved to {full}");
+        // The bf16 weight is the f32 master rounded: within half an ulp (2^-9) of the f32 run.
+        assert!(
+            (half - full).abs() <= 1.0 / 512.0,
+            "bf16 {half} vs f32 {full}"
+        );
+        let master = o16
+            .state()
+            .into_iter()
+            .find(|(n, _)| n == "master.w")
+            .unwrap()
+            .1;
+        assert_close(&values(&master), &values(&w32), 1e-6);
+    }
+
+    /// Saving and loading the state mid-run (master weights included) continues a bf16
+    /// run bit for bit.
+    #[test]
+    fn bf16_state_round_trip_continues_exactly() {
+        let config = OptimizerConfig::default();
+        let make = || {
+            Tensor::from_slice(&[1.0f32, -0.5, 0.25])
+                .to_kind(Kind::BFloat16)
+                .set_requires_grad(true)
+        };
+        let grads = |k: usize| vec![(0..3).map(|i| ((i + k) as f32).sin()).collect::<Vec<_>>()];
+        let (w, mut w2) = (make(), make());
+        let mut o = AdamW::new(vec![("w".into(), w.shallow_clone())], &config);
+        for k in 0..5 {
+            set_grads(&mut o, &[&w], &grads(k));
+            o.step(3e-3);
+        }
+        let saved: BTreeMap<String, Tensor> =
+            o.state().into_iter().map(|(n, t)| (n, t.copy())).collect();
+        tch::no_grad(|| w2.copy_(&w));
+        let mut o2 = AdamW::new(vec![("w".into(), w2.shallow_clone())], &config);
+        o2.load_state(&saved).unwrap();
+        for k in 5..10 {
+            set_grads(&mut o, &[&w], &grads(k));
+            set_grads(&mut o2, &[&w2], &grads(k));
+            o.step(3e-3);
+            o2.step(3e-3);
+        }
+        assert_eq!(values(&w), values(&w2));
     }
 
     #[test]

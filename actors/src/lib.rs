@@ -4,6 +4,7 @@
 //! Plug-ins use [`reward`]: the contract every reward actor implements, wherever it runs
 //! (in process, behind HTTP, or on another node of the cluster).
 
+pub mod allocator;
 pub mod cli;
 pub mod node;
 pub mod reward;

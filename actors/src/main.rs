@@ -5,6 +5,7 @@ use clap::Parser;
 use rlhf_actors::cli;
 
 fn main() {
+    rlhf_actors::allocator::keep_freed_memory();
     let args = cli::Cli::parse();
     cli::init_logging(args.log_format);
     if let Err(e) = cli::run(args) {
