@@ -64,18 +64,31 @@ impl Sampling {
         let tokens = if self.greedy {
             log_probs.argmax(-1, false)
         } else {
-            let filtered = self.truncate(&log_probs);
-            let cdf = filtered.softmax(-1, Kind::Float).cumsum(-1, Kind::Float);
+            // Untruncated, the probabilities are exp(log_probs): no second softmax.
+            let probs = if self.truncates(log_probs.size()[1]) {
+                self.truncate(&log_probs).softmax(-1, Kind::Float)
+            } else {
+                log_probs.exp()
+            };
+            let cdf = probs.cumsum(-1, Kind::Float);
             let vocab = cdf.size()[1];
             let target = uniforms.unsqueeze(1) * cdf.narrow(1, vocab - 1, 1);
-            cdf.lt_tensor(&target)
-                .sum_dim_intlist(1, false, Kind::Int64)
+            // The first token whose cumulative mass reaches the target: a binary search
+            // per row rather than a comparison over the whole vocabulary.
+            target
+                .searchsorted(&cdf, false, false, "left", None::<&Tensor>)
+                .squeeze_dim(1)
                 .clamp_max(vocab - 1)
         };
         let chosen = log_probs
             .gather(1, &tokens.unsqueeze(1), false)
             .squeeze_dim(1);
         (tokens, chosen)
+    }
+
+    /// Whether top-k or top-p removes anything from a vocabulary of `vocab` tokens.
+    fn truncates(&self, vocab: i64) -> bool {
+        (self.top_k > 0 && self.top_k < vocab) || self.top_p < 1.0
     }
 
     /// Sets the log-probs of tokens outside top-k / top-p to -inf.
