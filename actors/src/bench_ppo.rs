@@ -1,7 +1,9 @@
-//! `rlhf bench ppo`: the PPO actor system on random models of a given shape, synchronous
-//! (max_staleness 0) and asynchronous (1) in one invocation.
+//! `rlhf bench ppo`: the PPO actor system on random models of a given shape or on
+//! Hugging Face folders, synchronous (max_staleness 0) and asynchronous (1) in one
+//! invocation, `--repeats` times each (alternating, each after an optional idle wait).
 
-use crate::bench::{PpoBench, ShapeArgs};
+use crate::bench::{load_folder, merge, PpoBench, ShapeArgs};
+use crate::bench_sys::{self, PpoWork};
 use crate::ppo::{pipeline, spawn, ModelSource, Run, Tokens};
 use crate::reward::Decoder;
 use crate::run_dir::RunDir;
@@ -28,83 +30,150 @@ pub async fn run(shape: &ShapeArgs, settings: &PpoBench) -> anyhow::Result<()> {
         settings.steps >= 2,
         "--steps must be at least 2 (the first is a warm-up)"
     );
+    anyhow::ensure!(settings.batch > 0, "--batch must be at least 1");
     let positions = settings.prompt_len + settings.new_tokens;
+    let policy_config = shape
+        .build_model(Head::LanguageModel, positions, "cpu")?
+        .config()
+        .clone();
+    let value_config = match &settings.reward_model {
+        Some(dir) => load_folder(dir, Head::Scalar, &shape.dtype, "cpu", positions)?
+            .config()
+            .clone(),
+        None => policy_config.clone(),
+    };
     let source = {
-        let (policy_shape, reward_shape) = (Arc::new(shape.clone()), Arc::new(shape.clone()));
+        let policy_shape = Arc::new(shape.clone());
+        let reward_shape = policy_shape.clone();
+        let (reward_dir, dtype) = (settings.reward_model.clone(), shape.dtype.clone());
         ModelSource::new(
             Arc::new(move |device: &str| {
-                policy_shape.random_model(Head::LanguageModel, positions, device)
+                policy_shape.build_model(Head::LanguageModel, positions, device)
             }),
-            Arc::new(move |device: &str| {
-                reward_shape.random_model(Head::Scalar, positions, device)
+            Arc::new(move |device: &str| match &reward_dir {
+                Some(dir) => load_folder(dir, Head::Scalar, &dtype, device, positions),
+                None => reward_shape.build_model(Head::Scalar, positions, device),
             }),
             RewardConfig::Model,
         )
     };
-    let mut results = Vec::new();
-    for staleness in [0u64, 1] {
-        let stage = stage(shape, settings, staleness)?;
-        let dir =
-            std::env::temp_dir().join(format!("rlhf-bench-ppo-{}-{staleness}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let config = RunConfig::for_ppo(dir.clone(), 0, stage.clone());
-        let mut run_dir = RunDir::create(&dir, &config)?;
-        let mut rng = Rng::new(staleness);
-        let prompts: Vec<Vec<i64>> = (0..settings.steps as usize * settings.batch)
-            .map(|_| {
-                (0..settings.prompt_len)
-                    .map(|_| rng.below(shape.vocab as usize - 1) as i64)
-                    .collect()
-            })
-            .collect();
-        // No EOS: every response is new_tokens long, as in the peers' benchmarks.
-        let actors = spawn(
-            &stage,
-            Tokens {
-                eos: None,
-                pad: 0,
-                decoder: Decoder::ids_only(),
-            },
-            0,
-            &source,
-        )
-        .await?;
-        let run = Run {
-            name: "bench",
-            stage: &stage,
-            seed: 0,
-            from: None,
-        };
-        pipeline(&run, &actors, prompts, None, &mut run_dir).await?;
-        actors.stop();
-        let timing = timing(&dir.join("metrics.jsonl"), settings.batch)?;
-        let _ = std::fs::remove_dir_all(&dir);
-        println!(
-            "{}",
-            json!({"max_staleness": staleness, "samples_per_second": timing.samples_per_second, "phases_seconds": timing.phases})
-        );
-        results.push(timing);
+    let peak = shape.peak()?;
+    let vocab = policy_config.vocab_size;
+    let mut results: [Vec<Timing>; 2] = [Vec::new(), Vec::new()];
+    for repeat in 1..=shape.repeats {
+        for staleness in [0u64, 1] {
+            let idle = shape.idle().wait();
+            let timing = run_once(shape, settings, staleness, vocab, &source).await?;
+            let mut line = json!({"repeat": repeat, "max_staleness": staleness, "samples_per_second": timing.samples_per_second, "phases_seconds": timing.phases});
+            merge(&mut line, &idle.json());
+            println!("{line}");
+            results[staleness as usize].push(timing);
+        }
     }
-    let (sync, overlapped) = (&results[0], &results[1]);
+    for runs in &mut results {
+        runs.sort_by(|a, b| a.samples_per_second.total_cmp(&b.samples_per_second));
+    }
+    let median = |runs: &[Timing]| runs.len() / 2;
+    let (sync, overlapped) = (
+        &results[0][median(&results[0])],
+        &results[1][median(&results[1])],
+    );
+    let rates = |runs: &[Timing]| {
+        (
+            runs[0].samples_per_second,
+            runs[runs.len() - 1].samples_per_second,
+        )
+    };
+    let ((sync_min, sync_max), (async_min, async_max)) = (rates(&results[0]), rates(&results[1]));
     let ideal = (sync.producer + sync.consumer) / sync.producer.max(sync.consumer);
-    let params = shape
-        .random_model(Head::LanguageModel, positions, "cpu")?
-        .config()
-        .num_parameters();
-    println!(
-        "{}",
-        json!({
-            "bench": "ppo", "params": params, "batch": settings.batch, "prompt_len": settings.prompt_len,
+    let step_flops = bench_sys::ppo_step_flops(&PpoWork {
+        policy_params: policy_config.num_parameters(),
+        value_params: value_config.num_parameters(),
+        batch: settings.batch as i64,
+        prompt_len: settings.prompt_len,
+        new_tokens: settings.new_tokens,
+        ppo_epochs: settings.ppo_epochs as i64,
+    });
+    let flops = |samples_per_second: f64| step_flops * samples_per_second / settings.batch as f64;
+    let mut summary = shape.describe(&policy_config);
+    merge(
+        &mut summary,
+        &json!({
+            "bench": "ppo", "batch": settings.batch, "prompt_len": settings.prompt_len,
             "new_tokens": settings.new_tokens, "ppo_epochs": settings.ppo_epochs, "minibatches": settings.minibatches,
-            "actor_threads": settings.actor_threads, "dtype": shape.dtype, "timed_steps": settings.steps - 1,
+            "actor_threads": settings.actor_threads, "timed_steps": settings.steps - 1,
+            "reward_model": settings.reward_model.as_ref().map(|d| d.display().to_string()),
+            "value_params": value_config.num_parameters(),
             "samples_per_second_sync": sync.samples_per_second,
+            "samples_per_second_sync_min": sync_min,
+            "samples_per_second_sync_max": sync_max,
             "samples_per_second_async": overlapped.samples_per_second,
+            "samples_per_second_async_min": async_min,
+            "samples_per_second_async_max": async_max,
+            "phases_seconds_sync": sync.phases,
+            "phases_seconds_async": overlapped.phases,
             "speedup": overlapped.samples_per_second / sync.samples_per_second,
             "ideal_speedup": ideal,
             "share_of_ideal": (overlapped.samples_per_second / sync.samples_per_second - 1.0) / (ideal - 1.0),
-        })
+            "flops_per_step": step_flops,
+            "flops_per_second_sync": flops(sync.samples_per_second),
+            "flops_per_second_async": flops(overlapped.samples_per_second),
+            "matmul_peak_flops_per_second": peak.flops_per_second,
+            "peak_fraction_sync": bench_sys::peak_fraction(flops(sync.samples_per_second), &peak),
+            "peak_fraction_async": bench_sys::peak_fraction(flops(overlapped.samples_per_second), &peak),
+            "peak_rss_bytes": bench_sys::peak_rss_bytes(),
+        }),
     );
+    println!("{summary}");
     Ok(())
+}
+
+/// One PPO run of `settings.steps` steps at `staleness`, timed from its metrics log.
+async fn run_once(
+    shape: &ShapeArgs,
+    settings: &PpoBench,
+    staleness: u64,
+    vocab: i64,
+    source: &ModelSource,
+) -> anyhow::Result<Timing> {
+    let stage = stage(shape, settings, staleness)?;
+    let dir =
+        std::env::temp_dir().join(format!("rlhf-bench-ppo-{}-{staleness}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let config = RunConfig::for_ppo(dir.clone(), 0, stage.clone());
+    let mut run_dir = RunDir::create(&dir, &config)?;
+    let mut rng = Rng::new(staleness);
+    let prompts: Vec<Vec<i64>> = (0..settings.steps as usize * settings.batch)
+        .map(|_| {
+            (0..settings.prompt_len)
+                .map(|_| rng.below(vocab as usize - 1) as i64)
+                .collect()
+        })
+        .collect();
+    // No EOS: every response is new_tokens long, as in the peers' benchmarks.
+    let actors = spawn(
+        &stage,
+        Tokens {
+            eos: None,
+            pad: 0,
+            decoder: Decoder::ids_only(),
+        },
+        0,
+        source,
+    )
+    .await?;
+    let run = Run {
+        name: "bench",
+        stage: &stage,
+        seed: 0,
+        from: None,
+    };
+    let result = pipeline(&run, &actors, prompts, None, &mut run_dir).await;
+    actors.stop();
+    result?;
+    let timing = timing(&dir.join("metrics.jsonl"), settings.batch);
+    let _ = std::fs::remove_dir_all(&dir);
+    timing
 }
 
 fn stage(shape: &ShapeArgs, s: &PpoBench, max_staleness: u64) -> anyhow::Result<PpoStage> {
@@ -112,9 +181,11 @@ fn stage(shape: &ShapeArgs, s: &PpoBench, max_staleness: u64) -> anyhow::Result<
         device: shape.device.clone(),
         threads: s.actor_threads,
     };
+    let folder =
+        |dir: Option<&std::path::PathBuf>| dir.map_or("random".into(), std::path::PathBuf::clone);
     Ok(PpoStage {
-        policy: "random".into(),
-        reward_model: "random".into(),
+        policy: folder(shape.model.as_ref()),
+        reward_model: folder(s.reward_model.as_ref().or(shape.model.as_ref())),
         prompts: "random".into(),
         pretrain: None,
         steps: s.steps,

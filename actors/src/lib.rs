@@ -11,6 +11,9 @@ pub mod reward;
 
 mod bench;
 mod bench_ppo;
+mod bench_scaling;
+mod bench_score;
+mod bench_sys;
 mod evaluate;
 mod init;
 mod learner;
