@@ -59,6 +59,15 @@ impl Checkpoints {
     /// failure [`Checkpoints::finish`] removes it, leaves the earlier checkpoints untouched,
     /// and its error says which one a resume would use.
     pub fn begin(&self, step: u64) -> Result<Staging> {
+        let target = self.root.join(format!("{PREFIX}{step:08}"));
+        let staged = self.stage(step);
+        staged
+            .map_err(|e| self.failed(&target, e))
+            .map(|dir| Staging { dir, target, step })
+    }
+
+    /// A fresh, empty staging folder for checkpoint `step`.
+    fn stage(&self, step: u64) -> Result<PathBuf> {
         std::fs::create_dir_all(&self.root).map_err(|e| Error::io(&self.root, e))?;
         // Staging folders of a process that died mid-write are garbage.
         if let Ok(entries) = std::fs::read_dir(&self.root) {
@@ -77,11 +86,23 @@ impl Checkpoints {
             .join(format!(".{PREFIX}{step:08}.tmp-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-        Ok(Staging {
-            dir,
-            target: self.root.join(format!("{PREFIX}{step:08}")),
-            step,
-        })
+        Ok(dir)
+    }
+
+    /// The error of a checkpoint that could not be written (a full disk, a file-size
+    /// limit...): it names the checkpoint and the one a resume would now use, untouched.
+    fn failed(&self, target: &Path, e: Error) -> Error {
+        let previous = match self.latest_valid().0 {
+            Some((p, _)) => format!(
+                "the previous checkpoint {} is intact (--resume continues from it)",
+                p.display()
+            ),
+            None => "there is no earlier checkpoint".to_string(),
+        };
+        Error::Invalid(format!(
+            "writing checkpoint {}: {e}; {previous}",
+            target.display()
+        ))
     }
 
     /// The second half: given how writing the files went, seal the folder (manifest,
@@ -100,14 +121,7 @@ impl Checkpoints {
             .and_then(|_| sync_dir(&self.root));
         if let Err(e) = sealed {
             let _ = std::fs::remove_dir_all(&dir);
-            let previous = match self.list().last() {
-                Some(p) => format!("the previous checkpoint {} is intact", p.display()),
-                None => "there is no earlier checkpoint".to_string(),
-            };
-            return Err(Error::Invalid(format!(
-                "writing checkpoint {}: {e}; {previous}",
-                target.display()
-            )));
+            return Err(self.failed(&target, e));
         }
         for old in self.list().iter().rev().skip(self.keep) {
             let _ = std::fs::remove_dir_all(old);
@@ -340,11 +354,39 @@ mod tests {
         })
         .unwrap_err()
         .to_string();
-        assert!(e.contains("No space left on device"), "{e}");
-        assert!(e.contains("step-00000001 is intact"), "{e}");
+        let first = dir.join("step-00000001");
+        for part in [
+            format!(
+                "writing checkpoint {}: ",
+                dir.join("step-00000002").display()
+            ),
+            "No space left on device".to_string(),
+            format!(
+                "the previous checkpoint {} is intact (--resume continues from it)",
+                first.display()
+            ),
+        ] {
+            assert!(e.contains(&part), "no {part:?} in {e}");
+        }
         assert_eq!(ckpts.list().len(), 1);
         let leftovers = std::fs::read_dir(&dir).unwrap().count();
         assert_eq!(leftovers, 1, "the staging folder was not removed");
+
+        // A staging folder that cannot even be created says the same.
+        let blocker = dir.join(format!(".step-00000003.tmp-{}", std::process::id()));
+        std::fs::write(&blocker, "in the way").unwrap();
+        let e = ckpts.begin(3).err().expect("begin fails").to_string();
+        assert!(e.contains("writing checkpoint"), "{e}");
+        assert!(e.contains("step-00000001 is intact"), "{e}");
+        std::fs::remove_file(&blocker).unwrap();
+
+        // The checkpoint named is the newest one that verifies, not a corrupt newer one.
+        commit(&ckpts, 2, |d| write(d, "w", "two")).unwrap();
+        std::fs::write(dir.join("step-00000002/w"), "tw0").unwrap();
+        let e = commit(&ckpts, 3, |_| Err(Error::Invalid("disk full".into())))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("step-00000001 is intact"), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

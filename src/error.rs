@@ -20,7 +20,7 @@ pub enum Error {
     Invalid(String),
     /// A training step's loss or gradient norm was NaN or infinite; the step was not
     /// applied (the weights and optimizer state are unchanged).
-    #[error("non-finite {what} at step {step}; the step was not applied")]
+    #[error("non-finite {what} at step {step}; that update was not applied")]
     NonFinite { what: String, step: u64 },
     /// libtorch refused an operation.
     #[error("libtorch: {0}")]

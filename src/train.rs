@@ -3,11 +3,18 @@
 //! micro-batches (each weighted by its share of the step's tokens or prompts, so the step's
 //! loss is the same as one big batch's), gradient-norm clipping, then AdamW at the
 //! scheduled learning rate.
+//!
+//! Dropout draws its masks from libtorch's global generator, whose state a checkpoint does
+//! not hold. Instead every training step of a model with dropout reseeds it from the
+//! trainer's seed and the step's number ([`dropout_seed`]), so a step's masks depend on
+//! nothing but (seed, step): a run resumed from a checkpoint draws the masks an
+//! uninterrupted run draws, and nothing needs saving.
 
 use crate::data::{RmBatch, SftBatch};
 use crate::losses::{kwise_loss, sft_loss};
 use crate::model::{Head, Model};
 use crate::optim::{AdamW, OptimizerConfig};
+use crate::rng::Rng;
 use crate::schedule::ScheduleConfig;
 use crate::{Error, Result};
 use serde::Serialize;
@@ -129,6 +136,19 @@ pub struct Trainer {
     total_steps: u64,
     /// Test hook: the next step's loss is NaN (see [`Trainer::poison_next_step`]).
     poison_next_step: bool,
+    /// Seeds libtorch's generator before every step (see [`dropout_seed`]).
+    seed: u64,
+}
+
+/// The seed of libtorch's global generator for optimizer step `step` (1-based: the step
+/// taken after `step - 1` steps) of a trainer seeded with `seed`: the step-th output of a
+/// SplitMix64 stream of its own. A step that is refused (a non-finite loss) leaves the
+/// step count, so the step retried after it draws the same masks.
+pub fn dropout_seed(seed: u64, step: u64) -> i64 {
+    const STREAM: u64 = 0xd20f;
+    const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
+    let start = (seed ^ STREAM).wrapping_add(step.wrapping_sub(1).wrapping_mul(GAMMA));
+    Rng::new(start).next_u64() as i64
 }
 
 impl Trainer {
@@ -153,7 +173,14 @@ impl Trainer {
             steps_per_epoch: steps_per_epoch.max(1),
             total_steps: total_steps.max(1),
             poison_next_step: false,
+            seed: 0,
         }
+    }
+
+    /// The seed that, with the step number, fixes each step's dropout masks (0 unless
+    /// set; see [`dropout_seed`]).
+    pub fn set_seed(&mut self, seed: u64) {
+        self.seed = seed;
     }
 
     pub fn model(&self) -> &Model {
@@ -201,6 +228,12 @@ impl Trainer {
             ));
         }
         self.optimizer.zero_grad();
+        // Dropout masks from (seed, step) alone: what makes a resumed run exact. Without
+        // dropout nothing draws from the generator, and it is left alone.
+        let c = self.model.config();
+        if c.embd_dropout > 0.0 || c.attn_dropout > 0.0 || c.resid_dropout > 0.0 {
+            tch::manual_seed(dropout_seed(self.seed, self.steps() + 1));
+        }
         let poison = std::mem::take(&mut self.poison_next_step);
         let mut stats = Stats::default();
         for batch in micro_batches {
@@ -349,6 +382,26 @@ mod tests {
         t.train_step(&[batch(1)]).unwrap();
         assert_eq!(t.steps(), 2);
         assert!(!same(&before, &weights(&t)));
+    }
+
+    #[test]
+    fn each_step_has_its_own_dropout_seed() {
+        let seeds: Vec<i64> = (1..=4).map(|step| dropout_seed(7, step)).collect();
+        assert_eq!(
+            seeds,
+            (1..=4)
+                .map(|step| dropout_seed(7, step))
+                .collect::<Vec<_>>()
+        );
+        let mut distinct = seeds.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(distinct.len(), 4, "{seeds:?}");
+        assert_ne!(dropout_seed(7, 1), dropout_seed(8, 1));
+        // The step-th output of one SplitMix64 stream.
+        let mut stream = Rng::new(7 ^ 0xd20f);
+        let outputs: Vec<i64> = (0..4).map(|_| stream.next_u64() as i64).collect();
+        assert_eq!(seeds, outputs);
     }
 
     #[test]

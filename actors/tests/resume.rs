@@ -1,7 +1,8 @@
 //! Exact resume and faults: SFT, RM and synchronous PPO runs killed with SIGKILL at random
 //! moments (or stopped with SIGTERM) and resumed with `--resume` end with the same weights
 //! and metrics as uninterrupted runs, also when the newest checkpoint is corrupt (the
-//! resume falls back to the previous one); a NaN step is skipped or stops the stage.
+//! resume falls back to the previous one), when SFT trains with dropout, and after a
+//! checkpoint failed on a full disk; a NaN step is skipped or stops the stage (SFT, PPO).
 
 mod common;
 
@@ -326,6 +327,16 @@ fn sigterm_checkpoints_exits_zero_and_resumes_exactly() {
 /// A PPO config (synchronous, PPO-ptx, checkpoints every 3 steps) on the reference's SFT
 /// and reward models, writing into `run`.
 fn write_ppo_config(dir: &Path, run: &Path, reference: &Path) -> PathBuf {
+    ppo_config(
+        dir,
+        run,
+        &reference.join("sft/checkpoints/best"),
+        &reference.join("rm/checkpoints/best"),
+    )
+}
+
+/// [`write_ppo_config`] on the given policy and reward model folders.
+fn ppo_config(dir: &Path, run: &Path, policy: &Path, reward_model: &Path) -> PathBuf {
     let prompts: String = WORDS
         .iter()
         .map(|w| format!("{{\"prompt\": \"Say {w}.\"}}\n"))
@@ -333,13 +344,7 @@ fn write_ppo_config(dir: &Path, run: &Path, reference: &Path) -> PathBuf {
     std::fs::write(dir.join("prompts.jsonl"), prompts).unwrap();
     let prose = rlhf::world::prose::corpus(3, 40);
     std::fs::write(dir.join("pretrain.txt"), prose.join("\n\n")).unwrap();
-    let head = common::ppo_head(
-        run,
-        &reference.join("sft/checkpoints/best"),
-        &reference.join("rm/checkpoints/best"),
-        &dir.join("prompts.jsonl"),
-        14,
-    );
+    let head = common::ppo_head(run, policy, reward_model, &dir.join("prompts.jsonl"), 14);
     let config = format!(
         r#"{head}pretrain = "{pretrain}"
 rollout_batch_size = 8
@@ -391,5 +396,203 @@ fn a_killed_synchronous_ppo_run_resumes_exactly() {
         );
         assert_same_run("ppo", &uninterrupted, &run);
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// PPO honours `on_nan` like the supervised stages. The test hook makes update 5's loss NaN
+/// in its last minibatch step, after its first three (of 2 epochs x 2 minibatches) were
+/// applied. "skip": the run goes on, the step is a `skipped` record, and the update was
+/// rolled back: step 6 trains on a batch the generator sampled with the weights it held
+/// before step 5 (no weight sync after a skip), and the learner's log-probs of it agree
+/// with the generator's. "stop": exit status 2, naming the last good checkpoint.
+#[test]
+fn a_nan_ppo_update_is_skipped_or_stops_the_run_as_configured() {
+    let dir = temp_dir("ppo-nan");
+    let base = dir.join("base");
+    let config = write_config(&dir, &base, &base.join("init"));
+    ok(rlhf(&["init", "--config", config.to_str().unwrap()]));
+    // The initial model is the policy and, with a fresh scalar head, the reward model.
+    let init = base.join("init");
+    for policy in ["skip", "stop"] {
+        let run = dir.join(format!("ppo-{policy}"));
+        let config = ppo_config(&dir, &run, &init, &init);
+        let text = std::fs::read_to_string(&config).unwrap().replacen(
+            "[ppo.algo]\n",
+            &format!("[ppo.algo]\non_nan = \"{policy}\"\n"),
+            1,
+        );
+        std::fs::write(&config, text).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_rlhf"))
+            .args(["ppo", "--config", config.to_str().unwrap()])
+            .env("RLHF_NAN_AT_STEP", "5")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        let records = read_jsonl(&run.join("ppo/metrics.jsonl"));
+        let skipped: Vec<&Value> = records
+            .iter()
+            .filter(|r| r.get("skipped").is_some())
+            .collect();
+        let steps = common::ppo_steps(&run);
+        if policy == "skip" {
+            assert!(out.status.success(), "{stderr}");
+            assert_eq!(skipped.len(), 1, "{skipped:?}");
+            assert_eq!(skipped[0]["step"], 5);
+            let what = skipped[0]["skipped"].as_str().unwrap();
+            assert!(
+                what.contains("non-finite PPO loss (policy NaN")
+                    && what.contains("in minibatch step 4 of 4 at step 5"),
+                "{what}"
+            );
+            assert!(
+                stderr.contains("ppo: skipped: non-finite PPO loss"),
+                "{stderr}"
+            );
+            // 14 steps, 13 updates: the versions lag the steps by one after the skip.
+            let numbers: Vec<(u64, u64)> = steps
+                .iter()
+                .map(|r| {
+                    (
+                        r["step"].as_u64().unwrap(),
+                        r["policy_version"].as_u64().unwrap(),
+                    )
+                })
+                .collect();
+            let want: Vec<(u64, u64)> = (1..=14)
+                .filter(|&s| s != 5)
+                .map(|s| (s, if s < 5 { s } else { s - 1 }))
+                .collect();
+            assert_eq!(numbers, want);
+            let sixth = &steps[4];
+            assert_eq!(
+                (sixth["batch_version"].as_u64(), sixth["staleness"].as_u64()),
+                (Some(4), Some(0))
+            );
+            let gap = sixth["logprob_gap"].as_f64().unwrap();
+            assert!(
+                gap < 1e-4,
+                "the skipped update moved the learner: logprob gap {gap}"
+            );
+            assert!(run.join("ppo/checkpoints/last/model.safetensors").exists());
+        } else {
+            let (_, error) = common::failure(&out);
+            println!("{error}");
+            assert!(
+                error.contains("non-finite PPO loss (policy NaN")
+                    && error.contains("at step 5")
+                    && error.contains("on_nan = \"stop\"")
+                    && error.contains("state/step-00000003 (continue with --resume)"),
+                "{stderr}"
+            );
+            assert!(skipped.is_empty());
+            assert_eq!(steps.len(), 4);
+            // The learner may hold part of the failed update: no policy is saved from it.
+            assert!(!run.join("ppo/checkpoints/last").exists());
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The SFT config of [`write_config`] with dropout 0.1 and 2 epochs.
+fn dropout_config(dir: &Path, run: &Path, init: &Path) -> PathBuf {
+    let config = write_config(dir, run, init);
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replacen("dropout = 0.0", "dropout = 0.1", 1)
+        .replacen("epochs = 4", "epochs = 2", 1);
+    write(config, text)
+}
+
+/// With dropout, SFT resumes exactly (each step seeds its own dropout masks): after a
+/// SIGKILL at a random moment, and after a checkpoint that failed on a full disk. The full
+/// disk is a file-size limit (`ulimit -f`, SIGXFSZ ignored so that writes fail with EFBIG)
+/// below the optimizer file's size: the run resumed from the step-3 checkpoint fails to
+/// write step 6 with one clear error line, leaves step 3 intact and valid, and a later
+/// `--resume` from it ends like the uninterrupted run.
+#[test]
+fn a_dropout_sft_run_resumes_exactly_after_a_kill_or_a_full_disk() {
+    let dir = temp_dir("resume-dropout");
+    let reference = dir.join("reference");
+    let config = dropout_config(&dir, &reference, &reference.join("init"));
+    ok(rlhf(&["init", "--config", config.to_str().unwrap()]));
+    ok(rlhf(&["sft", "--config", config.to_str().unwrap()]));
+    let init = reference.join("init");
+
+    let run = dir.join("killed");
+    let config = dropout_config(&dir, &run, &init);
+    let delay = Duration::from_millis(jitter() % 150);
+    assert!(
+        kill_after_first_checkpoint("sft", &config, &run, delay),
+        "sft finished before the kill ({delay:?} after its first checkpoint)"
+    );
+    let config = config.to_str().unwrap();
+    let stderr = ok(rlhf(&["sft", "--config", config, "--resume"]));
+    assert!(
+        stderr.contains("resume: continuing from the newest valid checkpoint"),
+        "{stderr}"
+    );
+    assert_same_run("sft", &reference, &run);
+
+    let run = dir.join("full");
+    let config = dropout_config(&dir, &run, &init);
+    let config = config.to_str().unwrap();
+    // A NaN at step 5 stops the run (on_nan = "stop") after its step-3 checkpoint.
+    let out = Command::new(env!("CARGO_BIN_EXE_rlhf"))
+        .args(["sft", "--config", config])
+        .env("RLHF_NAN_AT_STEP", "5")
+        .output()
+        .unwrap();
+    common::failure(&out);
+    let state = run.join("sft/state");
+    let first = state.join("step-00000003");
+    let size = |name: &str| std::fs::metadata(first.join(name)).unwrap().len();
+    let (model, optimizer) = (
+        size("model.safetensors"),
+        size("model-optimizer.safetensors"),
+    );
+    assert!(model < optimizer);
+    let limit_kib = (model + optimizer) / 2 / 1024;
+    let out = Command::new("bash")
+        .args(["-c", "trap '' XFSZ; ulimit -f \"$0\" && exec \"$@\""])
+        .arg(limit_kib.to_string())
+        .args([
+            env!("CARGO_BIN_EXE_rlhf"),
+            "sft",
+            "--config",
+            config,
+            "--resume",
+        ])
+        .output()
+        .unwrap();
+    let (stderr, error) = common::failure(&out);
+    println!("{error}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let failed = state.join("step-00000006");
+    for part in [
+        format!("writing checkpoint {}", failed.display()),
+        "model-optimizer.safetensors: File too large".to_string(),
+        format!("the previous checkpoint {} is intact", first.display()),
+    ] {
+        assert!(error.contains(&part), "no {part:?} in {error:?}\n{stderr}");
+    }
+    let mut left: Vec<String> = std::fs::read_dir(&state)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        ["step-00000003"],
+        "only the intact checkpoint is left"
+    );
+    assert_eq!(rlhf::checkpoint::verify(&first).unwrap().step, 3);
+    let stderr = ok(rlhf(&["sft", "--config", config, "--resume"]));
+    assert!(
+        stderr.contains("resume: continuing from the newest valid checkpoint")
+            && stderr.contains("step-00000003"),
+        "{stderr}"
+    );
+    assert_same_run("sft", &reference, &run);
     let _ = std::fs::remove_dir_all(&dir);
 }

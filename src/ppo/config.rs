@@ -2,6 +2,7 @@
 //! this module (the actor layout, devices and staleness live elsewhere).
 
 use super::kl::KlEstimator;
+use crate::config::OnNan;
 use serde::{Deserialize, Serialize};
 
 /// The KL penalty to the reference (SFT) policy folded into the per-token reward.
@@ -72,6 +73,17 @@ pub struct PpoConfig {
     /// Cap (>= 1) of the truncated importance weight that corrects stale batches (see
     /// [`super::loss::truncated_importance_weights`]).
     pub max_importance_weight: f64,
+    /// An update whose loss or gradient norm turns NaN or infinite in any of its minibatch
+    /// steps: `stop` the run (the error names the last good training-state checkpoint) or
+    /// `skip` it and go on with the next rollout batch (counted in
+    /// `rlhf_skipped_steps_total` and in the step's `skipped` metrics record). A skipped
+    /// update changes nothing: the policy, the value model, both optimizers, the KL
+    /// coefficient and the version are as before it. For that the learner keeps a copy of
+    /// both models' weights and optimizer moments during every update of more than one
+    /// minibatch step (as much memory again as the models' training state); `stop` keeps
+    /// none, so a failure after the update's first minibatch step leaves the earlier steps
+    /// in the learner's memory (the run ends; resume from the checkpoint it names).
+    pub on_nan: OnNan,
 }
 
 impl Default for PpoConfig {
@@ -91,6 +103,7 @@ impl Default for PpoConfig {
             normalize_rewards: false,
             whiten_advantages: true,
             max_importance_weight: 2.0,
+            on_nan: OnNan::Stop,
         }
     }
 }
@@ -189,6 +202,9 @@ mod tests {
         assert!(parsed.kl.adaptive);
         assert_eq!(parsed.kl.coef, 0.05);
         assert_eq!(parsed.clip_range, 0.2);
+        assert_eq!(parsed.on_nan, OnNan::Stop);
+        let skip: PpoConfig = toml::from_str("on_nan = \"skip\"").unwrap();
+        assert_eq!(skip.on_nan, OnNan::Skip);
         let empty: PpoConfig = toml::from_str("").unwrap();
         assert_eq!(empty, PpoConfig::default());
     }
@@ -198,6 +214,11 @@ mod tests {
         assert!(toml::from_str::<PpoConfig>("clip = 0.1").is_err());
         assert!(toml::from_str::<PpoConfig>("[kl]\nbeta = 0.1").is_err());
         assert!(toml::from_str::<PpoConfig>("[kl]\nestimator = \"k2\"").is_err());
+        let err = toml::from_str::<PpoConfig>("on_nan = \"ignore\"").unwrap_err();
+        assert!(
+            err.to_string().contains("expected `stop` or `skip`"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -18,6 +18,11 @@
 //!    model's gradient clipped to `max_grad_norm`, one AdamW step each.
 //! 6. The KL controller sees the batch's mean KL per sequence; the version goes up by one.
 //!
+//! A NaN or infinite loss or gradient norm in any minibatch step abandons the update with
+//! [`Error::NonFinite`] before that step is applied. With `on_nan = "skip"` the learner
+//! also rolls back the update's earlier minibatch steps, so a skipped update changes
+//! nothing but the minibatch rng (see [`PpoConfig::on_nan`]).
+//!
 //! PPO runs without dropout: both models have it set to 0, so the ratio is exactly 1 on
 //! the first minibatch and the learner's log-probs agree with the generator's for the same
 //! weights.
@@ -27,6 +32,7 @@ use super::{
     policy_loss, read_back, shaped_rewards, truncated_importance_weights, value_loss,
     AdaptiveKlController, PpoConfig,
 };
+use crate::config::OnNan;
 use crate::data::{batches, SftBatch};
 use crate::losses::sft_loss;
 use crate::model::{Head, Model};
@@ -37,6 +43,7 @@ use crate::rollout::{response_logits, response_logprobs, response_values, token_
 use crate::sampling::Sampling;
 use crate::{Error, Result};
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::path::Path;
 use tch::{Kind, Tensor};
 
@@ -118,6 +125,17 @@ struct StepSums {
 /// The learner's scalar state in a checkpoint folder.
 const LEARNER_STATE: &str = "ppo-learner.json";
 
+/// Copies of the trainable state an update changes, to roll a skipped update back.
+struct Snapshot {
+    policy: Vec<(String, Tensor)>,
+    value: Vec<(String, Tensor)>,
+    policy_optimizer: BTreeMap<String, Tensor>,
+    value_optimizer: BTreeMap<String, Tensor>,
+}
+
+/// Where a minibatch step is in its update: (1-based index, steps in the update).
+type StepOf = (usize, usize);
+
 /// The policy (LM head) and value model (scalar head) with their optimizers, the KL
 /// controller and the policy version.
 pub struct PpoLearner {
@@ -130,6 +148,9 @@ pub struct PpoLearner {
     config: PpoConfig,
     sampling: Sampling,
     version: u64,
+    /// Test hook: updates to go until one whose last minibatch step has a NaN loss (see
+    /// [`PpoLearner::poison_update`]).
+    poison_in: Option<u64>,
 }
 
 impl PpoLearner {
@@ -172,7 +193,15 @@ impl PpoLearner {
             config: ppo.clone(),
             sampling,
             version: 0,
+            poison_in: None,
         }
+    }
+
+    /// Test hook: the `n`-th update from now (1: the next) gets a NaN loss in its last
+    /// minibatch step, after its earlier steps were applied, to test how a non-finite
+    /// update is handled.
+    pub fn poison_update(&mut self, n: u64) {
+        self.poison_in = (n > 0).then_some(n);
     }
 
     /// Both models, both optimizers, the KL coefficient and the version into a checkpoint
@@ -276,6 +305,11 @@ impl PpoLearner {
     /// pretraining batch `ptx` mixed in when given and `ptx_coef > 0`. `rng` shuffles the
     /// minibatches; `lr` is the scheduled learning rate of both optimizers. The version
     /// goes up by one.
+    ///
+    /// A non-finite loss or gradient norm is an [`Error::NonFinite`] naming the minibatch
+    /// step; that step is not applied, nor is the KL controller or the version changed.
+    /// With `on_nan = "skip"` the update's earlier minibatch steps are rolled back too, so
+    /// the learner is as before the call; with `stop` they stay (the caller stops).
     pub fn update(
         &mut self,
         batch: &RolloutBatch,
@@ -376,12 +410,42 @@ impl PpoLearner {
                 tokens: b.tokens,
             });
         let size = (rows as usize).div_ceil(self.config.minibatches);
+        let steps = self.config.ppo_epochs * (rows as usize).div_ceil(size);
+        let poison = match self.poison_in {
+            Some(1) => {
+                self.poison_in = None;
+                true
+            }
+            Some(n) => {
+                self.poison_in = Some(n - 1);
+                false
+            }
+            None => false,
+        };
+        // Only a later minibatch step can fail after the model has changed.
+        let snapshot = (self.config.on_nan == OnNan::Skip && steps > 1).then(|| self.snapshot());
         let mut sums = StepSums::default();
+        let mut done = 0;
         for _ in 0..self.config.ppo_epochs {
             for indices in batches(rows as usize, size, Some(rng)) {
                 let indices: Vec<i64> = indices.into_iter().map(|i| i as i64).collect();
                 let index = Tensor::from_slice(&indices).to_device(device);
-                self.minibatch_step(&batch, &targets, &index, ptx.as_ref(), lr, &mut sums)?;
+                done += 1;
+                let poisoned = poison && done == steps;
+                let stepped = self.minibatch_step(
+                    &batch,
+                    &targets,
+                    &index,
+                    ptx.as_ref(),
+                    (lr, (done, steps), poisoned),
+                    &mut sums,
+                );
+                if let Err(e) = stepped {
+                    if let Some(snapshot) = &snapshot {
+                        self.restore(snapshot)?;
+                    }
+                    return Err(e);
+                }
             }
         }
 
@@ -417,14 +481,47 @@ impl PpoLearner {
         })
     }
 
-    /// One optimizer step of both models on the rows `index` of the batch.
+    /// Copies of both models' weights and both optimizers' state.
+    fn snapshot(&self) -> Snapshot {
+        let optimizer = |o: &AdamW| -> BTreeMap<String, Tensor> {
+            tch::no_grad(|| o.state().into_iter().map(|(n, t)| (n, t.copy())).collect())
+        };
+        let weights = |m: &Model| -> Vec<(String, Tensor)> {
+            tch::no_grad(|| {
+                m.var_store()
+                    .variables()
+                    .into_iter()
+                    .map(|(n, t)| (n, t.detach().copy()))
+                    .collect()
+            })
+        };
+        Snapshot {
+            policy: weights(&self.policy),
+            value: weights(&self.value),
+            policy_optimizer: optimizer(&self.policy_optimizer),
+            value_optimizer: optimizer(&self.value_optimizer),
+        }
+    }
+
+    /// Puts back what [`PpoLearner::snapshot`] copied.
+    fn restore(&mut self, snapshot: &Snapshot) -> Result<()> {
+        load_weights(&mut self.policy, &snapshot.policy)?;
+        load_weights(&mut self.value, &snapshot.value)?;
+        self.policy_optimizer
+            .load_state(&snapshot.policy_optimizer)?;
+        self.value_optimizer.load_state(&snapshot.value_optimizer)
+    }
+
+    /// One optimizer step of both models on the rows `index` of the batch, at learning
+    /// rate `lr`, the `at.0`-th of the update's `at.1` steps; `poison` (test hook) makes
+    /// its loss NaN.
     fn minibatch_step(
         &mut self,
         batch: &RolloutBatch,
         targets: &Targets,
         index: &Tensor,
         ptx: Option<&SftBatch>,
-        lr: f64,
+        (lr, at, poison): (f64, StepOf, bool),
         sums: &mut StepSums,
     ) -> Result<()> {
         let config = &self.config;
@@ -442,7 +539,7 @@ impl PpoLearner {
         } else {
             tch::no_grad(|| entropy_from_logits(&log_probs.detach(), mask))
         };
-        let (policy, policy_stats) = policy_loss(
+        let (policy, mut policy_stats) = policy_loss(
             &logp,
             &pick(&targets.logp_old),
             &pick(&targets.advantages),
@@ -476,7 +573,11 @@ impl PpoLearner {
             terms.push(config.ptx_coef * nll);
             ptx_loss = stats.loss;
         }
-        let loss = Tensor::stack(&terms, 0).sum(Kind::Float);
+        let mut loss = Tensor::stack(&terms, 0).sum(Kind::Float);
+        if poison {
+            loss *= f64::NAN;
+            policy_stats.loss = f64::NAN;
+        }
         let entropy = read_back(&[&entropy])[0];
         let total = policy_stats.loss + config.vf_coef * value_stats.loss
             - config.entropy_coef * entropy
@@ -484,8 +585,9 @@ impl PpoLearner {
         if !total.is_finite() {
             return Err(Error::NonFinite {
                 what: format!(
-                    "PPO loss (policy {}, value {}, entropy {entropy}, ptx {ptx_loss})",
-                    policy_stats.loss, value_stats.loss
+                    "PPO loss (policy {}, value {}, entropy {entropy}, ptx {ptx_loss}) in \
+                     minibatch step {} of {}",
+                    policy_stats.loss, value_stats.loss, at.0, at.1
                 ),
                 step: self.version + 1,
             });
@@ -498,7 +600,11 @@ impl PpoLearner {
         let grad_value = self.value_optimizer.clip_grad_norm(self.max_grad_norm);
         if !(grad_policy.is_finite() && grad_value.is_finite()) {
             return Err(Error::NonFinite {
-                what: format!("PPO gradient norm (policy {grad_policy}, value {grad_value})"),
+                what: format!(
+                    "PPO gradient norm (policy {grad_policy}, value {grad_value}) in \
+                     minibatch step {} of {}",
+                    at.0, at.1
+                ),
                 step: self.version + 1,
             });
         }

@@ -1,6 +1,7 @@
 //! Tests of the PPO learner on tiny random models.
 
 use super::*;
+use crate::config::OnNan;
 use crate::data::SftBatch;
 use crate::device::DType;
 use crate::generate::{generate, left_pad, GenerateOptions};
@@ -318,4 +319,90 @@ fn ptx_mixes_in_the_pretraining_loss() {
         .unwrap()
         .ptx_loss
         .is_none());
+}
+
+/// Everything an update changes: both models' weights, both optimizers' moments and step
+/// counts (deep copies), the KL coefficient and the version.
+fn training_state(learner: &PpoLearner) -> (Vec<(String, Tensor)>, f64, u64) {
+    let mut tensors = learner.policy_weights();
+    let mut value: Vec<(String, Tensor)> = learner
+        .value()
+        .var_store()
+        .variables()
+        .into_iter()
+        .map(|(n, t)| (format!("value.{n}"), t.detach().copy()))
+        .collect();
+    value.sort_by(|a, b| a.0.cmp(&b.0));
+    tensors.extend(value);
+    let (policy_opt, value_opt) = learner.optimizers();
+    for (prefix, optimizer) in [("policy_opt", policy_opt), ("value_opt", value_opt)] {
+        for (n, t) in optimizer.state() {
+            tensors.push((format!("{prefix}.{n}"), t.copy()));
+        }
+    }
+    (tensors, learner.kl_controller().value, learner.version())
+}
+
+fn same_state(
+    a: &(Vec<(String, Tensor)>, f64, u64),
+    b: &(Vec<(String, Tensor)>, f64, u64),
+) -> bool {
+    a.1 == b.1
+        && a.2 == b.2
+        && a.0.len() == b.0.len()
+        && a.0
+            .iter()
+            .zip(&b.0)
+            .all(|((n, x), (m, y))| n == m && x.equal(y))
+}
+
+/// A NaN in the last of an update's four minibatch steps (the test hook), after three were
+/// applied: with on_nan = "skip" the learner rolls the whole update back; with "stop" it
+/// reports the step and leaves the three applied (the caller stops the run).
+#[test]
+fn a_non_finite_update_is_rolled_back_when_skipped() {
+    let base = PpoConfig {
+        kl: KlConfig {
+            adaptive: true,
+            ..KlConfig::default()
+        },
+        ppo_epochs: 2,
+        minibatches: 2,
+        ..PpoConfig::default()
+    };
+    for on_nan in [OnNan::Skip, OnNan::Stop] {
+        let ppo = PpoConfig {
+            on_nan,
+            ..base.clone()
+        };
+        let mut learner = learner(&ppo, 1e-2);
+        let reference = frozen_copy(&learner);
+        let mut rng = Rng::new(8);
+        let batch = rollout(&learner, &reference, &mut rng, 8, 4);
+        // One good update first: non-zero moments, a moved KL coefficient, version 1.
+        learner.update(&batch, None, &mut rng, 1e-2).unwrap();
+        let before = training_state(&learner);
+        learner.poison_update(1);
+        match learner.update(&batch, None, &mut rng, 1e-2) {
+            Err(Error::NonFinite { what, step }) => {
+                assert!(what.starts_with("PPO loss (policy NaN"), "{what}");
+                assert!(what.ends_with("in minibatch step 4 of 4"), "{what}");
+                assert_eq!(step, 2);
+            }
+            other => panic!("expected a non-finite error, got {other:?}"),
+        }
+        let after = training_state(&learner);
+        assert_eq!((after.1, after.2), (before.1, before.2), "{on_nan:?}");
+        match on_nan {
+            OnNan::Skip => assert!(same_state(&before, &after), "the skipped update stayed"),
+            OnNan::Stop => assert!(
+                !same_state(&before, &after),
+                "the three steps before the NaN should stay applied without a rollback"
+            ),
+        }
+        // The poison lasts one update; the next one trains.
+        let stats = learner.update(&batch, None, &mut rng, 1e-2).unwrap();
+        assert_eq!(stats.policy_version, 2);
+        assert!(stats.policy_loss.is_finite());
+    }
 }

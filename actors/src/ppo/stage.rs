@@ -15,11 +15,11 @@ use crate::telemetry;
 use anyhow::{anyhow, Context};
 use ractor::{Actor, ActorRef};
 use rlhf::checkpoint::Checkpoints;
-use rlhf::config::{PpoStage, RewardConfig, RunConfig};
+use rlhf::config::{OnNan, PpoStage, RewardConfig, RunConfig};
 use rlhf::data::{collate_sft, read_pretrain, read_prompts, SftSequence};
 use rlhf::device::parse_device;
 use rlhf::generate::GenerateOptions;
-use rlhf::metric_names::{STAGE_PROGRESS, TRAINED_TOKENS};
+use rlhf::metric_names::{SKIPPED_STEPS, STAGE_PROGRESS, TRAINED_TOKENS};
 use rlhf::model::{Head, Model};
 use rlhf::ppo::learner::PpoLearner;
 use rlhf::rng::Rng;
@@ -201,9 +201,18 @@ pub async fn run_variant(
     };
     let outcome = pipeline(&run, &actors, prompts, ptx.as_deref(), &mut dir).await;
     let last = dir.path("checkpoints/last");
-    match crate::stages::save(&actors.learner, &tokenizer, &last).await {
-        Ok(()) => info!(run = name, dir = %last.display(), "ppo: saved the policy"),
-        Err(e) => tracing::error!("ppo: could not save a checkpoint: {e:#}"),
+    if outcome.as_ref().is_err_and(|e| e.is::<NonFiniteStop>()) {
+        // The learner may hold part of the failed update (on_nan = "stop" keeps no copy to
+        // roll back to): the training-state checkpoint the error names is the last good one.
+        info!(
+            run = name,
+            "ppo: not saving the policy of a stopped non-finite update"
+        );
+    } else {
+        match crate::stages::save(&actors.learner, &tokenizer, &last).await {
+            Ok(()) => info!(run = name, dir = %last.display(), "ppo: saved the policy"),
+            Err(e) => tracing::error!("ppo: could not save a checkpoint: {e:#}"),
+        }
     }
     actors.stop();
     outcome.map(|_| ())
@@ -235,7 +244,8 @@ pub async fn pipeline(
     } = *run;
     let start = from.map_or(0, |c| c.step);
     let (queue, mut inbox) = mpsc::channel::<Produced>(stage.max_staleness.max(1) as usize);
-    // The generator holds version `start` (one update per step) when the producer begins.
+    // Steps done whose weights the generator holds (a skipped step leaves the weights as
+    // they were, so they count as synced): `start` when the producer begins.
     let (synced, synced_rx) = watch::channel(start);
     let producer = tokio::spawn(produce(
         name.to_string(),
@@ -271,6 +281,19 @@ pub async fn pipeline(
     produced.and(consumed)
 }
 
+/// A non-finite update stopped the run (`on_nan = "stop"`): the message says where to
+/// resume from.
+#[derive(Debug)]
+struct NonFiniteStop(String);
+
+impl std::fmt::Display for NonFiniteStop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for NonFiniteStop {}
+
 /// The consumer side: feed the learner, sync weights, log.
 struct Loop<'a> {
     /// The run's name: the `stage` label of its metrics.
@@ -300,6 +323,8 @@ impl Loop<'_> {
         let started = Instant::now();
         let mut done = self.from.map_or(0, |c| c.step);
         progress.skip(done);
+        // Present from the start, so dashboards show 0 rather than nothing.
+        telemetry::add(&SKIPPED_STEPS, self.name, 0);
         for step in done + 1..=stage.steps {
             if *stop.borrow() {
                 info!(
@@ -333,19 +358,43 @@ impl Loop<'_> {
             });
             let times_in = produced.times;
             let update = Instant::now();
-            let stats = match ask(&actors.learner, |r| {
+            let updated = ask(&actors.learner, |r| {
                 LearnerMsg::PpoUpdate(produced.batch, ptx_batch, r)
             })
-            .await
-            {
-                Ok(stats) => stats,
-                Err(e) if crate::stages::non_finite(&e) => {
-                    let last = crate::stages::resume::last_good(&self.states);
-                    anyhow::bail!("learner: {e:#}; stopping; the last good checkpoint is {last}");
-                }
-                Err(e) => return Err(e.context("learner")),
-            };
+            .await;
             let update_seconds = update.elapsed().as_secs_f64();
+            let stats = match (updated, stage.algo.on_nan) {
+                (Ok(stats), _) => stats,
+                (Err(e), OnNan::Skip) if crate::stages::non_finite(&e) => {
+                    // The learner rolled the update back: its weights are the generator's.
+                    telemetry::add(&SKIPPED_STEPS, self.name, 1);
+                    telemetry::set(&STAGE_PROGRESS, self.name, step as f64 / stage.steps as f64);
+                    tracing::warn!(step, "ppo: skipped: {e:#}");
+                    dir.log(&json!({
+                        "stage": "ppo", "step": step, "episodes": episodes,
+                        "skipped": format!("{e:#}"),
+                        "generate_seconds": times_in.generate, "reference_seconds": times_in.reference,
+                        "reward_seconds": times_in.reward, "learner_seconds": update_seconds,
+                        "queue_wait_seconds": queue_wait,
+                        "elapsed_seconds": started.elapsed().as_secs_f64(),
+                    }))?;
+                    progress.inc("skipped a non-finite update");
+                    done = step;
+                    if self.checkpoint(actors, step, &rng, dir, &stop).await? {
+                        break;
+                    }
+                    let _ = synced.send(step);
+                    continue;
+                }
+                (Err(e), OnNan::Stop) if crate::stages::non_finite(&e) => {
+                    let last = crate::stages::resume::last_good(&self.states);
+                    return Err(NonFiniteStop(format!(
+                        "learner: {e:#}; stopping (on_nan = \"stop\"); the last good checkpoint is {last}"
+                    ))
+                    .into());
+                }
+                (Err(e), _) => return Err(e.context("learner")),
+            };
             let sync = Instant::now();
             let (version, weights) = ask(&actors.learner, LearnerMsg::Weights)
                 .await
@@ -388,21 +437,35 @@ impl Loop<'_> {
                 stats.score_mean, stats.kl_per_sequence, stats.staleness
             ));
             done = step;
-            // Before the producer hears of the new weights, the generator is idle: the one
-            // moment a checkpoint captures everything (with max_staleness 0).
-            let stopping = *stop.borrow();
-            let every = stage.checkpoint_every;
-            if stopping || (every > 0 && step.is_multiple_of(every) && step < stage.steps) {
-                let saved = checkpoint::save(actors, &self.states, step, rng.state(), dir).await?;
-                if stopping {
-                    info!(step, checkpoint = %saved.display(), "ppo: stopping on a signal after a checkpoint; continue with --resume");
-                    break;
-                }
+            if self.checkpoint(actors, step, &rng, dir, &stop).await? {
+                break;
             }
-            let _ = synced.send(version);
+            let _ = synced.send(step);
         }
         progress.finish();
         Ok(done)
+    }
+
+    /// After `step`: a training-state checkpoint when one is due or a signal asks to stop;
+    /// true when stopping. Call it before the producer hears of the step: the generator is
+    /// idle then, the one moment a checkpoint captures everything (with max_staleness 0).
+    async fn checkpoint(
+        &self,
+        actors: &Actors,
+        step: u64,
+        ptx_rng: &Rng,
+        dir: &RunDir,
+        stop: &watch::Receiver<bool>,
+    ) -> anyhow::Result<bool> {
+        let stopping = *stop.borrow();
+        let every = self.stage.checkpoint_every;
+        if stopping || (every > 0 && step.is_multiple_of(every) && step < self.stage.steps) {
+            let saved = checkpoint::save(actors, &self.states, step, ptx_rng.state(), dir).await?;
+            if stopping {
+                info!(step, checkpoint = %saved.display(), "ppo: stopping on a signal after a checkpoint; continue with --resume");
+            }
+        }
+        Ok(stopping)
     }
 }
 
@@ -494,6 +557,21 @@ pub async fn spawn(
     seed: u64,
     source: &ModelSource,
 ) -> anyhow::Result<Actors> {
+    // Test hook: a NaN loss in the N-th update (its last minibatch step).
+    let poison = std::env::var("RLHF_NAN_AT_STEP").ok();
+    let poison = poison.and_then(|v| v.parse::<u64>().ok());
+    spawn_poisoned(stage, tokens, seed, source, poison).await
+}
+
+/// [`spawn`], with the learner's `poison`-th update made NaN (see
+/// [`PpoLearner::poison_update`]) when given.
+async fn spawn_poisoned(
+    stage: &PpoStage,
+    tokens: Tokens,
+    seed: u64,
+    source: &ModelSource,
+    poison: Option<u64>,
+) -> anyhow::Result<Actors> {
     let a = &stage.actors;
     let options = GenerateOptions {
         sampling: stage.sampling.clone(),
@@ -561,13 +639,16 @@ pub async fn spawn(
         LearnerArgs {
             threads: a.learner.threads,
             build: Box::new(move || {
-                let learner = PpoLearner::new(
+                let mut learner = PpoLearner::new(
                     policy(&device)?,
                     rm(&device)?,
                     &s.optimizer,
                     &s.algo,
                     s.sampling.clone(),
                 );
+                if let Some(n) = poison {
+                    learner.poison_update(n);
+                }
                 Ok(Engine::Ppo(
                     Box::new(learner),
                     Rng::new(seed ^ LEARNER_STREAM),
@@ -755,12 +836,7 @@ mod tests {
             .await
             .unwrap();
         let exported = families(&body).unwrap_or_else(|p| panic!("{p:#?}\n{body}"));
-        let supervised_or_monitor = [
-            m::LOSS.name,
-            m::ACCURACY.name,
-            m::SKIPPED_STEPS.name,
-            m::MONITOR_SCORE_MEAN.name,
-        ];
+        let supervised_or_monitor = [m::LOSS.name, m::ACCURACY.name, m::MONITOR_SCORE_MEAN.name];
         for metric in m::ALL
             .iter()
             .filter(|x| !supervised_or_monitor.contains(&x.name))
@@ -791,6 +867,86 @@ mod tests {
             }
         }
         assert!(body.contains(&format!("rlhf_steps_total{{stage=\"{run}\"}} 3")));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// on_nan = "skip": a NaN in the last minibatch step of update 2 (after its first three
+    /// were applied) is counted in rlhf_skipped_steps_total and metrics.jsonl, and rolled
+    /// back: step 3 trains from the weights the generator holds (no weight sync after the
+    /// skip), so their log-probs agree.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_skipped_nan_update_is_counted_and_changes_nothing() {
+        use crate::telemetry::tests::{endpoint, scrape};
+        let addr = endpoint();
+        let mut stage = stage();
+        stage.algo.on_nan = OnNan::Skip;
+        let tokens = Tokens {
+            eos: Some(63),
+            pad: 0,
+            decoder: Decoder::ids_only(),
+        };
+        let dir = std::env::temp_dir().join(format!("rlhf-ppo-skip-{}", std::process::id()));
+        let config = RunConfig::for_ppo(dir.clone(), 5, stage.clone());
+        let mut run_dir = RunDir::create(&dir, &config).unwrap();
+        let actors = spawn_poisoned(&stage, tokens, 5, &source(), Some(2))
+            .await
+            .unwrap();
+        let prompts = vec![vec![5, 6, 7], vec![9, 10], vec![11], vec![12, 13, 14, 15]];
+        let run = "ppo_skip_test";
+        let spec = Run {
+            name: run,
+            stage: &stage,
+            seed: 5,
+            from: None,
+        };
+        let done = pipeline(&spec, &actors, prompts, None, &mut run_dir).await;
+        let (version, _) = ask(&actors.learner, LearnerMsg::Weights).await.unwrap();
+        actors.stop();
+        assert_eq!(done.unwrap(), 3);
+        assert_eq!(version, 2, "two updates applied");
+        let records: Vec<serde_json::Value> =
+            std::fs::read_to_string(run_dir.path("metrics.jsonl"))
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
+        let skipped: Vec<&serde_json::Value> = records
+            .iter()
+            .filter(|r| r.get("skipped").is_some())
+            .collect();
+        assert_eq!(skipped.len(), 1, "{records:?}");
+        assert_eq!(skipped[0]["step"], 2);
+        let what = skipped[0]["skipped"].as_str().unwrap();
+        assert!(
+            what.contains("non-finite PPO loss (policy NaN")
+                && what.contains("in minibatch step 4 of 4 at step 2"),
+            "{what}"
+        );
+        let steps: Vec<&serde_json::Value> = records
+            .iter()
+            .filter(|r| r.get("policy_version").is_some())
+            .collect();
+        assert_eq!(steps.len(), 2);
+        let third = steps[1];
+        assert_eq!(
+            (third["step"].as_u64(), third["batch_version"].as_u64()),
+            (Some(3), Some(1))
+        );
+        assert_eq!(third["staleness"], 0);
+        let gap = third["logprob_gap"].as_f64().unwrap();
+        assert!(
+            gap < 1e-5,
+            "the skipped update moved the learner: logprob gap {gap}"
+        );
+        let body = tokio::task::spawn_blocking(move || scrape(addr))
+            .await
+            .unwrap();
+        for series in [
+            format!("rlhf_skipped_steps_total{{stage=\"{run}\"}} 1"),
+            format!("rlhf_steps_total{{stage=\"{run}\"}} 2"),
+        ] {
+            assert!(body.contains(&series), "no {series} in\n{body}");
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -94,7 +94,10 @@ pub async fn start_learner(
         move || {
             // libtorch's generator initialises new heads: seeded, every run starts alike.
             tch::manual_seed(seed as i64);
-            sft::build_trainer(&stage, head, per_epoch, total)
+            let mut trainer = sft::build_trainer(&stage, head, per_epoch, total)?;
+            // And each step reseeds it for its dropout masks (see rlhf::train::dropout_seed).
+            trainer.set_seed(seed);
+            Ok(trainer)
         }
     })
     .await?;
