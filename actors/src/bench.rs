@@ -176,6 +176,9 @@ pub struct PpoBench {
     /// libtorch threads of each actor (the generator and the learner run in parallel).
     #[arg(long, default_value_t = 1)]
     pub actor_threads: i32,
+    /// libtorch threads of the learner alone (default: --actor-threads).
+    #[arg(long)]
+    pub learner_threads: Option<i32>,
 }
 
 /// What [`ShapeArgs::time`] measured.

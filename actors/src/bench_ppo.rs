@@ -101,7 +101,8 @@ pub async fn run(shape: &ShapeArgs, settings: &PpoBench) -> anyhow::Result<()> {
         &json!({
             "bench": "ppo", "batch": settings.batch, "prompt_len": settings.prompt_len,
             "new_tokens": settings.new_tokens, "ppo_epochs": settings.ppo_epochs, "minibatches": settings.minibatches,
-            "actor_threads": settings.actor_threads, "timed_steps": settings.steps - 1,
+            "actor_threads": settings.actor_threads,
+            "learner_threads": settings.learner_threads.unwrap_or(settings.actor_threads), "timed_steps": settings.steps - 1,
             "reward_model": settings.reward_model.as_ref().map(|d| d.display().to_string()),
             "value_params": value_config.num_parameters(),
             "samples_per_second_sync": sync.samples_per_second,
@@ -210,7 +211,10 @@ fn stage(shape: &ShapeArgs, s: &PpoBench, max_staleness: u64) -> anyhow::Result<
             generator: place.clone(),
             reference: place.clone(),
             reward: place.clone(),
-            learner: place,
+            learner: Placement {
+                threads: s.learner_threads.unwrap_or(s.actor_threads),
+                ..place
+            },
         },
         reward: RewardConfig::Model,
         checkpoint_every: 0,
