@@ -65,7 +65,8 @@ pub struct PpoStage {
     pub pretrain: Option<PathBuf>,
     /// PPO iterations: one rollout batch and one update each.
     pub steps: u64,
-    /// Prompts per rollout batch.
+    /// Responses per rollout batch: `rollout_batch_size / algo.samples_per_prompt`
+    /// prompts, each sampled `algo.samples_per_prompt` times.
     pub rollout_batch_size: usize,
     /// Prompts longer than this (in tokens) are skipped and counted.
     pub max_prompt_len: usize,
@@ -160,6 +161,13 @@ impl PpoStage {
             if value == 0 {
                 return Err(format!("{name} must be positive"));
             }
+        }
+        let n = self.algo.samples_per_prompt;
+        if n > 0 && !self.rollout_batch_size.is_multiple_of(n) {
+            return Err(format!(
+                "ppo.rollout_batch_size ({}) must be a multiple of ppo.algo.samples_per_prompt ({n})",
+                self.rollout_batch_size
+            ));
         }
         if self.algo.ptx_coef > 0.0 && self.pretrain.is_none() {
             return Err("ppo.pretrain: needed when ppo.algo.ptx_coef > 0".into());
@@ -722,5 +730,19 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("model.device: unknown device `gpu`"), "{err}");
+        let ppo = "[ppo]\npolicy = \"p\"\nreward_model = \"r\"\nprompts = \"q\"\nsteps = 2\n\
+                   rollout_batch_size = 6\nmax_prompt_len = 8\nmax_new_tokens = 4\n\
+                   [ppo.algo]\nsamples_per_prompt = 4\n";
+        let err = RunConfig::parse(&format!("{MINIMAL}{ppo}"), Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(
+                "ppo.rollout_batch_size (6) must be a multiple of ppo.algo.samples_per_prompt (4)"
+            ),
+            "{err}"
+        );
+        let fits = ppo.replace("rollout_batch_size = 6", "rollout_batch_size = 8");
+        RunConfig::parse(&format!("{MINIMAL}{fits}"), Path::new("c.toml")).unwrap();
     }
 }

@@ -36,6 +36,21 @@ impl Default for KlConfig {
     }
 }
 
+/// What the advantage of a response token is measured against.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Baseline {
+    /// A learned value model, with GAE (InstructGPT's PPO).
+    #[default]
+    Value,
+    /// No value model: a token's advantage is the shaped reward still to come, with the
+    /// score taken relative to the other samples of its prompt (`samples_per_prompt` >= 2,
+    /// the leave-one-out baseline of RLOO). The value model is neither run nor trained,
+    /// which halves the learner's work; `gamma`, `lam`, `vf_coef` and `clip_range_value`
+    /// are unused.
+    Group,
+}
+
 /// PPO and PPO-ptx hyper-parameters.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -65,6 +80,16 @@ pub struct PpoConfig {
     /// Added to the score of responses that end without EOS (typically negative; 0 means
     /// no penalty).
     pub no_eos_penalty: f64,
+    /// The advantage baseline: `value` (GAE with the value model) or `group` (the other
+    /// samples of the prompt; see [`Baseline`]).
+    pub baseline: Baseline,
+    /// Responses sampled per prompt (>= 1). With more than one, each score is taken
+    /// relative to the mean score of the other responses to the same prompt (the
+    /// leave-one-out baseline, see [`super::rewards::leave_one_out`]) before shaping, so
+    /// that how hard a prompt is, and any per-prompt offset of the reward model, drop out
+    /// of the advantage. The stage's `rollout_batch_size` counts responses and must be a
+    /// multiple of it.
+    pub samples_per_prompt: usize,
     /// Divide the scores of each batch by their standard deviation before shaping (see
     /// [`super::rewards::normalize_scores`]).
     pub normalize_rewards: bool,
@@ -100,6 +125,8 @@ impl Default for PpoConfig {
             ppo_epochs: 1,
             minibatches: 1,
             no_eos_penalty: 0.0,
+            baseline: Baseline::Value,
+            samples_per_prompt: 1,
             normalize_rewards: false,
             whiten_advantages: true,
             max_importance_weight: 2.0,
@@ -174,6 +201,18 @@ impl PpoConfig {
             "at least 1",
             self.minibatches,
         )?;
+        check(
+            self.samples_per_prompt >= 1,
+            "samples_per_prompt",
+            "at least 1",
+            self.samples_per_prompt,
+        )?;
+        if self.baseline == Baseline::Group && self.samples_per_prompt < 2 {
+            return Err(format!(
+                "baseline = \"group\" needs samples_per_prompt of at least 2, got {}",
+                self.samples_per_prompt
+            ));
+        }
         let p = self.no_eos_penalty;
         check(p.is_finite(), "no_eos_penalty", "finite", p)?;
         let w = self.max_importance_weight;
@@ -203,6 +242,12 @@ mod tests {
         assert_eq!(parsed.kl.coef, 0.05);
         assert_eq!(parsed.clip_range, 0.2);
         assert_eq!(parsed.on_nan, OnNan::Stop);
+        let group: PpoConfig =
+            toml::from_str("baseline = \"group\"\nsamples_per_prompt = 4").unwrap();
+        assert_eq!(group.baseline, Baseline::Group);
+        assert_eq!(group.validate(), Ok(()));
+        let alone: PpoConfig = toml::from_str("baseline = \"group\"").unwrap();
+        assert!(alone.validate().unwrap_err().starts_with("baseline"));
         let skip: PpoConfig = toml::from_str("on_nan = \"skip\"").unwrap();
         assert_eq!(skip.on_nan, OnNan::Skip);
         let empty: PpoConfig = toml::from_str("").unwrap();
@@ -224,7 +269,7 @@ mod tests {
     #[test]
     fn validation_names_the_field() {
         type Edit = fn(&mut PpoConfig);
-        let cases: [(Edit, &str); 14] = [
+        let cases: [(Edit, &str); 15] = [
             (|c| c.kl.coef = -0.1, "kl.coef"),
             (|c| c.kl.target = 0.0, "kl.target"),
             (|c| c.kl.horizon = 0, "kl.horizon"),
@@ -238,6 +283,7 @@ mod tests {
             (|c| c.ppo_epochs = 0, "ppo_epochs"),
             (|c| c.minibatches = 0, "minibatches"),
             (|c| c.no_eos_penalty = f64::NAN, "no_eos_penalty"),
+            (|c| c.samples_per_prompt = 0, "samples_per_prompt"),
             (|c| c.max_importance_weight = 0.5, "max_importance_weight"),
         ];
         for (edit, prefix) in cases {

@@ -5,7 +5,8 @@
 //!
 //! 1. Under no_grad, the learner's own log-probs of the batch's responses (`logp_old`, the
 //!    centre of the trust region) and the value model's values.
-//! 2. Rewards: the scores (optionally [`normalize_scores`]d) on the last token, the KL
+//! 2. Rewards: the scores (with several samples per prompt, relative to the others of
+//!    their prompt, [`leave_one_out`]; optionally [`normalize_scores`]d) on the last token, the KL
 //!    penalty `beta * kl(logp_old, ref_logp)` on every token ([`shaped_rewards`]), beta
 //!    from the [`AdaptiveKlController`].
 //! 3. [`gae()`] advantages and returns; advantages optionally whitened over the batch.
@@ -31,9 +32,9 @@
 //! running both models twice (a third less work per update at one minibatch).
 
 use super::{
-    entropy_from_logits, gae, logprob_gap, masked_mean, masked_whiten, normalize_scores,
-    policy_loss, read_back, shaped_rewards, truncated_importance_weights, value_loss,
-    AdaptiveKlController, PpoConfig,
+    entropy_from_logits, gae, leave_one_out, logprob_gap, masked_mean, masked_whiten,
+    normalize_scores, policy_loss, read_back, shaped_rewards, truncated_importance_weights,
+    value_loss, AdaptiveKlController, Baseline, PpoConfig, ValueStats,
 };
 use crate::config::OnNan;
 use crate::data::{batches, SftBatch};
@@ -115,8 +116,8 @@ struct Targets {
 struct FirstPass {
     /// The policy's sampling-distribution log-probs [B, N, V].
     log_probs: Tensor,
-    /// The value head [B, N], 0 outside the response mask.
-    values: Tensor,
+    /// The value head [B, N], 0 outside the response mask (none without a value baseline).
+    values: Option<Tensor>,
 }
 
 /// Running sums of the per-step figures.
@@ -374,30 +375,44 @@ impl PpoLearner {
         // minibatch, from the first step's own forward passes (see the module docs).
         let size = (rows as usize).div_ceil(self.config.minibatches);
         let share = self.share_first_pass && size >= rows as usize;
+        let critic = config.baseline == Baseline::Value;
         let first_pass = share.then(|| FirstPass {
             log_probs: self
                 .sampling
                 .log_probs(&response_logits(&self.policy, &batch, true)),
-            values: response_values(&self.value, &batch, true),
+            values: critic.then(|| response_values(&self.value, &batch, true)),
         });
         let (logp_old, values_old) = match &first_pass {
             Some(pass) => (
                 token_logprobs(&pass.log_probs, &batch.response_ids, mask).detach(),
-                pass.values.detach(),
+                pass.values.as_ref().map(Tensor::detach),
             ),
             None => (
                 response_logprobs(&self.policy, &batch, &self.sampling, false),
-                response_values(&self.value, &batch, false),
+                critic.then(|| response_values(&self.value, &batch, false)),
             ),
         };
-        let values_old = values_old.to_device(device);
+        // Without a value model the baseline is in the scores: every value is 0.
+        let values_old = match values_old {
+            Some(v) => v.to_device(device),
+            None => logp_old.zeros_like(),
+        };
 
         // 2. Shaped rewards: score on the last token, KL penalty on every token.
         let raw_scores = scores.to_device(device).to_kind(Kind::Float).reshape([-1]);
+        let group = config.samples_per_prompt;
+        if !(rows as usize).is_multiple_of(group) {
+            return Err(Error::Invalid(format!(
+                "PPO update: rollout batch {} has {rows} responses, not groups of \
+                 samples_per_prompt = {group}",
+                batch.id
+            )));
+        }
+        let relative = leave_one_out(&raw_scores, group);
         let scores = if config.normalize_rewards {
-            normalize_scores(&raw_scores)
+            normalize_scores(&relative)
         } else {
-            raw_scores.shallow_clone()
+            relative
         };
         let kl_coef = self.kl.value;
         let (rewards, reward_stats) = shaped_rewards(
@@ -411,8 +426,13 @@ impl PpoLearner {
             config.no_eos_penalty,
         );
 
-        // 3. Advantages and returns.
-        let (advantages, returns) = gae(&rewards, &values_old, mask, config.gamma, config.lam);
+        // 3. Advantages and returns; with the group baseline, the undiscounted reward to go.
+        let (gamma, lam) = if critic {
+            (config.gamma, config.lam)
+        } else {
+            (1.0, 1.0)
+        };
+        let (advantages, returns) = gae(&rewards, &values_old, mask, gamma, lam);
         let advantages = if config.whiten_advantages {
             masked_whiten(&advantages, mask, true)
         } else {
@@ -565,13 +585,11 @@ impl PpoLearner {
         let pick = |t: &Tensor| t.index_select(0, index);
 
         let (log_probs, values) = match targets.first_pass.take() {
-            Some(pass) => {
-                let on_value_device = index.to_device(pass.values.device());
-                (
-                    pick(&pass.log_probs),
-                    Some(pass.values.index_select(0, &on_value_device)),
-                )
-            }
+            Some(pass) => (
+                pick(&pass.log_probs),
+                pass.values
+                    .map(|v| v.index_select(0, &index.to_device(v.device()))),
+            ),
             None => (
                 self.sampling
                     .log_probs(&response_logits(&self.policy, &sub, true)),
@@ -593,20 +611,23 @@ impl PpoLearner {
             config.clip_range,
             Some(&pick(&targets.weights)),
         );
-        let value_device = self.value.device();
-        let values = values.unwrap_or_else(|| response_values(&self.value, &sub, true));
-        let (value, value_stats) = value_loss(
-            &values,
-            &pick(&targets.values_old).to_device(value_device),
-            &pick(&targets.returns).to_device(value_device),
-            &mask.to_device(value_device),
-            config.clip_range_value,
-        );
         // Out-of-place sums: every term keeps its own graph.
-        let mut terms = vec![
-            policy,
-            config.vf_coef * value.to_device(batch.response_ids.device()),
-        ];
+        let mut terms = vec![policy];
+        let critic = config.baseline == Baseline::Value;
+        let mut value_stats = ValueStats::default();
+        if critic {
+            let value_device = self.value.device();
+            let values = values.unwrap_or_else(|| response_values(&self.value, &sub, true));
+            let (value, stats) = value_loss(
+                &values,
+                &pick(&targets.values_old).to_device(value_device),
+                &pick(&targets.returns).to_device(value_device),
+                &mask.to_device(value_device),
+                config.clip_range_value,
+            );
+            terms.push(config.vf_coef * value.to_device(batch.response_ids.device()));
+            value_stats = stats;
+        }
         if config.entropy_coef > 0.0 {
             terms.push(-config.entropy_coef * &entropy);
         }
@@ -643,7 +664,11 @@ impl PpoLearner {
         self.value_optimizer.zero_grad();
         loss.backward();
         let grad_policy = self.policy_optimizer.clip_grad_norm(self.max_grad_norm);
-        let grad_value = self.value_optimizer.clip_grad_norm(self.max_grad_norm);
+        let grad_value = if critic {
+            self.value_optimizer.clip_grad_norm(self.max_grad_norm)
+        } else {
+            0.0
+        };
         if !(grad_policy.is_finite() && grad_value.is_finite()) {
             return Err(Error::NonFinite {
                 what: format!(
@@ -655,7 +680,9 @@ impl PpoLearner {
             });
         }
         self.policy_optimizer.step(lr);
-        self.value_optimizer.step(lr);
+        if critic {
+            self.value_optimizer.step(lr);
+        }
 
         sums.steps += 1.0;
         sums.policy_loss += policy_stats.loss;

@@ -458,3 +458,93 @@ fn a_non_finite_update_is_rolled_back_when_skipped() {
         assert!(stats.policy_loss.is_finite());
     }
 }
+
+/// The value model's weights and optimizer state (`value`), or the policy's weights
+/// (without its optimizer, whose step count moves even when its gradient is zero).
+fn part(state: &(Vec<(String, Tensor)>, f64, u64), value: bool) -> Vec<(String, Tensor)> {
+    state
+        .0
+        .iter()
+        .filter(|(n, _)| !n.starts_with("policy_opt.") && n.starts_with("value") == value)
+        .map(|(n, t)| (n.clone(), t.shallow_clone()))
+        .collect()
+}
+
+fn same_tensors(a: &[(String, Tensor)], b: &[(String, Tensor)]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|((n, x), (m, y))| n == m && x.equal(y))
+}
+
+/// With the group baseline, scores that are equal within each prompt's samples carry no
+/// signal, whatever their offsets across prompts (an RM's per-prompt bias): the policy
+/// does not move. A different score within a group moves it. The value model and its
+/// optimizer are never touched. The value baseline, on the same batch, moves the policy
+/// on the offsets alone.
+#[test]
+fn the_group_baseline_learns_only_from_differences_within_a_prompt() {
+    let group = PpoConfig {
+        baseline: Baseline::Group,
+        samples_per_prompt: 2,
+        kl: KlConfig {
+            coef: 0.0,
+            ..KlConfig::default()
+        },
+        ..PpoConfig::default()
+    };
+    let lr = 1e-2;
+    let mut rng = Rng::new(21);
+    let mut grouped = learner(&group, lr);
+    let reference = frozen_copy(&grouped);
+    let mut batch = rollout(&grouped, &reference, &mut rng, 8, 5);
+    // Rows 2k and 2k+1 are one prompt's samples: equal scores, offsets 0, 10, -4, 7.
+    let offsets = Tensor::from_slice(&[0.0f32, 0.0, 10.0, 10.0, -4.0, -4.0, 7.0, 7.0]);
+    batch.scores = Some(offsets.shallow_clone());
+
+    let before = training_state(&grouped);
+    let stats = grouped.update(&batch, None, &mut rng, lr).unwrap();
+    let after = training_state(&grouped);
+    assert!(same_tensors(&part(&before, false), &part(&after, false)));
+    assert!(same_tensors(&part(&before, true), &part(&after, true)));
+    assert_eq!((stats.value_loss, stats.grad_norm_value), (0.0, 0.0));
+    assert_eq!(stats.score_mean, 3.25);
+
+    // One sample scoring above its twin is a signal; the value model still stays put.
+    batch.scores = Some(&offsets + Tensor::from_slice(&[1.0f32, 0., 0., 0., 0., 0., 0., 0.]));
+    grouped.update(&batch, None, &mut rng, lr).unwrap();
+    let moved = training_state(&grouped);
+    assert!(!same_tensors(&part(&after, false), &part(&moved, false)));
+    assert!(same_tensors(&part(&after, true), &part(&moved, true)));
+
+    // The value baseline sees the offsets as returns to predict and moves both models.
+    let value = PpoConfig {
+        baseline: Baseline::Value,
+        ..group
+    };
+    let mut valued = learner(&value, lr);
+    batch.scores = Some(offsets);
+    let before = training_state(&valued);
+    valued.update(&batch, None, &mut rng, lr).unwrap();
+    let after = training_state(&valued);
+    assert!(!same_tensors(&part(&before, false), &part(&after, false)));
+    assert!(!same_tensors(&part(&before, true), &part(&after, true)));
+}
+
+#[test]
+fn a_batch_that_is_not_whole_groups_is_an_error() {
+    let ppo = PpoConfig {
+        samples_per_prompt: 3,
+        ..PpoConfig::default()
+    };
+    let mut learner = learner(&ppo, 1e-3);
+    let reference = frozen_copy(&learner);
+    let mut rng = Rng::new(4);
+    let batch = rollout(&learner, &reference, &mut rng, 8, 4);
+    let err = learner
+        .update(&batch, None, &mut rng, 1e-3)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("8 responses") && err.contains("samples_per_prompt = 3"),
+        "{err}"
+    );
+    assert_eq!(learner.version(), 0);
+}

@@ -46,7 +46,7 @@ mod loss_tests;
 #[cfg(test)]
 mod testutil;
 
-pub use config::{KlConfig, PpoConfig};
+pub use config::{Baseline, KlConfig, PpoConfig};
 pub use gae::{gae, masked_mean, masked_var, masked_whiten};
 pub use kl::{kl_per_token, AdaptiveKlController, KlEstimator};
 pub use learner::{load_weights, PpoLearner, PpoStats};
@@ -54,6 +54,6 @@ pub use loss::{
     entropy_from_logits, logprob_gap, policy_loss, truncated_importance_weights, value_loss,
     PolicyStats, ValueStats,
 };
-pub use rewards::{normalize_scores, shaped_rewards, RewardStats};
+pub use rewards::{leave_one_out, normalize_scores, shaped_rewards, RewardStats};
 
 pub(crate) use crate::losses::read_back;

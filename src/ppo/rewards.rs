@@ -94,6 +94,24 @@ pub fn shaped_rewards(
     (rewards, stats)
 }
 
+/// Each score minus the mean score of the other responses to its prompt: the
+/// leave-one-out baseline of RLOO (Kool et al. 2019; Ahmadian et al. 2024), an unbiased
+/// baseline that needs no learned value. Rows come in consecutive groups of `group`
+/// responses to one prompt, so `scores` ([B]) must hold a multiple of `group`; `group` 1
+/// returns the scores unchanged. `[B]` f32, detached.
+pub fn leave_one_out(scores: &Tensor, group: usize) -> Tensor {
+    let s = scores.detach().to_kind(Kind::Float).reshape([-1]);
+    if group <= 1 {
+        return s;
+    }
+    let n = s.size()[0];
+    let g = group as i64;
+    assert_eq!(n % g, 0, "leave_one_out: {n} scores are not groups of {g}");
+    let rows = s.reshape([n / g, g]);
+    let others = (rows.sum_dim_intlist(1, true, Kind::Float) - &rows) / (g - 1) as f64;
+    (rows - others).reshape([-1])
+}
+
 /// Scores divided by their (unbiased) standard deviation over the batch, the mean kept:
 /// the scale of the reward relative to the KL penalty becomes independent of the reward
 /// model's scale, while the sign and offset the scores carry (InstructGPT centres its RM
@@ -174,6 +192,22 @@ mod tests {
         close(&values(&r), &[-k3[0], -k3[1]], 1e-6);
         assert!((stats.kl_per_sequence_mean - (k3[0] + k3[1])).abs() < 1e-6);
         assert_eq!(stats.no_eos_fraction, 0.0);
+    }
+
+    #[test]
+    fn leave_one_out_subtracts_the_mean_of_the_other_samples_of_the_prompt() {
+        // Two prompts of three samples: 1, 2, 6 and 0, 0, 3.
+        let s = t(&[1.0, 2.0, 6.0, 0.0, 0.0, 3.0], &[6]);
+        #[rustfmt::skip]
+        let want = [
+            1.0 - 4.0, 2.0 - 3.5, 6.0 - 1.5,
+            0.0 - 1.5, 0.0 - 1.5, 3.0 - 0.0,
+        ];
+        close(&values(&leave_one_out(&s, 3)), &want, 1e-6);
+        // A shift of one prompt's scores (an RM's per-prompt offset) changes nothing.
+        let shifted = t(&[11.0, 12.0, 16.0, 0.0, 0.0, 3.0], &[6]);
+        close(&values(&leave_one_out(&shifted, 3)), &want, 1e-6);
+        close(&values(&leave_one_out(&s, 1)), &values(&s), 0.0);
     }
 
     #[test]

@@ -52,16 +52,19 @@ impl PromptCycle {
         }
     }
 
-    pub fn next(&mut self, prompts: &[Vec<i64>], size: usize) -> Vec<Vec<i64>> {
-        (0..size)
-            .map(|_| {
-                if self.order.is_empty() {
-                    self.order = (0..prompts.len()).collect();
-                    self.rng.shuffle(&mut self.order);
-                }
-                prompts[self.order.pop().expect("refilled")].clone()
-            })
-            .collect()
+    /// The next `size` prompts of the cycle, each repeated `samples` times in a row (the
+    /// learner's leave-one-out groups): `size * samples` rows.
+    pub fn next(&mut self, prompts: &[Vec<i64>], size: usize, samples: usize) -> Vec<Vec<i64>> {
+        let mut rows = Vec::with_capacity(size * samples);
+        for _ in 0..size {
+            if self.order.is_empty() {
+                self.order = (0..prompts.len()).collect();
+                self.rng.shuffle(&mut self.order);
+            }
+            let prompt = &prompts[self.order.pop().expect("refilled")];
+            rows.extend(std::iter::repeat_n(prompt, samples).cloned());
+        }
+        rows
     }
 }
 
@@ -485,8 +488,10 @@ async fn produce(
 ) -> anyhow::Result<()> {
     let mut cycle = PromptCycle::new(seed);
     // A resumed run draws the prompts an uninterrupted one would: replay the order.
+    let samples = stage.algo.samples_per_prompt;
+    let distinct = stage.rollout_batch_size / samples;
     for _ in 0..start {
-        cycle.next(&prompts, stage.rollout_batch_size);
+        cycle.next(&prompts, distinct, samples);
     }
     for k in start..stage.steps {
         let needed = k.saturating_sub(stage.max_staleness);
@@ -494,7 +499,7 @@ async fn produce(
             .wait_for(|&v| v >= needed)
             .await
             .map_err(|_| anyhow!("the learner loop ended"))?;
-        let batch_prompts = cycle.next(&prompts, stage.rollout_batch_size);
+        let batch_prompts = cycle.next(&prompts, distinct, samples);
         let t = Instant::now();
         let batch = call_generator(&generator, |r| GeneratorMsg::Generate(batch_prompts, r))
             .await
@@ -728,6 +733,20 @@ mod tests {
     use rlhf::optim::OptimizerConfig;
     use rlhf::ppo::PpoConfig;
     use rlhf::sampling::Sampling;
+
+    #[test]
+    fn a_cycle_repeats_each_prompt_for_its_samples_and_covers_the_set_once_per_pass() {
+        let prompts: Vec<Vec<i64>> = (0..5).map(|i| vec![i]).collect();
+        let mut cycle = PromptCycle::new(3);
+        let rows = cycle.next(&prompts, 5, 3);
+        assert_eq!(rows.len(), 15);
+        for group in rows.chunks(3) {
+            assert!(group.iter().all(|r| r == &group[0]), "{rows:?}");
+        }
+        let mut firsts: Vec<i64> = rows.chunks(3).map(|g| g[0][0]).collect();
+        firsts.sort_unstable();
+        assert_eq!(firsts, vec![0, 1, 2, 3, 4]);
+    }
 
     fn source() -> ModelSource {
         let build = |head: Head| -> Build {
@@ -1024,7 +1043,7 @@ mod tests {
         let (mut rng, mut cycle) = (Rng::new(seed ^ LEARNER_STREAM), PromptCycle::new(seed));
         let mut plain_stats = Vec::new();
         for _ in 0..3 {
-            let batch = sampler.rollout(&cycle.next(&prompts, 4), 0).unwrap();
+            let batch = sampler.rollout(&cycle.next(&prompts, 4, 1), 0).unwrap();
             let batch =
                 reward_apply(&mut reward, reference_apply(&mut reference, batch).unwrap()).unwrap();
             plain_stats.push(
