@@ -112,12 +112,7 @@ impl Checkpoints {
         let sealed = written
             .and_then(|_| write_manifest(&dir, step))
             .and_then(|_| sync_dir(&dir))
-            .and_then(|_| {
-                if target.exists() {
-                    std::fs::remove_dir_all(&target).map_err(|e| Error::io(&target, e))?;
-                }
-                std::fs::rename(&dir, &target).map_err(|e| Error::io(&target, e))
-            })
+            .and_then(|_| self.replace(&dir, &target, step))
             .and_then(|_| sync_dir(&self.root));
         if let Err(e) = sealed {
             let _ = std::fs::remove_dir_all(&dir);
@@ -127,6 +122,26 @@ impl Checkpoints {
             let _ = std::fs::remove_dir_all(old);
         }
         Ok(target)
+    }
+
+    /// Puts the sealed `dir` at `target`. A checkpoint already there (a resumed run saving
+    /// the same step again) is first renamed aside, out of [`Checkpoints::list`]'s sight,
+    /// and removed only after the new one is in place: deleting it in place could be cut
+    /// short by a kill and leave a half-deleted folder under a checkpoint's name.
+    fn replace(&self, dir: &Path, target: &Path, step: u64) -> Result<()> {
+        let displaced = self
+            .root
+            .join(format!(".{PREFIX}{step:08}.old-{}", std::process::id()));
+        let replacing = target.exists();
+        if replacing {
+            let _ = std::fs::remove_dir_all(&displaced);
+            std::fs::rename(target, &displaced).map_err(|e| Error::io(target, e))?;
+        }
+        std::fs::rename(dir, target).map_err(|e| Error::io(target, e))?;
+        if replacing {
+            let _ = std::fs::remove_dir_all(&displaced);
+        }
+        Ok(())
     }
 
     /// Finished checkpoint folders, oldest first.
@@ -340,6 +355,38 @@ mod tests {
         assert_eq!(best.unwrap().1.step, 2);
         assert_eq!(skipped.len(), 1);
         assert!(skipped[0].contains("model/w: corrupt"), "{skipped:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn saving_a_step_again_replaces_it_whole_and_leaves_nothing_aside() {
+        let dir = root("replace");
+        let ckpts = Checkpoints::new(&dir, 3);
+        commit(&ckpts, 1, |d| {
+            write(d, "w", "first")?;
+            write(d, "extra", "only in the first")
+        })
+        .unwrap();
+        // What a kill in the middle of a replacement leaves: the old folder set aside.
+        let aside = dir.join(".step-00000001.old-999");
+        std::fs::create_dir_all(&aside).unwrap();
+        write(&aside, "w", "stale").unwrap();
+        assert_eq!(
+            ckpts.list().len(),
+            1,
+            "a set-aside folder is not a checkpoint"
+        );
+
+        let path = commit(&ckpts, 1, |d| write(d, "w", "second")).unwrap();
+        assert_eq!(std::fs::read_to_string(path.join("w")).unwrap(), "second");
+        assert!(!path.join("extra").exists());
+        assert_eq!(ckpts.latest_valid().0.unwrap().1.step, 1);
+        let names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["step-00000001"]);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
