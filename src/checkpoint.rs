@@ -60,8 +60,7 @@ impl Checkpoints {
     /// and its error says which one a resume would use.
     pub fn begin(&self, step: u64) -> Result<Staging> {
         let target = self.root.join(format!("{PREFIX}{step:08}"));
-        let staged = self.stage(step);
-        staged
+        self.stage(step)
             .map_err(|e| self.failed(&target, e))
             .map(|dir| Staging { dir, target, step })
     }

@@ -4,8 +4,9 @@
 //!
 //! Moments are kept in f32 whatever the parameters' dtype. Parameters in bf16/f16 also get
 //! an f32 master copy that the update is applied to and that is copied back (rounded) into
-//! the parameter: mixed precision, where updates far smaller than a bf16 ulp still add up. The learning rate is passed to every
-//! [`AdamW::step`] by the caller, which takes it from [`crate::schedule`].
+//! the parameter: mixed precision, where updates far smaller than a bf16 ulp still add up.
+//! The learning rate is passed to every [`AdamW::step`] by the caller, which takes it from
+//! [`crate::schedule`].
 
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -178,8 +179,9 @@ impl AdamW {
 
     /// One update at learning rate `lr` (the schedule supplies it), with bias correction,
     /// under no_grad, moments kept in f32 even when params are bf16 (the update goes to the
-    /// f32 master weights, which are copied back). Parameters whose gradient is undefined are left alone (their
-    /// moments too); the bias correction uses the optimiser's global step count.
+    /// f32 master weights, which are copied back). Parameters whose gradient is undefined
+    /// are left alone (their moments too); the bias correction uses the optimiser's global
+    /// step count.
     pub fn step(&mut self, lr: f64) {
         self.steps += 1;
         let t = self.steps as f64;

@@ -57,24 +57,9 @@ pub fn ppo_step_flops(w: &PpoWork) -> f64 {
                 + training_flops(w.value_params, positions))
 }
 
-/// `VmHWM` (peak resident set) in bytes from the text of `/proc/<pid>/status`.
-pub fn parse_vm_hwm(status: &str) -> Option<u64> {
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let mut fields = line["VmHWM:".len()..].split_whitespace();
-    let value: u64 = fields.next()?.parse().ok()?;
-    let scale = match fields.next().unwrap_or("kB") {
-        "B" => 1,
-        "kB" => 1024,
-        "mB" | "MB" => 1024 * 1024,
-        "gB" | "GB" => 1024 * 1024 * 1024,
-        _ => return None,
-    };
-    Some(value * scale)
-}
-
 /// This process's peak resident memory so far (None where /proc is unavailable).
 pub fn peak_rss_bytes() -> Option<u64> {
-    parse_vm_hwm(&std::fs::read_to_string("/proc/self/status").ok()?)
+    crate::telemetry::own_status_bytes("VmHWM")
 }
 
 /// The machine's measured dense matmul rate for one dtype, device and thread count.
@@ -287,9 +272,10 @@ mod tests {
     #[test]
     fn vm_hwm_is_read_in_bytes() {
         let status = "Name:\trlhf\nVmPeak:\t  900000 kB\nVmHWM:\t  123456 kB\nVmRSS:\t  100 kB\n";
-        assert_eq!(parse_vm_hwm(status), Some(123456 * 1024));
-        assert_eq!(parse_vm_hwm("Name:\tx\nVmRSS:\t1 kB\n"), None);
-        assert_eq!(parse_vm_hwm("VmHWM:\tlots kB\n"), None);
+        let hwm = |status| crate::telemetry::status_bytes(status, "VmHWM");
+        assert_eq!(hwm(status), Some(123456 * 1024));
+        assert_eq!(hwm("Name:\tx\nVmRSS:\t1 kB\n"), None);
+        assert_eq!(hwm("VmHWM:\tlots kB\n"), None);
     }
 
     #[test]

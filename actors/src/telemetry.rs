@@ -121,10 +121,31 @@ async fn sample_memory() {
 }
 
 fn resident_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
+    own_status_bytes("VmRSS")
+}
+
+/// A memory field of this process's `/proc/self/status` (`VmRSS`, `VmHWM` ...) in bytes;
+/// None where /proc is unavailable.
+pub fn own_status_bytes(key: &str) -> Option<u64> {
+    status_bytes(&std::fs::read_to_string("/proc/self/status").ok()?, key)
+}
+
+/// A memory field (`VmRSS`, `VmHWM` ...) in bytes from the text of `/proc/<pid>/status`.
+pub fn status_bytes(status: &str, key: &str) -> Option<u64> {
+    let line = status.lines().find(|l| {
+        l.strip_prefix(key)
+            .is_some_and(|rest| rest.starts_with(':'))
+    })?;
+    let mut fields = line[key.len() + 1..].split_whitespace();
+    let value: u64 = fields.next()?.parse().ok()?;
+    let scale = match fields.next().unwrap_or("kB") {
+        "B" => 1,
+        "kB" => 1024,
+        "mB" | "MB" => 1024 * 1024,
+        "gB" | "GB" => 1024 * 1024 * 1024,
+        _ => return None,
+    };
+    Some(value * scale)
 }
 
 /// The metric's labels, all set to `value` (each metric has at most one label).

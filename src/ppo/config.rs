@@ -165,6 +165,11 @@ impl KlConfig {
 }
 
 impl PpoConfig {
+    /// Whether the value model is run and trained (`baseline = "value"`).
+    pub fn uses_value_model(&self) -> bool {
+        self.baseline == Baseline::Value
+    }
+
     /// Checks every field; the message starts with the field's name.
     pub fn validate(&self) -> Result<(), String> {
         self.kl.validate()?;

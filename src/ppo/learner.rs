@@ -6,10 +6,12 @@
 //! 1. Under no_grad, the learner's own log-probs of the batch's responses (`logp_old`, the
 //!    centre of the trust region) and the value model's values.
 //! 2. Rewards: the scores (with several samples per prompt, relative to the others of
-//!    their prompt, [`leave_one_out`]; optionally [`normalize_scores`]d) on the last token, the KL
-//!    penalty `beta * kl(logp_old, ref_logp)` on every token ([`shaped_rewards`]), beta
-//!    from the [`AdaptiveKlController`].
+//!    their prompt, [`leave_one_out`]; optionally [`normalize_scores`]d) on the last
+//!    token, the KL penalty `beta * kl(logp_old, ref_logp)` on every token
+//!    ([`shaped_rewards`]), beta from the [`AdaptiveKlController`].
 //! 3. [`gae()`] advantages and returns; advantages optionally whitened over the batch.
+//!    With `baseline = "group"` the value model is not run: values are 0 and GAE (gamma =
+//!    lambda = 1) gives each token the shaped reward still to come.
 //! 4. Truncated importance weights `min(pi_old / mu, cap)` against the generator's
 //!    behaviour log-probs `mu`, correcting stale batches (see [`super::loss`]); the
 //!    generator-vs-learner [`logprob_gap`] is measured on every batch.
@@ -34,7 +36,7 @@
 use super::{
     entropy_from_logits, gae, leave_one_out, logprob_gap, masked_mean, masked_whiten,
     normalize_scores, policy_loss, read_back, shaped_rewards, truncated_importance_weights,
-    value_loss, AdaptiveKlController, Baseline, PpoConfig, ValueStats,
+    value_loss, AdaptiveKlController, PpoConfig, ValueStats,
 };
 use crate::config::OnNan;
 use crate::data::{batches, SftBatch};
@@ -306,17 +308,7 @@ impl PpoLearner {
     /// Detached copies of the policy's weights, sorted by name, for the generator's
     /// weight sync (see [`load_weights`]).
     pub fn policy_weights(&self) -> Vec<(String, Tensor)> {
-        tch::no_grad(|| {
-            let mut weights: Vec<(String, Tensor)> = self
-                .policy
-                .var_store()
-                .variables()
-                .into_iter()
-                .map(|(name, t)| (name, t.detach().copy()))
-                .collect();
-            weights.sort_by(|a, b| a.0.cmp(&b.0));
-            weights
-        })
+        weights_copy(&self.policy)
     }
 
     /// One PPO update on `batch` (which must carry `ref_logprobs` and `scores`), with the
@@ -366,6 +358,14 @@ impl PpoLearner {
         if scores.numel() != rows as usize {
             return Err(shape_error("scores", scores.size(), &[rows]));
         }
+        let group = self.config.samples_per_prompt;
+        if !(rows as usize).is_multiple_of(group) {
+            return Err(Error::Invalid(format!(
+                "PPO update: rollout batch {} has {rows} responses, not groups of \
+                 samples_per_prompt = {group}",
+                batch.id
+            )));
+        }
         let device = self.policy.device();
         let batch = batch.to_device(device);
         let mask = &batch.response_mask;
@@ -375,7 +375,7 @@ impl PpoLearner {
         // minibatch, from the first step's own forward passes (see the module docs).
         let size = (rows as usize).div_ceil(self.config.minibatches);
         let share = self.share_first_pass && size >= rows as usize;
-        let critic = config.baseline == Baseline::Value;
+        let critic = config.uses_value_model();
         let first_pass = share.then(|| FirstPass {
             log_probs: self
                 .sampling
@@ -400,15 +400,7 @@ impl PpoLearner {
 
         // 2. Shaped rewards: score on the last token, KL penalty on every token.
         let raw_scores = scores.to_device(device).to_kind(Kind::Float).reshape([-1]);
-        let group = config.samples_per_prompt;
-        if !(rows as usize).is_multiple_of(group) {
-            return Err(Error::Invalid(format!(
-                "PPO update: rollout batch {} has {rows} responses, not groups of \
-                 samples_per_prompt = {group}",
-                batch.id
-            )));
-        }
-        let relative = leave_one_out(&raw_scores, group);
+        let relative = leave_one_out(&raw_scores, config.samples_per_prompt);
         let scores = if config.normalize_rewards {
             normalize_scores(&relative)
         } else {
@@ -541,18 +533,9 @@ impl PpoLearner {
         let optimizer = |o: &AdamW| -> BTreeMap<String, Tensor> {
             tch::no_grad(|| o.state().into_iter().map(|(n, t)| (n, t.copy())).collect())
         };
-        let weights = |m: &Model| -> Vec<(String, Tensor)> {
-            tch::no_grad(|| {
-                m.var_store()
-                    .variables()
-                    .into_iter()
-                    .map(|(n, t)| (n, t.detach().copy()))
-                    .collect()
-            })
-        };
         Snapshot {
-            policy: weights(&self.policy),
-            value: weights(&self.value),
+            policy: weights_copy(&self.policy),
+            value: weights_copy(&self.value),
             policy_optimizer: optimizer(&self.policy_optimizer),
             value_optimizer: optimizer(&self.value_optimizer),
         }
@@ -613,7 +596,7 @@ impl PpoLearner {
         );
         // Out-of-place sums: every term keeps its own graph.
         let mut terms = vec![policy];
-        let critic = config.baseline == Baseline::Value;
+        let critic = config.uses_value_model();
         let mut value_stats = ValueStats::default();
         if critic {
             let value_device = self.value.device();
@@ -697,6 +680,20 @@ impl PpoLearner {
         sums.grad_norm_value += grad_value;
         Ok(())
     }
+}
+
+/// Detached copies of a model's weights, sorted by name.
+fn weights_copy(model: &Model) -> Vec<(String, Tensor)> {
+    tch::no_grad(|| {
+        let mut weights: Vec<(String, Tensor)> = model
+            .var_store()
+            .variables()
+            .into_iter()
+            .map(|(name, t)| (name, t.detach().copy()))
+            .collect();
+        weights.sort_by(|a, b| a.0.cmp(&b.0));
+        weights
+    })
 }
 
 /// Copies named tensors into a model's variables under no_grad (the generator's weight

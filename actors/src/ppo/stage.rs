@@ -366,28 +366,56 @@ impl Loop<'_> {
             })
             .await;
             let update_seconds = update.elapsed().as_secs_f64();
-            let stats = match (updated, stage.algo.on_nan) {
-                (Ok(stats), _) => stats,
-                (Err(e), OnNan::Skip) if crate::stages::non_finite(&e) => {
-                    // The learner rolled the update back: its weights are the generator's.
-                    telemetry::add(&SKIPPED_STEPS, self.name, 1);
-                    telemetry::set(&STAGE_PROGRESS, self.name, step as f64 / stage.steps as f64);
-                    tracing::warn!(step, "ppo: skipped: {e:#}");
-                    dir.log(&json!({
-                        "stage": "ppo", "step": step, "episodes": episodes,
-                        "skipped": format!("{e:#}"),
-                        "generate_seconds": times_in.generate, "reference_seconds": times_in.reference,
-                        "reward_seconds": times_in.reward, "learner_seconds": update_seconds,
-                        "queue_wait_seconds": queue_wait,
-                        "elapsed_seconds": started.elapsed().as_secs_f64(),
-                    }))?;
-                    progress.inc("skipped a non-finite update");
-                    done = step;
-                    if self.checkpoint(actors, step, &rng, dir, &stop).await? {
-                        break;
+            // What every step logs, trained or skipped.
+            let mut record = json!({
+                "stage": "ppo", "step": step, "episodes": episodes,
+                "generate_seconds": times_in.generate, "reference_seconds": times_in.reference,
+                "reward_seconds": times_in.reward, "learner_seconds": update_seconds,
+                "queue_wait_seconds": queue_wait,
+            });
+            match (updated, stage.algo.on_nan) {
+                (Ok(stats), _) => {
+                    let sync = Instant::now();
+                    let (version, weights) = ask(&actors.learner, LearnerMsg::Weights)
+                        .await
+                        .context("learner")?;
+                    call_generator(&actors.generator, |r| {
+                        GeneratorMsg::SetWeights(version, weights, r)
+                    })
+                    .await
+                    .context("generator")?;
+                    let weight_sync = sync.elapsed().as_secs_f64();
+                    let times = metrics::StepTimes {
+                        queue_wait,
+                        learner: update_seconds,
+                        weight_sync,
+                        step: wait.elapsed().as_secs_f64(),
+                    };
+                    metrics::learned(self.name, &stats, monitor, &times);
+                    let ptx_tokens = ptx_batch_tokens * stage.algo.ppo_epochs as u64;
+                    telemetry::add(&TRAINED_TOKENS, self.name, trained + ptx_tokens);
+                    record["weight_sync_seconds"] = json!(weight_sync);
+                    for (k, v) in serde_json::to_value(&stats)?
+                        .as_object()
+                        .expect("stats object")
+                    {
+                        record[k] = v.clone();
                     }
-                    let _ = synced.send(step);
-                    continue;
+                    if let Some(mean) = monitor {
+                        record["monitor_score_mean"] = json!(mean);
+                    }
+                    progress.inc(&format!(
+                        "score {:.3} kl {:.3} staleness {}",
+                        stats.score_mean, stats.kl_per_sequence, stats.staleness
+                    ));
+                }
+                (Err(e), OnNan::Skip) if crate::stages::non_finite(&e) => {
+                    // The learner rolled the update back: its weights are the generator's,
+                    // so there is nothing to sync.
+                    telemetry::add(&SKIPPED_STEPS, self.name, 1);
+                    tracing::warn!(step, "ppo: skipped: {e:#}");
+                    record["skipped"] = json!(format!("{e:#}"));
+                    progress.inc("skipped a non-finite update");
                 }
                 (Err(e), OnNan::Stop) if crate::stages::non_finite(&e) => {
                     let last = crate::stages::resume::last_good(&self.states);
@@ -397,48 +425,10 @@ impl Loop<'_> {
                     .into());
                 }
                 (Err(e), _) => return Err(e.context("learner")),
-            };
-            let sync = Instant::now();
-            let (version, weights) = ask(&actors.learner, LearnerMsg::Weights)
-                .await
-                .context("learner")?;
-            call_generator(&actors.generator, |r| {
-                GeneratorMsg::SetWeights(version, weights, r)
-            })
-            .await
-            .context("generator")?;
-            let weight_sync = sync.elapsed().as_secs_f64();
-            let times = metrics::StepTimes {
-                queue_wait,
-                learner: update_seconds,
-                weight_sync,
-                step: wait.elapsed().as_secs_f64(),
-            };
-            metrics::learned(self.name, &stats, monitor, &times);
-            let ptx_tokens = ptx_batch_tokens * stage.algo.ppo_epochs as u64;
-            telemetry::add(&TRAINED_TOKENS, self.name, trained + ptx_tokens);
+            }
             telemetry::set(&STAGE_PROGRESS, self.name, step as f64 / stage.steps as f64);
-            let mut record = json!({
-                "stage": "ppo", "step": step, "episodes": episodes,
-                "generate_seconds": times_in.generate, "reference_seconds": times_in.reference,
-                "reward_seconds": times_in.reward, "learner_seconds": update_seconds,
-                "weight_sync_seconds": weight_sync, "queue_wait_seconds": queue_wait,
-                "elapsed_seconds": started.elapsed().as_secs_f64(),
-            });
-            for (k, v) in serde_json::to_value(&stats)?
-                .as_object()
-                .expect("stats object")
-            {
-                record[k] = v.clone();
-            }
-            if let Some(mean) = monitor {
-                record["monitor_score_mean"] = json!(mean);
-            }
+            record["elapsed_seconds"] = json!(started.elapsed().as_secs_f64());
             dir.log(&record)?;
-            progress.inc(&format!(
-                "score {:.3} kl {:.3} staleness {}",
-                stats.score_mean, stats.kl_per_sequence, stats.staleness
-            ));
             done = step;
             if self.checkpoint(actors, step, &rng, dir, &stop).await? {
                 break;
