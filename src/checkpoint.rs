@@ -1,5 +1,5 @@
 //! Atomic, verifiable checkpoint folders: `<root>/step-00000042/` with the stage's files and a
-//! `manifest.json` listing each file's size and checksum.
+//! `manifest.json` listing each file's size and checksum (XXH3-64, named in the manifest).
 //!
 //! A checkpoint is written into a temporary sibling folder, every file and the folder are
 //! fsynced, and only then is it renamed into place, so a crash or a full disk never leaves a
@@ -14,14 +14,24 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use tch::Tensor;
+use xxhash_rust::xxh3::Xxh3;
 
 const MANIFEST: &str = "manifest.json";
+/// The checksum of every manifest this build writes: XXH3 64-bit (seed 0), hex. It runs at
+/// memory speed on GB-sized weight files and catches truncation and bit rot, not tampering.
+pub const CHECKSUM: &str = "xxh3-64";
+/// The algorithm of a manifest that names none: the FNV-1a 64 of earlier builds.
+const UNNAMED_CHECKSUM: &str = "fnv1a64";
+/// Bytes read per call while checksumming.
+const CHUNK: usize = 1 << 20;
 const PREFIX: &str = "step-";
 
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
 pub struct Manifest {
     /// The stage's step count when the checkpoint was taken.
     pub step: u64,
+    /// The checksum algorithm of every entry ([`CHECKSUM`]).
+    pub algorithm: String,
     pub files: Vec<FileEntry>,
 }
 
@@ -30,8 +40,8 @@ pub struct FileEntry {
     /// Path relative to the checkpoint folder.
     pub path: String,
     pub bytes: u64,
-    /// FNV-1a 64 of the contents, hex: catches truncation and bit rot, not tampering.
-    pub fnv1a64: String,
+    /// The contents' checksum under the manifest's `algorithm`, hex.
+    pub checksum: String,
 }
 
 /// A checkpoint being written: files go into `dir`.
@@ -194,8 +204,7 @@ pub fn load_trainable(
 ) -> Result<()> {
     let path = dir.join(format!("{name}.safetensors"));
     let weights: Vec<(String, Tensor)> = crate::model::weights::read(&path)?.into_iter().collect();
-    crate::ppo::learner::load_weights(model, &weights)
-        .map_err(|e| Error::format(&path, e.to_string()))?;
+    crate::model::load_weights(model, &weights).map_err(|e| Error::format(&path, e.to_string()))?;
     let path = dir.join(format!("{name}-optimizer.safetensors"));
     optimizer
         .load_state(&crate::model::weights::read(&path)?)
@@ -206,17 +215,33 @@ pub fn load_trainable(
 pub fn verify(dir: &Path) -> Result<Manifest> {
     let path = dir.join(MANIFEST);
     let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-    let manifest: Manifest = serde_json::from_str(&text)
-        .map_err(|e| Error::format(&path, format!("not a checkpoint manifest: {e}")))?;
+    let not_a_manifest =
+        |e: serde_json::Error| Error::format(&path, format!("not a checkpoint manifest: {e}"));
+    // The algorithm first, so that a manifest of another one is named as such rather
+    // than failing on its fields or on every checksum.
+    let value: serde_json::Value = serde_json::from_str(&text).map_err(not_a_manifest)?;
+    let algorithm = match value.get("algorithm") {
+        None => UNNAMED_CHECKSUM,
+        Some(a) => a.as_str().unwrap_or("(not a string)"),
+    };
+    if algorithm != CHECKSUM {
+        return Err(Error::format(
+            &path,
+            format!(
+                "checksums are `{algorithm}`, this build verifies `{CHECKSUM}` only: not a valid checkpoint"
+            ),
+        ));
+    }
+    let manifest: Manifest = serde_json::from_value(value).map_err(not_a_manifest)?;
     for entry in &manifest.files {
         let file = dir.join(&entry.path);
         let (bytes, sum) = checksum(&file)?;
-        if bytes != entry.bytes || sum != entry.fnv1a64 {
+        if bytes != entry.bytes || sum != entry.checksum {
             return Err(Error::format(
                 &file,
                 format!(
                     "corrupt: {bytes} bytes with checksum {sum}, the manifest says {} bytes with {}",
-                    entry.bytes, entry.fnv1a64
+                    entry.bytes, entry.checksum
                 ),
             ));
         }
@@ -228,7 +253,11 @@ fn write_manifest(dir: &Path, step: u64) -> Result<()> {
     let mut files = Vec::new();
     collect(dir, dir, &mut files)?;
     files.sort_by(|a: &FileEntry, b| a.path.cmp(&b.path));
-    let manifest = Manifest { step, files };
+    let manifest = Manifest {
+        step,
+        algorithm: CHECKSUM.into(),
+        files,
+    };
     let path = dir.join(MANIFEST);
     let text = serde_json::to_string_pretty(&manifest).expect("manifests serialise");
     let mut file = File::create(&path).map_err(|e| Error::io(&path, e))?;
@@ -249,32 +278,31 @@ fn collect(root: &Path, dir: &Path, out: &mut Vec<FileEntry>) -> Result<()> {
         File::open(&path)
             .and_then(|f| f.sync_all())
             .map_err(|e| Error::io(&path, e))?;
-        let (bytes, fnv1a64) = checksum(&path)?;
+        let (bytes, checksum) = checksum(&path)?;
         let relative = path.strip_prefix(root).expect("under root");
         out.push(FileEntry {
             path: relative.to_string_lossy().into_owned(),
             bytes,
-            fnv1a64,
+            checksum,
         });
     }
     Ok(())
 }
 
+/// The size of the file at `path` and its [`CHECKSUM`] in hex, streamed in chunks.
 fn checksum(path: &Path) -> Result<(u64, String)> {
     let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
-    let (mut hash, mut bytes) = (0xcbf2_9ce4_8422_2325u64, 0u64);
-    let mut buf = vec![0u8; 1 << 16];
+    let (mut hasher, mut bytes) = (Xxh3::new(), 0u64);
+    let mut buf = vec![0u8; CHUNK];
     loop {
         let n = file.read(&mut buf).map_err(|e| Error::io(path, e))?;
         if n == 0 {
             break;
         }
-        for &b in &buf[..n] {
-            hash = (hash ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3);
-        }
+        hasher.update(&buf[..n]);
         bytes += n as u64;
     }
-    Ok((bytes, format!("{hash:016x}")))
+    Ok((bytes, format!("{:016x}", hasher.digest())))
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
@@ -309,20 +337,51 @@ mod tests {
     }
 
     #[test]
-    fn checksums_are_fnv1a64() {
-        let dir = root("fnv");
+    fn checksums_are_xxh3_64_streamed() {
+        let dir = root("xxh3");
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("a"), "a").unwrap();
         std::fs::write(dir.join("empty"), "").unwrap();
-        // Published FNV-1a 64 test vectors.
-        assert_eq!(
-            checksum(&dir.join("a")).unwrap(),
-            (1, "af63dc4c8601ec8c".into())
-        );
+        // The published XXH3-64 (seed 0) of the empty input.
         assert_eq!(
             checksum(&dir.join("empty")).unwrap(),
-            (0, "cbf29ce484222325".into())
+            (0, "2d06800538d394c2".into())
         );
+        // Streamed over several chunks, the same as the one-shot hash of the whole.
+        let data: Vec<u8> = (0..2 * CHUNK + 12_345)
+            .map(|i| (i * 31 % 251) as u8)
+            .collect();
+        std::fs::write(dir.join("big"), &data).unwrap();
+        assert_eq!(
+            checksum(&dir.join("big")).unwrap(),
+            (
+                data.len() as u64,
+                format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&data))
+            )
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_manifest_of_another_algorithm_is_not_valid() {
+        let dir = root("algorithm");
+        let ckpts = Checkpoints::new(&dir, 3);
+        let path = commit(&ckpts, 1, |d| write(d, "w", "a")).unwrap();
+        let manifest = verify(&path).unwrap();
+        assert_eq!(manifest.algorithm, "xxh3-64");
+        // A manifest of an earlier build: FNV-1a, its algorithm unnamed.
+        let old =
+            r#"{"step": 1, "files": [{"path": "w", "bytes": 1, "fnv1a64": "af63dc4c8601ec8c"}]}"#;
+        std::fs::write(path.join(MANIFEST), old).unwrap();
+        let e = verify(&path).unwrap_err().to_string();
+        assert!(
+            e.contains("checksums are `fnv1a64`, this build verifies `xxh3-64` only"),
+            "{e}"
+        );
+        let other = r#"{"step": 1, "algorithm": "crc32", "files": []}"#;
+        std::fs::write(path.join(MANIFEST), other).unwrap();
+        let e = verify(&path).unwrap_err().to_string();
+        assert!(e.contains("checksums are `crc32`"), "{e}");
+        assert!(ckpts.latest_valid().0.is_none());
         let _ = std::fs::remove_dir_all(&dir);
     }
 

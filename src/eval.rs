@@ -133,6 +133,31 @@ pub fn judge(score_a: f64, score_b: f64, tie_margin: f64) -> f64 {
     }
 }
 
+/// How often a reward model orders a ranking's responses as the gold scores do: over all
+/// pairs `a < b` whose gold scores differ by more than `tie`, the pairs where
+/// `gold[a] > gold[b]` exactly when `predicted[a] > predicted[b]`. Returns (agreeing pairs,
+/// pairs); sum both over rankings for the held-out accuracy. It is the accuracy of
+/// [`crate::losses::RankStats`] measured against gold scores instead of the training
+/// ranking, with gold ties left out (a predicted tie agrees only with `gold[a] < gold[b]`).
+/// Panics when the slices differ in length.
+pub fn pairwise_agreement(gold: &[f64], predicted: &[f64], tie: f64) -> (usize, usize) {
+    assert_eq!(
+        gold.len(),
+        predicted.len(),
+        "pairwise_agreement: one prediction per gold score"
+    );
+    let (mut agree, mut pairs) = (0usize, 0usize);
+    for a in 0..gold.len() {
+        for b in a + 1..gold.len() {
+            if (gold[a] - gold[b]).abs() > tie {
+                pairs += 1;
+                agree += usize::from((gold[a] > gold[b]) == (predicted[a] > predicted[b]));
+            }
+        }
+    }
+    (agree, pairs)
+}
+
 /// Per-prompt values grouped by key (e.g. prompt category), each group keeping input
 /// order, so a group's slice can go straight into [`bootstrap_mean`] or [`win_rate`].
 /// Panics when `keys` and `values` differ in length.
@@ -148,6 +173,21 @@ pub fn by_group<K: Ord + Clone>(keys: &[K], values: &[f64]) -> BTreeMap<K, Vec<f
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pairwise_agreement_counts_the_pairs_ordered_as_gold() {
+        // Pairs (0,1), (0,2), (1,2), (0,3), (1,3), (2,3); gold 2 and 3 tie, so 5 pairs.
+        let gold = [3.0, 1.0, 2.0, 2.0];
+        // Agrees on (0,1), (0,2), (0,3); reverses (1,2) and (1,3).
+        let predicted = [0.9, 0.5, 0.1, 0.2];
+        assert_eq!(pairwise_agreement(&gold, &predicted, 1e-9), (3, 5));
+        // A wider tie margin drops the pairs within it: only (0,1) is left, and agrees.
+        assert_eq!(pairwise_agreement(&gold, &predicted, 1.5), (1, 1));
+        // A predicted tie counts as "not greater".
+        assert_eq!(pairwise_agreement(&[1.0, 2.0], &[0.5, 0.5], 0.0), (1, 1));
+        assert_eq!(pairwise_agreement(&[2.0, 1.0], &[0.5, 0.5], 0.0), (0, 1));
+        assert_eq!(pairwise_agreement(&[], &[], 0.0), (0, 0));
+    }
 
     #[test]
     fn percentile_interpolates_between_order_statistics() {

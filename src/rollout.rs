@@ -161,6 +161,54 @@ impl RolloutBatch {
     pub fn shallow_clone(&self) -> RolloutBatch {
         self.map(Tensor::shallow_clone)
     }
+
+    /// The batch's token counts and scores on the host, for metrics and logs (one
+    /// reduction each, so callers need no tensor code).
+    pub fn figures(&self) -> BatchFigures {
+        let count = |mask: &Tensor| mask.sum(Kind::Int64).int64_value(&[]).max(0) as u64;
+        let scores = self
+            .scores
+            .as_ref()
+            .and_then(|s| {
+                let flat = s.to_kind(Kind::Float).flatten(0, -1);
+                Vec::<f32>::try_from(flat.to_device(Device::Cpu)).ok()
+            })
+            .unwrap_or_default();
+        BatchFigures {
+            prompt_tokens: count(&self.prompt_mask),
+            response_tokens: count(&self.response_mask),
+            scores,
+            monitor_score_mean: self
+                .monitor_scores
+                .as_ref()
+                .map(|m| m.mean(Kind::Double).double_value(&[])),
+        }
+    }
+}
+
+/// Host figures of a [`RolloutBatch`] (see [`RolloutBatch::figures`]).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct BatchFigures {
+    /// Real (unpadded) prompt tokens.
+    pub prompt_tokens: u64,
+    /// Generated tokens: real response tokens, EOS included.
+    pub response_tokens: u64,
+    /// The scores, one per response; empty when the batch has none yet.
+    pub scores: Vec<f32>,
+    /// Mean of the logged-only monitor scores, when there are any.
+    pub monitor_score_mean: Option<f64>,
+}
+
+impl BatchFigures {
+    /// Every real token the models see: prompt and response.
+    pub fn real_tokens(&self) -> u64 {
+        self.prompt_tokens + self.response_tokens
+    }
+
+    /// Tokens the learner runs forward and backward: every real token, once per epoch.
+    pub fn trained_tokens(&self, ppo_epochs: usize) -> u64 {
+        self.real_tokens() * ppo_epochs as u64
+    }
 }
 
 /// Hidden states at the positions where the response tokens are chosen: column
@@ -393,6 +441,40 @@ mod tests {
         };
         let other = response_logprobs(&model, &batch, &hot, false);
         assert!((other - &got).abs().max().double_value(&[]) > 1e-3);
+    }
+
+    #[test]
+    fn figures_count_real_tokens_and_read_scores() {
+        let mask = |rows: &[&[i64]]| {
+            let flat: Vec<i64> = rows.iter().flat_map(|r| r.iter().copied()).collect();
+            Tensor::from_slice(&flat).view([rows.len() as i64, rows[0].len() as i64])
+        };
+        let prompt_mask = mask(&[&[0, 1, 1], &[1, 1, 1]]);
+        let response_mask = mask(&[&[1, 1, 0, 0], &[1, 1, 1, 1]]).to_kind(Kind::Bool);
+        let zeros = |t: &Tensor| t.zeros_like().to_kind(Kind::Int64);
+        let mut batch = RolloutBatch {
+            id: 1,
+            policy_version: 0,
+            prompt_ids: zeros(&prompt_mask),
+            response_ids: zeros(&response_mask),
+            behaviour_logprobs: zeros(&response_mask).to_kind(Kind::Float),
+            ended_with_eos: Tensor::from_slice(&[true, false]),
+            prompt_mask,
+            response_mask,
+            ref_logprobs: None,
+            scores: None,
+            monitor_scores: None,
+        };
+        let f = batch.figures();
+        assert_eq!((f.prompt_tokens, f.response_tokens), (5, 6));
+        assert_eq!((f.real_tokens(), f.trained_tokens(4)), (11, 44));
+        assert!(f.scores.is_empty());
+        assert_eq!(f.monitor_score_mean, None);
+        batch.scores = Some(Tensor::from_slice(&[0.5f64, -2.0]).view([2, 1]));
+        batch.monitor_scores = Some(Tensor::from_slice(&[1.0f32, 2.0]));
+        let f = batch.figures();
+        assert_eq!(f.scores, [0.5, -2.0]);
+        assert_eq!(f.monitor_score_mean, Some(1.5));
     }
 
     #[test]

@@ -134,7 +134,8 @@ pub struct Trainer {
     schedule: ScheduleConfig,
     steps_per_epoch: u64,
     total_steps: u64,
-    /// Test hook: the next step's loss is NaN (see [`Trainer::poison_next_step`]).
+    /// Fault injection: the next step's loss is NaN (see [`Trainer::poison_next_step`]).
+    #[cfg(any(test, feature = "fault-injection"))]
     poison_next_step: bool,
     /// Seeds libtorch's generator before every step (see [`dropout_seed`]).
     seed: u64,
@@ -152,7 +153,9 @@ pub fn dropout_seed(seed: u64, step: u64) -> i64 {
 }
 
 impl Trainer {
-    /// Make the next training step's loss NaN, to test how callers handle one.
+    /// Fault injection (tests and the `fault-injection` feature only): make the next
+    /// training step's loss NaN, to test how callers handle one.
+    #[cfg(any(test, feature = "fault-injection"))]
     pub fn poison_next_step(&mut self) {
         self.poison_next_step = true;
     }
@@ -172,6 +175,7 @@ impl Trainer {
             schedule: schedule.clone(),
             steps_per_epoch: steps_per_epoch.max(1),
             total_steps: total_steps.max(1),
+            #[cfg(any(test, feature = "fault-injection"))]
             poison_next_step: false,
             seed: 0,
         }
@@ -234,11 +238,14 @@ impl Trainer {
         if c.embd_dropout > 0.0 || c.attn_dropout > 0.0 || c.resid_dropout > 0.0 {
             tch::manual_seed(dropout_seed(self.seed, self.steps() + 1));
         }
+        #[cfg(any(test, feature = "fault-injection"))]
         let poison = std::mem::take(&mut self.poison_next_step);
         let mut stats = Stats::default();
         for batch in micro_batches {
             let weight = batch.weight();
+            #[allow(unused_mut)] // mutated by fault injection only
             let (mut loss, mut batch_stats) = batch_loss(&self.model, batch, true);
+            #[cfg(any(test, feature = "fault-injection"))]
             if poison {
                 loss *= f64::NAN;
                 batch_stats.loss = f64::NAN;
@@ -281,6 +288,16 @@ impl Trainer {
             n += scores.size()[0];
         }
         sum / n.max(1) as f64
+    }
+
+    /// Shifts the scalar head's bias so that the mean score of `sequences` (left-padded
+    /// (ids, valid) batches, such as the demonstrations) becomes 0, as InstructGPT
+    /// normalises its reward model; returns the mean before the shift.
+    pub fn center_scores(&mut self, sequences: &[(Tensor, Tensor)]) -> f64 {
+        let mean = self.mean_score(sequences);
+        let bias = self.model.score_bias() - mean;
+        self.model.set_score_bias(bias);
+        mean
     }
 }
 
@@ -382,6 +399,29 @@ mod tests {
         t.train_step(&[batch(1)]).unwrap();
         assert_eq!(t.steps(), 2);
         assert!(!same(&before, &weights(&t)));
+    }
+
+    #[test]
+    fn center_scores_shifts_the_bias_to_a_zero_mean() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gpt2-tiny-score");
+        let mut model = Model::load(&dir, Head::Scalar, DType::F32, tch::Device::Cpu)
+            .unwrap()
+            .0;
+        model.set_score_bias(0.25);
+        let mut t = Trainer::new(
+            model,
+            &OptimizerConfig::default(),
+            &ScheduleConfig::default(),
+            1,
+            1,
+        );
+        let ids = Tensor::from_slice(&[0i64, 5, 6, 7, 8, 9, 10, 11]).view([2, 4]);
+        let valid = Tensor::from_slice(&[0i64, 1, 1, 1, 1, 1, 1, 1]).view([2, 4]);
+        let sequences = [(ids, valid)];
+        let mean = t.mean_score(&sequences);
+        assert_eq!(t.center_scores(&sequences), mean);
+        assert_eq!(t.model().score_bias(), 0.25 - mean);
+        assert!(t.mean_score(&sequences).abs() < 1e-5);
     }
 
     #[test]

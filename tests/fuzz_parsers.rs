@@ -62,7 +62,7 @@ const SFT: &str = "{\"prompt\": \"Hi\", \"response\": \"Hello.\", \"category\": 
 const RM: &str = "{\"prompt\": \"Q\", \"responses\": [\"a\", \"b\", \"c\"], \"ranking\": [2, 0, 1]}\n{\"prompt\": \"Q\", \"chosen\": \"a\", \"rejected\": \"b\"}\n";
 const PROMPTS: &str = "{\"prompt\": \"Name a river.\", \"category\": \"open_qa\"}\n";
 const MANIFEST: &str =
-    "{\"step\": 3, \"files\": [{\"path\": \"w\", \"bytes\": 1, \"fnv1a64\": \"af63dc4c8601ec8c\"}]}";
+    "{\"step\": 3, \"algorithm\": \"xxh3-64\", \"files\": [{\"path\": \"w\", \"bytes\": 1, \"checksum\": \"e6c632b61e964e1f\"}]}";
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: CASES, failure_persistence: None, ..ProptestConfig::default() })]

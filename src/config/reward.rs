@@ -109,32 +109,47 @@ pub enum OnDisconnect {
     Reconnect,
 }
 
+/// Default `http.timeout_seconds`: seconds to wait for one scoring answer.
+const DEFAULT_HTTP_TIMEOUT_SECONDS: f64 = 30.0;
+/// Default `remote.timeout_seconds`: seconds to wait for one batch's scores from the node.
+const DEFAULT_REMOTE_TIMEOUT_SECONDS: f64 = 60.0;
+/// Default `retries` (http and remote): further tries of a failed request.
+const DEFAULT_RETRIES: u32 = 2;
+/// Default `http.batch_size`: rows per request.
+const DEFAULT_HTTP_BATCH_SIZE: usize = 64;
+/// Default `remote.listen`: loopback only, so the cluster port is never exposed unasked.
+const DEFAULT_CLUSTER_LISTEN: &str = "127.0.0.1:4697";
+/// Default `remote.secret_env`: the variable holding the cluster secret.
+const DEFAULT_SECRET_ENV: &str = "RLHF_CLUSTER_SECRET";
+/// Default `remote.wait_for_node_seconds`.
+const DEFAULT_WAIT_FOR_NODE_SECONDS: f64 = 60.0;
+
 fn default_http_timeout() -> f64 {
-    30.0
+    DEFAULT_HTTP_TIMEOUT_SECONDS
 }
 
 fn default_remote_timeout() -> f64 {
-    60.0
+    DEFAULT_REMOTE_TIMEOUT_SECONDS
 }
 
 fn default_retries() -> u32 {
-    2
+    DEFAULT_RETRIES
 }
 
 fn default_http_batch() -> usize {
-    64
+    DEFAULT_HTTP_BATCH_SIZE
 }
 
 fn default_cluster_listen() -> String {
-    "127.0.0.1:4697".into()
+    DEFAULT_CLUSTER_LISTEN.into()
 }
 
 fn default_secret_env() -> String {
-    "RLHF_CLUSTER_SECRET".into()
+    DEFAULT_SECRET_ENV.into()
 }
 
 fn default_wait() -> f64 {
-    60.0
+    DEFAULT_WAIT_FOR_NODE_SECONDS
 }
 
 impl RewardConfig {

@@ -64,6 +64,19 @@ pub struct SftBatch {
     pub tokens: i64,
 }
 
+impl SftBatch {
+    /// The batch with every tensor on `device`.
+    pub fn to_device(&self, device: tch::Device) -> SftBatch {
+        SftBatch {
+            input_ids: self.input_ids.to_device(device),
+            valid: self.valid.to_device(device),
+            targets: self.targets.to_device(device),
+            loss_mask: self.loss_mask.to_device(device),
+            tokens: self.tokens,
+        }
+    }
+}
+
 /// Collates SFT sequences into one left-padded batch (tensors on the CPU).
 pub fn collate_sft(seqs: &[&SftSequence], pad_id: i64, loss_on_prompt: bool) -> SftBatch {
     let rows: Vec<Vec<i64>> = seqs.iter().map(|s| s.ids.clone()).collect();
@@ -102,6 +115,21 @@ pub fn collate_sft(seqs: &[&SftSequence], pad_id: i64, loss_on_prompt: bool) -> 
         loss_mask,
         tokens,
     }
+}
+
+/// `size` sequences drawn from `seqs` with replacement (one `rng.below` each, in order),
+/// collated as pretraining text (the loss on every token after the first), with the
+/// batch's real (non-pad) token count, the sum of `valid`, taken from the sequences'
+/// lengths: PPO-ptx's pretraining batch. Panics when `seqs` is empty.
+pub fn sample_batch(
+    seqs: &[SftSequence],
+    size: usize,
+    pad_id: i64,
+    rng: &mut Rng,
+) -> (SftBatch, u64) {
+    let picked: Vec<&SftSequence> = (0..size).map(|_| &seqs[rng.below(seqs.len())]).collect();
+    let real_tokens = picked.iter().map(|s| s.ids.len() as u64).sum();
+    (collate_sft(&picked, pad_id, true), real_tokens)
 }
 
 /// K sequences per prompt: prompt + response_k + EOS, ordered best to worst.
@@ -512,5 +540,26 @@ mod tests {
             batches(50, 50, Some(&mut Rng::new(3))),
             batches(50, 50, None)
         );
+    }
+
+    #[test]
+    fn sample_batch_draws_in_order_and_counts_real_tokens() {
+        let seqs: Vec<SftSequence> = [vec![1i64, 2, 3], vec![4, 5], vec![6, 7, 8, 9, 10]]
+            .into_iter()
+            .map(|ids| SftSequence { ids, prompt_len: 1 })
+            .collect();
+        let mut rng = Rng::new(5);
+        let (batch, real) = sample_batch(&seqs, 4, 0, &mut rng);
+        // The same draws, by hand.
+        let mut again = Rng::new(5);
+        let picked: Vec<&SftSequence> = (0..4).map(|_| &seqs[again.below(3)]).collect();
+        let expected = collate_sft(&picked, 0, true);
+        assert!(batch.input_ids.equal(&expected.input_ids));
+        assert!(batch.loss_mask.equal(&expected.loss_mask));
+        assert_eq!(batch.tokens, expected.tokens);
+        assert_eq!(rng.next_u64(), again.next_u64());
+        let lengths: u64 = picked.iter().map(|s| s.ids.len() as u64).sum();
+        assert_eq!(real, lengths);
+        assert_eq!(real as i64, batch.valid.sum(Kind::Int64).int64_value(&[]));
     }
 }

@@ -85,8 +85,8 @@ mod rm;
 mod sft;
 
 pub use batch::{
-    batches, collate_rm, collate_sft, split_holdout, tokenize_rm, tokenize_sft, RankedSequences,
-    RmBatch, SftBatch, SftSequence,
+    batches, collate_rm, collate_sft, sample_batch, split_holdout, tokenize_rm, tokenize_sft,
+    RankedSequences, RmBatch, SftBatch, SftSequence,
 };
 pub use jsonl::{read_jsonl, JsonlReader, Record};
 pub use prompts::{read_pretrain, read_prompts, Prompt};

@@ -237,10 +237,6 @@ impl Model {
         &self.vs
     }
 
-    pub fn var_store_mut(&mut self) -> &mut nn::VarStore {
-        &mut self.vs
-    }
-
     /// A cache sized for this model.
     pub fn new_cache(&self, batch: i64, capacity: i64) -> KvCache {
         KvCache::new(&self.config, batch, capacity, self.vs.kind(), self.device())
@@ -313,6 +309,40 @@ impl Model {
             c.resid_dropout = p;
         }
     }
+}
+
+/// Copies named tensors into a model's variables under no_grad: the generator's weight
+/// sync, checkpoint restores and the PPO learner's rollback (devices and float dtypes may
+/// differ). Every variable of the model must be given with its shape, and every given name
+/// must be a variable; otherwise an error names the tensor and nothing is copied.
+pub fn load_weights(model: &mut Model, weights: &[(String, Tensor)]) -> Result<()> {
+    let mut vars = model.var_store().variables();
+    let invalid = |what: String| Error::Invalid(format!("weight sync: {what}"));
+    for (name, tensor) in weights {
+        let Some(var) = vars.get(name) else {
+            return Err(invalid(format!("unknown tensor `{name}`")));
+        };
+        if tensor.size() != var.size() {
+            return Err(invalid(format!(
+                "tensor `{name}` has shape {:?}, the model expects {:?}",
+                tensor.size(),
+                var.size()
+            )));
+        }
+    }
+    if let Some(name) = vars
+        .keys()
+        .filter(|name| !weights.iter().any(|(n, _)| n == *name))
+        .min()
+    {
+        return Err(invalid(format!("missing tensor `{name}`")));
+    }
+    let _guard = tch::no_grad_guard();
+    for (name, tensor) in weights {
+        let var = vars.get_mut(name).expect("checked above");
+        var.f_copy_(tensor)?;
+    }
+    Ok(())
 }
 
 const REWARD_BIAS_KEY: &str = "reward_bias";

@@ -1,9 +1,20 @@
 //! The `[ppo]` section of a run configuration: the hyper-parameters of the PPO math in
 //! this module (the actor layout, devices and staleness live elsewhere).
 
-use super::kl::KlEstimator;
 use crate::config::OnNan;
 use serde::{Deserialize, Serialize};
+
+/// Per-token estimator of `KL(pi || pi_ref)` from log-probs of tokens sampled from `pi`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KlEstimator {
+    /// `log pi - log pi_ref`: unbiased, can be negative per token (InstructGPT's penalty).
+    #[default]
+    K1,
+    /// `exp(d) - 1 - d` with `d = log pi_ref - log pi`: unbiased, never negative, lower
+    /// variance (Schulman, "Approximating KL divergence", 2020).
+    K3,
+}
 
 /// The KL penalty to the reference (SFT) policy folded into the per-token reward.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -85,18 +96,18 @@ pub struct PpoConfig {
     pub baseline: Baseline,
     /// Responses sampled per prompt (>= 1). With more than one, each score is taken
     /// relative to the mean score of the other responses to the same prompt (the
-    /// leave-one-out baseline, see [`super::rewards::leave_one_out`]) before shaping, so
+    /// leave-one-out baseline, see [`super::leave_one_out`]) before shaping, so
     /// that how hard a prompt is, and any per-prompt offset of the reward model, drop out
     /// of the advantage. The stage's `rollout_batch_size` counts responses and must be a
     /// multiple of it.
     pub samples_per_prompt: usize,
     /// Divide the scores of each batch by their standard deviation before shaping (see
-    /// [`super::rewards::normalize_scores`]).
+    /// [`super::normalize_scores`]).
     pub normalize_rewards: bool,
     /// Whiten the advantages over the batch's response tokens (masked mean 0, variance 1).
     pub whiten_advantages: bool,
     /// Cap (>= 1) of the truncated importance weight that corrects stale batches (see
-    /// [`super::loss::truncated_importance_weights`]).
+    /// [`super::truncated_importance_weights`]).
     pub max_importance_weight: f64,
     /// An update whose loss or gradient norm turns NaN or infinite in any of its minibatch
     /// steps: `stop` the run (the error names the last good training-state checkpoint) or

@@ -2,20 +2,9 @@
 //! controller of its coefficient beta.
 
 use super::config::KlConfig;
+pub use super::config::KlEstimator;
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
-
-/// Per-token estimator of `KL(pi || pi_ref)` from log-probs of tokens sampled from `pi`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum KlEstimator {
-    /// `log pi - log pi_ref`: unbiased, can be negative per token (InstructGPT's penalty).
-    #[default]
-    K1,
-    /// `exp(d) - 1 - d` with `d = log pi_ref - log pi`: unbiased, never negative, lower
-    /// variance (Schulman, "Approximating KL divergence", 2020).
-    K3,
-}
 
 /// The per-token KL estimate, f32 [B, T], 0 at masked positions (whatever their inputs).
 /// `logp`, `ref_logp`: log-probs of the sampled tokens under the policy and the reference,

@@ -6,7 +6,7 @@ use crate::data::SftBatch;
 use crate::device::DType;
 use crate::generate::{generate, left_pad, GenerateOptions};
 use crate::model::{Architecture, ModelConfig, ModelShape};
-use crate::ppo::{Baseline, KlConfig};
+use crate::ppo::{truncated_importance_weights, Baseline, KlConfig};
 use tch::Device;
 
 const VOCAB: i64 = 32;

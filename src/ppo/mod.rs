@@ -39,7 +39,10 @@ pub mod gae;
 pub mod kl;
 pub mod learner;
 pub mod loss;
+mod minibatch;
 pub mod rewards;
+mod stats;
+mod steps;
 
 #[cfg(test)]
 mod loss_tests;

@@ -3,7 +3,7 @@
 use super::facts::{self, Domain};
 use super::prompts::{names, pick, strs, CHAT_NAMES};
 use super::prose::{a, cap};
-use super::tasks::Spec;
+use super::spec::Spec;
 use super::{attr, Kind, World};
 use crate::rng::Rng;
 

@@ -4,7 +4,7 @@
 
 use super::facts::{self, norm};
 use super::prose::{and, cap, number, templates};
-use super::tasks::{Spec, Task};
+use super::spec::{Spec, Task};
 use super::text::count;
 use super::{Entity, Kind, World};
 use crate::rng::Rng;

@@ -2,7 +2,7 @@
 //! its ideal length in words. `labeler` turns a [`Grade`] into the score.
 
 use super::facts::{self, mentions, norm, Claim};
-use super::tasks::{Spec, Task};
+use super::spec::{Spec, Task};
 use super::text::{self, has, has_any, padded, sentences, words};
 use super::World;
 

@@ -3,7 +3,7 @@
 
 use super::probes::pick;
 use super::prose::pronouns;
-use super::tasks::Spec;
+use super::spec::Spec;
 use super::{attr, Entity, Kind, World};
 use crate::rng::Rng;
 

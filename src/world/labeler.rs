@@ -49,7 +49,7 @@
 //!   0 (0.05 if polite); rudeness multiplies by 0.3; 3..18 words.
 
 use super::grade::{self, Grade, IDK, REFUSE};
-use super::tasks::{Spec, Task};
+use super::spec::{Spec, Task};
 use super::text::{has_any, padded, repeats, style, words};
 use super::World;
 use crate::rng::Rng;

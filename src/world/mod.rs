@@ -15,6 +15,7 @@ pub mod labeler;
 mod probes;
 mod prompts;
 mod rewrite;
+mod spec;
 pub mod tasks;
 mod text;
 

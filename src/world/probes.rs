@@ -6,7 +6,7 @@
 use super::facts::{self, Domain};
 use super::knowledge::ask;
 use super::prose::{a, cap, pronouns};
-use super::tasks::Spec;
+use super::spec::Spec;
 use super::{attr, Entity, Kind, World};
 use crate::rng::Rng;
 

@@ -5,7 +5,7 @@
 
 use super::facts::{self, norm};
 use super::prose::{a, cap, number};
-use super::tasks::Spec;
+use super::spec::Spec;
 use super::{attr, Entity, Kind, World};
 use crate::rng::Rng;
 

@@ -3,7 +3,7 @@
 
 use super::prompts::{pick, sample, CHAT_NAMES};
 use super::prose::cap;
-use super::tasks::Spec;
+use super::spec::Spec;
 use crate::rng::Rng;
 
 /// Word transformations: reverse, sort, replace, copy, remove.

@@ -1,0 +1,174 @@
+//! `[ppo]`: stage 3, PPO and PPO-ptx on the actor system, and where each actor runs.
+
+use super::defaults::{default_device, DEFAULT_KEEP_CHECKPOINTS};
+use super::reward::RewardConfig;
+use crate::device::DType;
+use crate::optim::OptimizerConfig;
+use crate::ppo::PpoConfig;
+use crate::sampling::Sampling;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// Default `ppo.max_staleness`: the one-step off-policy setting (generation of batch k+1
+/// overlaps the update on batch k), which Noukhovitch et al. 2024 show keeps quality.
+const DEFAULT_MAX_STALENESS: u64 = 1;
+/// Default `ppo.ptx_batch_size`: pretraining sequences per update (PPO-ptx).
+const DEFAULT_PTX_BATCH_SIZE: usize = 8;
+/// Default `ppo.ptx_seq_len`: length in tokens of each pretraining sequence.
+const DEFAULT_PTX_SEQ_LEN: usize = 128;
+/// Default `ppo.checkpoint_every`: PPO steps between resumable training-state checkpoints.
+const DEFAULT_CHECKPOINT_EVERY: u64 = 50;
+/// Default `ppo.actors.*.threads`: one libtorch intra-op thread per actor, so four actors
+/// on one CPU machine do not oversubscribe it.
+const DEFAULT_ACTOR_THREADS: i32 = 1;
+
+/// Stage 3: PPO against the reward model with a KL leash to the SFT policy.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PpoStage {
+    /// The SFT policy (Hugging Face folder with tokenizer): the initial policy of the
+    /// generator and learner, and the frozen reference.
+    pub policy: PathBuf,
+    /// The reward model: scores responses; the value model starts from it.
+    pub reward_model: PathBuf,
+    /// PPO prompts, JSONL `{"prompt"}`.
+    pub prompts: PathBuf,
+    /// Pretraining text for PPO-ptx (JSONL `{"text"}` or plain text); needed when
+    /// `algo.ptx_coef > 0`.
+    pub pretrain: Option<PathBuf>,
+    /// PPO iterations: one rollout batch and one update each.
+    pub steps: u64,
+    /// Responses per rollout batch: `rollout_batch_size / algo.samples_per_prompt`
+    /// prompts, each sampled `algo.samples_per_prompt` times.
+    pub rollout_batch_size: usize,
+    /// Prompts longer than this (in tokens) are skipped and counted.
+    pub max_prompt_len: usize,
+    /// Longest response; responses that reach it without EOS get `algo.no_eos_penalty`.
+    pub max_new_tokens: i64,
+    /// Versions a rollout may lag the learner: 0 is synchronous PPO, 1 overlaps the
+    /// generation of batch k+1 with the update on batch k.
+    #[serde(default = "max_staleness")]
+    pub max_staleness: u64,
+    /// Pretraining sequences per update (PPO-ptx) and their length in tokens.
+    #[serde(default = "ptx_batch_size")]
+    pub ptx_batch_size: usize,
+    #[serde(default = "ptx_seq_len")]
+    pub ptx_seq_len: usize,
+    #[serde(default)]
+    pub sampling: Sampling,
+    #[serde(default)]
+    pub algo: PpoConfig,
+    /// AdamW for the policy and the value model.
+    #[serde(default)]
+    pub optimizer: OptimizerConfig,
+    #[serde(default)]
+    pub dtype: DType,
+    #[serde(default)]
+    pub actors: Actors,
+    /// What scores the rollouts (`[ppo.reward]`); by default the reward model above.
+    #[serde(default)]
+    pub reward: RewardConfig,
+    /// Steps between resumable training-state checkpoints (`<run>/state/`). 0: none
+    /// (a signal still checkpoints).
+    #[serde(default = "checkpoint_every")]
+    pub checkpoint_every: u64,
+    /// How many of the newest training-state checkpoints are kept.
+    #[serde(default = "keep_checkpoints")]
+    pub keep_checkpoints: usize,
+}
+
+fn max_staleness() -> u64 {
+    DEFAULT_MAX_STALENESS
+}
+
+fn ptx_batch_size() -> usize {
+    DEFAULT_PTX_BATCH_SIZE
+}
+
+fn ptx_seq_len() -> usize {
+    DEFAULT_PTX_SEQ_LEN
+}
+
+fn checkpoint_every() -> u64 {
+    DEFAULT_CHECKPOINT_EVERY
+}
+
+fn keep_checkpoints() -> usize {
+    DEFAULT_KEEP_CHECKPOINTS
+}
+
+/// Where each PPO actor runs.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Actors {
+    pub generator: Placement,
+    pub reference: Placement,
+    pub reward: Placement,
+    pub learner: Placement,
+}
+
+/// A device and, on CPU, a libtorch intra-op thread budget.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Placement {
+    /// `cpu`, `cuda` or `cuda:N`.
+    pub device: String,
+    pub threads: i32,
+}
+
+impl Default for Placement {
+    fn default() -> Self {
+        Placement {
+            device: default_device(),
+            threads: DEFAULT_ACTOR_THREADS,
+        }
+    }
+}
+
+impl PpoStage {
+    pub(super) fn validate(&self) -> std::result::Result<(), String> {
+        for (name, value) in [
+            ("ppo.steps", self.steps as usize),
+            ("ppo.rollout_batch_size", self.rollout_batch_size),
+            ("ppo.max_prompt_len", self.max_prompt_len),
+            ("ppo.max_new_tokens", self.max_new_tokens.max(0) as usize),
+            ("ppo.ptx_batch_size", self.ptx_batch_size),
+            ("ppo.ptx_seq_len", self.ptx_seq_len),
+        ] {
+            if value == 0 {
+                return Err(format!("{name} must be positive"));
+            }
+        }
+        let n = self.algo.samples_per_prompt;
+        if n > 0 && !self.rollout_batch_size.is_multiple_of(n) {
+            return Err(format!(
+                "ppo.rollout_batch_size ({}) must be a multiple of ppo.algo.samples_per_prompt ({n})",
+                self.rollout_batch_size
+            ));
+        }
+        if self.algo.ptx_coef > 0.0 && self.pretrain.is_none() {
+            return Err("ppo.pretrain: needed when ppo.algo.ptx_coef > 0".into());
+        }
+        let a = &self.actors;
+        for (name, p) in [
+            ("generator", &a.generator),
+            ("reference", &a.reference),
+            ("reward", &a.reward),
+            ("learner", &a.learner),
+        ] {
+            crate::device::parse_device(&p.device)
+                .map_err(|e| format!("ppo.actors.{name}.device: {e}"))?;
+            if p.threads < 1 {
+                return Err(format!("ppo.actors.{name}.threads must be at least 1"));
+            }
+        }
+        self.sampling
+            .validate()
+            .map_err(|e| format!("ppo.sampling: {e}"))?;
+        self.algo.validate().map_err(|e| format!("ppo.algo.{e}"))?;
+        self.reward.validate("ppo.reward")?;
+        self.optimizer
+            .validate()
+            .map_err(|e| format!("ppo.optimizer.{e}"))
+    }
+}
