@@ -4,4 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
+# No import circles between files (ARCHITECTURE.md's invariant).
+python3 scripts/import_cycles.py src actors/src
 cargo test --workspace --lib --bins --tests "$@"

@@ -1,30 +1,32 @@
-//! `rlhf-actors`: the actor system that runs each stage, the orchestration of the embedded
-//! world's pipeline, and the command line (`cli`, which the `rlhf` binary calls).
+//! `rlhf-actors`: the actor system that runs each stage, the stage loops, the embedded
+//! world's pipeline, the evaluation report, the benchmarks and the command line (`cli`,
+//! which the `rlhf` binary calls).
+//!
+//! The rooms, each a folder; an arrow is "uses", and there are no circles:
+//!
+//! ```text
+//! cli ──> bench, pipeline, report, stages, system      argument parsing and dispatch
+//! bench ──> stages, report, system                      `rlhf bench`: throughput figures
+//! pipeline ──> stages, report, system                   `rlhf pipeline`: the embedded world
+//! report ──> system                                     `rlhf eval`, report.md, PNG plots
+//! stages ──> system                                     the loops: pretrain, SFT, RM, PPO
+//! system                                                the actors: workers, learner,
+//!                                                       generator, reference and reward
+//!                                                       actors, nodes, shutdown, telemetry
+//! ```
+//! `completions.rs` (text in, text out with a model) is shared by the CLI, the pipeline and
+//! the report.
 //!
 //! Plug-ins use [`reward`]: the contract every reward actor implements, wherever it runs
-//! (in process, behind HTTP, or on another node of the cluster).
+//! (in process, behind HTTP, or on another node of the cluster), and [`node`] to serve one.
 
-pub mod allocator;
 pub mod cli;
-pub mod node;
-pub mod reward;
+mod system;
 
 mod bench;
-mod bench_ppo;
-mod bench_scaling;
-mod bench_score;
-mod bench_sys;
-mod evaluate;
-mod init;
-mod learner;
+mod completions;
 mod pipeline;
-mod plot;
-mod ppo;
-mod progress;
 mod report;
-mod run_dir;
-mod serial;
-mod shutdown;
 mod stages;
-mod telemetry;
-mod worker;
+
+pub use system::{allocator, node, reward};

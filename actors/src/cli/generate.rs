@@ -1,11 +1,9 @@
 //! `rlhf generate`: complete prompts with a saved model and its tokenizer.
 
-use anyhow::Context;
+use crate::completions::complete;
 use clap::Args;
 use rlhf::device::{parse_device, DType};
-use rlhf::generate::{generate, left_pad, GenerateOptions};
 use rlhf::model::{Head, Model};
-use rlhf::rng::Rng;
 use rlhf::sampling::Sampling;
 use rlhf::template::ChatTemplate;
 use rlhf::tokenizer::Tokenizer;
@@ -101,47 +99,4 @@ pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
         println!("{prompt}{completion}\n");
     }
     Ok(())
-}
-
-/// Generate a completion for each text; the model and tokenizer must agree on the vocabulary.
-pub fn complete(
-    model: &Model,
-    tokenizer: &Tokenizer,
-    texts: &[String],
-    max_new_tokens: i64,
-    sampling: Sampling,
-    seed: u64,
-) -> anyhow::Result<Vec<String>> {
-    let encoded = texts
-        .iter()
-        .map(|t| tokenizer.encode(t))
-        .collect::<Result<Vec<_>, _>>()?;
-    if let Some(empty) = encoded.iter().position(Vec::is_empty) {
-        anyhow::bail!("prompt {} encodes to no tokens", empty + 1);
-    }
-    let (ids, mask) = left_pad(&encoded, tokenizer.pad_id());
-    let options = GenerateOptions {
-        sampling,
-        max_new_tokens,
-        eos_token_id: Some(tokenizer.eos_id()),
-        pad_token_id: tokenizer.pad_id(),
-    };
-    let mut cache = model.new_cache(ids.size()[0], ids.size()[1] + max_new_tokens);
-    let out = generate(
-        model,
-        &mut cache,
-        &ids,
-        &mask,
-        &options,
-        &mut Rng::new(seed),
-    )
-    .context("generation failed")?;
-    let eos = tokenizer.eos_id();
-    (0..texts.len() as i64)
-        .map(|row| {
-            let tokens = Vec::<i64>::try_from(out.tokens.get(row))?;
-            let kept: Vec<i64> = tokens.into_iter().take_while(|&t| t != eos).collect();
-            Ok(tokenizer.decode(&kept)?)
-        })
-        .collect()
 }

@@ -1,8 +1,12 @@
 //! Argument parsing and dispatch. Each subcommand's flags are documented by `--help`.
 
+mod eval;
 pub mod generate;
+mod node;
 
-use crate::{bench, init, stages, telemetry};
+use crate::pipeline::init;
+use crate::system::{runtime, telemetry};
+use crate::{bench, stages};
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use rlhf::config::{MetricsConfig, RunConfig};
@@ -87,7 +91,7 @@ pub enum Command {
     },
     /// Compare models on your prompts, judged by a reward model: win rates against a
     /// baseline with bootstrap intervals, per category, and perplexity on your text.
-    Eval(crate::evaluate::EvalArgs),
+    Eval(eval::EvalArgs),
     /// Complete prompts with a model in Hugging Face layout.
     Generate(generate::GenerateArgs),
     /// Measure throughput.
@@ -97,7 +101,7 @@ pub enum Command {
     /// --config to the trainer at --connect (its `[ppo.reward] kind = "remote"`) until the
     /// trainer finishes. The cluster secret comes from the config's secret file or the
     /// environment, never from a flag.
-    Node(crate::node::NodeArgs),
+    Node(node::NodeArgs),
 }
 
 pub fn init_logging(format: LogFormat) {
@@ -136,12 +140,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             runtime()?.block_on(stages::rm::run(&config, resume.resume))
         }
         Command::Ppo { config, resume } => {
-            runtime()?.block_on(crate::ppo::run(&config, resume.resume))
+            runtime()?.block_on(stages::ppo::run(&config, resume.resume))
         }
-        Command::Eval(args) => crate::evaluate::run(&args),
+        Command::Eval(args) => eval::run(&args),
         Command::Generate(args) => generate::run(&args),
         Command::Bench(command) => bench::run(command),
-        Command::Node(args) => crate::node::run(&args),
+        Command::Node(args) => node::run(&args),
     }
 }
 
@@ -182,12 +186,4 @@ fn start_metrics(config: &std::path::Path, flag: Option<&str>) -> anyhow::Result
         }
         Err(e) => Err(e.context(what)),
     }
-}
-
-/// The actor runtime: two async workers are plenty, tensor work runs on actor threads.
-pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?)
 }

@@ -3,21 +3,20 @@
 //! labeler's demonstrations for SFT, and the PPO and test prompts.
 
 use super::layout::Layout;
-use anyhow::Context;
+use crate::stages::run_dir::write_jsonl;
 use rlhf::config::RunConfig;
 use rlhf::rng::Rng;
 use rlhf::world::labeler::Labeler;
 use rlhf::world::prose;
 use rlhf::world::tasks::Task;
 use serde_json::{json, Value};
-use std::io::Write;
 use std::path::Path;
 use tracing::info;
 
 pub fn build(config: &RunConfig, config_path: &Path) -> anyhow::Result<()> {
     let pipeline = RunConfig::section(&config.pipeline, "pipeline", config_path)?;
     let layout = Layout::new(&config.run_dir);
-    crate::init::build(config, config_path)?;
+    crate::pipeline::init::build(config, config_path)?;
     // The corpus is prefix-stable: the documents after the tokenizer's are unseen prose.
     let corpus = prose::corpus(
         config.seed,
@@ -28,7 +27,7 @@ pub fn build(config: &RunConfig, config_path: &Path) -> anyhow::Result<()> {
     write_jsonl(&layout.data("pretrain.jsonl"), &text(train))?;
     write_jsonl(&layout.data("prose_heldout.jsonl"), &text(held_out))?;
 
-    let (world, pools) = super::world(config, pipeline)?;
+    let (world, pools) = super::world::world(config, pipeline)?;
     let labeler = Labeler {
         disagreement: pipeline.disagreement,
     };
@@ -61,19 +60,4 @@ fn prompts(tasks: &[Task]) -> Vec<Value> {
         .iter()
         .map(|t| json!({"prompt": t.prompt, "category": t.category.name()}))
         .collect()
-}
-
-/// One JSON object per line, created with its folder.
-pub fn write_jsonl(path: &Path, records: &[Value]) -> anyhow::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    let file =
-        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
-    let mut out = std::io::BufWriter::new(file);
-    for record in records {
-        writeln!(out, "{record}").with_context(|| format!("writing {}", path.display()))?;
-    }
-    out.flush()
-        .with_context(|| format!("writing {}", path.display()))
 }

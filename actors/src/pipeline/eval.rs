@@ -5,15 +5,16 @@
 //! perplexity, and the PPO curves with the gold score beside the learned reward
 //! (over-optimisation).
 
-use super::label::sample_responses;
 use super::layout::Layout;
-use crate::evaluate::{compare, perplexity, reward_scores, write_outputs, Answers};
-use crate::plot::{bar_chart_with_intervals, line_chart, Series};
-use crate::report::{ModelRow, Report};
+use crate::completions::sample_responses;
+use crate::report::evaluate::{compare, perplexity, reward_scores, write_outputs, Answers};
+use crate::report::markdown::{ModelRow, Report};
+use crate::report::plot::{bar_chart_with_intervals, line_chart, Series};
 use anyhow::Context;
 use rlhf::config::RunConfig;
 use rlhf::data::{read_pretrain, read_rm};
 use rlhf::device::{parse_device, DType};
+use rlhf::eval::pairwise_agreement;
 use rlhf::model::{Head, Model};
 use rlhf::template::ChatTemplate;
 use rlhf::tokenizer::Tokenizer;
@@ -36,7 +37,7 @@ pub fn run(config: &RunConfig, seconds_before: f64) -> anyhow::Result<()> {
     let layout = Layout::new(&config.run_dir);
     let out = layout.root.join("eval");
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-    let (world, pools) = super::world_of_run(config)?;
+    let (world, pools) = super::world::world_of_run(config)?;
     let labeler = Labeler { disagreement: 0.0 };
     let template = ChatTemplate::default();
     let test = &pools.test;
@@ -223,14 +224,9 @@ fn rm_accuracy(
             .map(|r| (example.prompt.clone(), r.clone()))
             .collect();
         let rm = reward_scores(&model, &tokenizer, &inputs)?;
-        for a in 0..gold.len() {
-            for b in a + 1..gold.len() {
-                if (gold[a] - gold[b]).abs() > TIE {
-                    pairs += 1;
-                    agree += usize::from((gold[a] > gold[b]) == (rm[a] > rm[b]));
-                }
-            }
-        }
+        let (agreed, compared) = pairwise_agreement(&gold, &rm, TIE);
+        agree += agreed;
+        pairs += compared;
     }
     Ok((pairs > 0).then(|| (agree as f64 / pairs as f64, pairs)))
 }

@@ -2,7 +2,7 @@
 //! shows how much of the true preference is reachable; beside a learned reward model it is
 //! the monitor that makes over-optimisation visible.
 
-use crate::reward::{Reward, ScoreRequest};
+use crate::system::reward::{Reward, ScoreRequest};
 use anyhow::anyhow;
 use rlhf::world::labeler::Labeler;
 use rlhf::world::tasks::Task;

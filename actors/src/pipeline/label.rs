@@ -2,9 +2,9 @@
 //! labeler ranks them, noisily for training (as human labelers disagree) and without
 //! noise for the held-out part that measures the reward model.
 
-use super::data::write_jsonl;
 use super::layout::Layout;
-use crate::cli::generate::complete;
+use crate::completions::sample_responses;
+use crate::stages::run_dir::write_jsonl;
 use rlhf::config::RunConfig;
 use rlhf::device::parse_device;
 use rlhf::model::{Head, Model};
@@ -16,15 +16,12 @@ use rlhf::world::labeler::Labeler;
 use serde_json::json;
 use tracing::info;
 
-/// Prompts per generation batch.
-const BATCH: usize = 64;
-
 pub fn run(config: &RunConfig) -> anyhow::Result<()> {
     tch::set_num_threads(2);
     let pipeline = config.pipeline.as_ref().expect("checked by the pipeline");
     let ppo = config.ppo.as_ref().expect("checked by the pipeline");
     let layout = Layout::new(&config.run_dir);
-    let (world, pools) = super::world_of_run(config)?;
+    let (world, pools) = super::world::world_of_run(config)?;
     let sft_dir = layout.model("sft");
     let sft = config.sft.as_ref().expect("checked by the pipeline");
     let (model, _) = Model::load(
@@ -110,33 +107,4 @@ pub fn run(config: &RunConfig) -> anyhow::Result<()> {
         "the labeler ranked the SFT model's samples"
     );
     Ok(())
-}
-
-/// One sampled completion per templated prompt, in batches, reproducible from `seed`.
-/// Completions stop at EOS; the text is cut at a chat-template marker, should the model
-/// write the next turn itself.
-pub fn sample_responses(
-    model: &Model,
-    tokenizer: &Tokenizer,
-    texts: &[String],
-    max_new_tokens: i64,
-    sampling: &Sampling,
-    seed: u64,
-) -> anyhow::Result<Vec<String>> {
-    let mut out = Vec::with_capacity(texts.len());
-    for (i, chunk) in texts.chunks(BATCH).enumerate() {
-        let seed = Rng::new(seed ^ i as u64).next_u64();
-        for text in complete(
-            model,
-            tokenizer,
-            chunk,
-            max_new_tokens,
-            sampling.clone(),
-            seed,
-        )? {
-            let cut = text.find("<|").map_or(text.as_str(), |at| &text[..at]);
-            out.push(cut.to_string());
-        }
-    }
-    Ok(out)
 }

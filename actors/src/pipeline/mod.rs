@@ -9,68 +9,25 @@
 pub mod data;
 pub mod eval;
 pub mod gold;
+pub mod init;
 pub mod label;
 pub mod layout;
+mod world;
 
-use crate::ppo::{run_variant, ModelSource};
 use crate::stages;
+use crate::stages::ppo::{run_variant, ModelSource};
 use anyhow::{bail, Context};
 use gold::GoldReward;
 use layout::Layout;
 use rlhf::config::{PipelineConfig, PpoStage, RunConfig};
 use rlhf::world::labeler::Labeler;
-use rlhf::world::tasks::{pools, PoolSizes, Pools};
-use rlhf::world::World;
 use serde_json::json;
 use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 use tracing::info;
-
-/// The world of the run and its prompt pools: regenerated from the seed by every stage
-/// that needs them (the same seed always gives the same pools).
-pub fn world(config: &RunConfig, pipeline: &PipelineConfig) -> anyhow::Result<(World, Pools)> {
-    let world = World::generate(config.seed);
-    let sizes = PoolSizes {
-        sft: pipeline.sft_prompts,
-        rm: pipeline.rm_prompts,
-        ppo: pipeline.ppo_prompts,
-        test: pipeline.test_prompts,
-    };
-    let pools = pools(&world, config.seed, &sizes)?;
-    Ok((world, pools))
-}
-
-/// [`world`] for the stages after `data`, checked against the prompts that stage wrote: a
-/// run directory made by another version of the world generator fails here, not later.
-pub fn world_of_run(config: &RunConfig) -> anyhow::Result<(World, Pools)> {
-    let pipeline = config.pipeline.as_ref().expect("checked by the pipeline");
-    let (world, pools) = world(config, pipeline)?;
-    let layout = Layout::new(&config.run_dir);
-    let template = rlhf::template::ChatTemplate::default();
-    for (file, tasks) in [
-        ("ppo_prompts.jsonl", &pools.ppo),
-        ("test_prompts.jsonl", &pools.test),
-    ] {
-        let path = layout.data(file);
-        let written = rlhf::data::read_prompts(&path, &template)?;
-        let same = written.len() == tasks.len()
-            && written
-                .iter()
-                .zip(tasks.iter())
-                .all(|(w, t)| w.text == template.prompt(&t.prompt));
-        if !same {
-            bail!(
-                "{}: these prompts are not the world's of seed {} as this version of rlhf \
-                 generates it; the run directory was made by another version: delete it",
-                path.display(),
-                config.seed
-            );
-        }
-    }
-    Ok((world, pools))
-}
+use world::world_of_run;
 
 pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     match stages(config_path).await {
@@ -142,7 +99,9 @@ async fn stages(config_path: &Path) -> anyhow::Result<()> {
             let reward = source.scorers.clone();
             let gold = gold.clone();
             source.scorers = if name == "ppo_gold" {
-                Arc::new(move |_device: &str| Ok(crate::ppo::scorers::RewardEngine::new(gold()?)))
+                Arc::new(move |_device: &str| {
+                    Ok(crate::system::scorers::RewardEngine::new(gold()?))
+                })
             } else {
                 // The learned reward drives PPO; the gold labeler watches (over-optimisation).
                 Arc::new(move |device: &str| {
@@ -238,7 +197,7 @@ async fn step(
     let started = Instant::now();
     work.await
         .with_context(|| format!("pipeline stage `{name}`"))?;
-    if crate::shutdown::requested() {
+    if crate::system::shutdown::requested() {
         // The stage stopped early on a signal, after a checkpoint: not done.
         return Err(Stopped.into());
     }
@@ -278,7 +237,7 @@ fn guard_config(config: &RunConfig, config_path: &Path) -> anyhow::Result<()> {
             "{} is not a readable run configuration; choose another run_dir or delete it",
             path.display()
         ),
-        None => crate::init::write_resolved(config),
+        None => crate::pipeline::init::write_resolved(config),
     }
 }
 

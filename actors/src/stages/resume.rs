@@ -5,9 +5,8 @@
 //! resumed run replays the same batch order from the same state, so its weights and
 //! metrics match an uninterrupted run's.
 
-use super::ask;
-use crate::learner::LearnerMsg;
-use crate::run_dir::RunDir;
+use super::run_dir::RunDir;
+use crate::system::learner::{ask_common, Common, LearnerMsg};
 use anyhow::Context;
 use ractor::ActorRef;
 use rlhf::checkpoint::Checkpoints;
@@ -60,15 +59,15 @@ pub fn last_good(checkpoints: &Checkpoints) -> String {
 }
 
 /// Write a training-state checkpoint at the cursor.
-pub async fn save(
-    learner: &ActorRef<LearnerMsg>,
+pub async fn save<M: LearnerMsg>(
+    learner: &ActorRef<M>,
     checkpoints: &Checkpoints,
     cursor: &impl Position,
 ) -> anyhow::Result<PathBuf> {
     let staging = checkpoints.begin(cursor.step())?;
     let dir = staging.dir.clone();
     let written = async {
-        ask(learner, |r| LearnerMsg::SaveState(dir.clone(), r)).await?;
+        ask_common(learner, |r| Common::SaveState(dir.clone(), r)).await?;
         let text = serde_json::to_string_pretty(cursor).expect("cursors serialise");
         std::fs::write(dir.join(CURSOR), text).context("writing the cursor")
     }
@@ -80,7 +79,7 @@ pub async fn save(
 /// Restore the newest valid checkpoint into the learner and cut metrics.jsonl back to it;
 /// None when there is none. Says which checkpoint it took and which it skipped.
 pub async fn load<C: Position>(
-    learner: &ActorRef<LearnerMsg>,
+    learner: &ActorRef<impl LearnerMsg>,
     checkpoints: &Checkpoints,
     dir: &mut RunDir,
 ) -> anyhow::Result<Option<C>> {
@@ -98,7 +97,7 @@ pub async fn load<C: Position>(
     let cursor: C = serde_json::from_str(&text)
         .with_context(|| format!("{}: not a training cursor", cursor_path.display()))?;
     let state = path.clone();
-    ask(learner, |r| LearnerMsg::LoadState(state, r)).await?;
+    ask_common(learner, |r| Common::LoadState(state, r)).await?;
     dir.truncate_metrics(cursor.metrics_lines())?;
     tracing::info!(
         checkpoint = %path.display(),

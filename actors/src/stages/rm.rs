@@ -2,10 +2,13 @@
 //! checkpoint with the unembedding replaced by a scalar head read at the last token; after
 //! training, a bias makes the demonstrations score 0 on average, as InstructGPT does.
 
-use super::sft::{build_trainer, load_split};
-use super::{ask, evaluate, save, spawn_learner, train, Best, Examples, Session};
-use crate::learner::LearnerMsg;
-use crate::run_dir::RunDir;
+use super::sft::load_split;
+use super::supervised::{
+    build_trainer, evaluate, save, spawn_learner, train, Best, Examples, Session,
+};
+use crate::stages::run_dir::RunDir;
+use crate::system::learner::SupervisedMsg;
+use crate::system::rpc::ask;
 use rlhf::config::{RunConfig, StageConfig};
 use rlhf::data::{
     collate_rm, read_rm, read_sft, split_holdout, tokenize_rm, tokenize_sft, RankedSequences,
@@ -73,7 +76,7 @@ pub async fn run(config_path: &Path, resume: bool) -> anyhow::Result<()> {
     }
     let val_set = sets.pop().expect("two splits");
     let train_set = sets.pop().expect("two splits");
-    let learner = super::start_learner(
+    let learner = super::supervised::start_learner(
         "rm",
         &stage,
         Head::Scalar,
@@ -115,7 +118,10 @@ pub async fn run(config_path: &Path, resume: bool) -> anyhow::Result<()> {
             .iter()
             .map(|(a, b)| (a.shallow_clone(), b.shallow_clone()))
             .collect();
-        let mean = ask(&learner, |reply| LearnerMsg::CenterScores(batches, reply)).await?;
+        let mean = ask(&learner, "learner", |reply| {
+            SupervisedMsg::CenterScores(batches, reply)
+        })
+        .await?;
         save(&learner, &tokenizer, &path).await?;
         let eval = evaluate(&learner, &val_set, stage.batch_size).await?;
         info!(checkpoint = kept, demonstration_mean_before = mean, accuracy = ?eval.accuracy, margin = ?eval.margin, "rm: centred on demonstrations");

@@ -1,15 +1,14 @@
 //! `rlhf sft`: supervised fine-tuning on demonstrations (stage 1).
 
-use super::{train, Best, Examples, Session};
-use crate::run_dir::RunDir;
+use super::supervised::{train, Best, Examples, Session};
+use crate::stages::run_dir::RunDir;
 use rlhf::config::{RunConfig, StageConfig};
 use rlhf::data::{collate_sft, read_sft, split_holdout, tokenize_sft, SftExample, SftSequence};
-use rlhf::device::parse_device;
-use rlhf::model::{Head, Model};
+use rlhf::model::Head;
 use rlhf::rng::Rng;
 use rlhf::template::ChatTemplate;
 use rlhf::tokenizer::Tokenizer;
-use rlhf::train::{Batch, Trainer};
+use rlhf::train::Batch;
 use serde_json::json;
 use std::path::Path;
 use tracing::info;
@@ -82,7 +81,7 @@ pub async fn train_lm(
         });
     }
     let (train_set, val_set) = (&sets[0], &sets[1]);
-    let learner = super::start_learner(
+    let learner = super::supervised::start_learner(
         name,
         stage,
         Head::LanguageModel,
@@ -127,28 +126,4 @@ pub fn load_split(
             &mut Rng::new(seed ^ 0x5f7),
         ),
     })
-}
-
-/// Load the stage's initial model with the given head and wrap it in a trainer.
-pub fn build_trainer(
-    stage: &StageConfig,
-    head: Head,
-    per_epoch: u64,
-    total: u64,
-) -> anyhow::Result<Trainer> {
-    let (mut model, report) =
-        Model::load(&stage.init, head, stage.dtype, parse_device(&stage.device)?)?;
-    if !report.initialized.is_empty() {
-        info!(tensors = ?report.initialized, "initialised new tensors");
-    }
-    if let Some(p) = stage.dropout {
-        model.set_dropout(p);
-    }
-    Ok(Trainer::new(
-        model,
-        &stage.optimizer,
-        &stage.schedule,
-        per_epoch,
-        total,
-    ))
 }

@@ -1,0 +1,232 @@
+//! The four actors of a PPO run (generator, reference policy, reward, learner), where
+//! their models come from, and how they start.
+
+use crate::system::generator::{Generator, GeneratorArgs, GeneratorMsg, Sampler};
+use crate::system::learner::{ask_common, Common, LearnerArgs, PpoEngine, PpoLearnerActor, PpoMsg};
+use crate::system::reward::{BuildContext, Decoder, LoadModel};
+use crate::system::rpc::ask;
+use crate::system::scorers::{
+    reference_apply, reward_apply, Reference, RewardEngine, Scorer, ScorerArgs, ScorerMsg,
+};
+use crate::system::worker::spawn_error;
+use anyhow::Context;
+use ractor::{Actor, ActorRef};
+use rlhf::config::{PpoStage, RewardConfig};
+use rlhf::device::parse_device;
+use rlhf::generate::GenerateOptions;
+use rlhf::model::{Head, Model};
+use rlhf::ppo::learner::PpoLearner;
+use rlhf::rng::Rng;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// The learner's minibatch random stream, derived from the run's seed.
+pub const LEARNER_STREAM: u64 = 0x1ea;
+
+pub struct Actors {
+    pub generator: ActorRef<GeneratorMsg>,
+    pub reference: ActorRef<ScorerMsg>,
+    pub reward: ActorRef<ScorerMsg>,
+    pub learner: ActorRef<PpoMsg>,
+    pub pad_id: i64,
+}
+
+impl Actors {
+    /// Copy the learner's newest weights to the generator; returns the seconds it took.
+    pub async fn sync_generator(&self) -> anyhow::Result<f64> {
+        let sync = Instant::now();
+        let (version, weights) = ask_common(&self.learner, Common::Weights)
+            .await
+            .context("learner")?;
+        ask(&self.generator, "generator", |r| {
+            GeneratorMsg::SetWeights(version, weights, r)
+        })
+        .await
+        .context("generator")?;
+        Ok(sync.elapsed().as_secs_f64())
+    }
+
+    pub fn stop(&self) {
+        self.generator.stop(None);
+        self.reference.stop(None);
+        self.reward.stop(None);
+        self.learner.stop(None);
+    }
+}
+
+/// What the actors need to know about tokens: EOS (None: always generate max_new_tokens),
+/// padding, and how the reward actor turns rollouts into text.
+#[derive(Clone)]
+pub struct Tokens {
+    pub eos: Option<i64>,
+    pub pad: i64,
+    pub decoder: Decoder,
+}
+
+/// Builds the reward actor's engine on a device.
+pub type BuildScorers = Arc<dyn Fn(&str) -> anyhow::Result<RewardEngine> + Send + Sync>;
+
+/// Where the actors' models come from, given a device: the policy (LM head), the reward
+/// model (scalar head; it also initialises the value model) and the reward actor's scorers
+/// (by default the reward model itself). Folders for runs, in-memory random models for
+/// benchmarks.
+pub struct ModelSource {
+    pub policy: LoadModel,
+    pub reward: LoadModel,
+    pub scorers: BuildScorers,
+}
+
+impl ModelSource {
+    /// The reward is `reward` (the config's `[ppo.reward]`), built on the reward actor's
+    /// thread; its `kind = "model"` is the `reward` model.
+    pub fn new(policy: LoadModel, reward_model: LoadModel, reward: RewardConfig) -> ModelSource {
+        let context = BuildContext {
+            model: reward_model.clone(),
+            runtime: tokio::runtime::Handle::try_current().ok(),
+        };
+        let scorers: BuildScorers = Arc::new(move |device: &str| {
+            Ok(RewardEngine {
+                reward: crate::system::reward::build(&reward, device, &context)?,
+                monitor: None,
+                decoder: Decoder::ids_only(),
+            })
+        });
+        ModelSource {
+            policy,
+            reward: reward_model,
+            scorers,
+        }
+    }
+
+    pub fn from_folders(stage: &PpoStage) -> ModelSource {
+        let dtype = stage.dtype;
+        let load = move |path: PathBuf, head: Head| -> LoadModel {
+            Arc::new(move |device: &str| {
+                Ok(Model::load(&path, head, dtype, parse_device(device)?)?.0)
+            })
+        };
+        ModelSource::new(
+            load(stage.policy.clone(), Head::LanguageModel),
+            load(stage.reward_model.clone(), Head::Scalar),
+            stage.reward.clone(),
+        )
+    }
+}
+
+/// Start the four actors, each on its configured device and thread budget.
+pub async fn spawn(
+    stage: &PpoStage,
+    tokens: Tokens,
+    seed: u64,
+    source: &ModelSource,
+) -> anyhow::Result<Actors> {
+    spawn_with(stage, tokens, seed, source, rlhf::faults::arm_ppo_learner).await
+}
+
+/// [`spawn`], with `arm` applied to the new learner: the fault-injection seam, which in a
+/// build without the `fault-injection` feature does nothing.
+pub(super) async fn spawn_with(
+    stage: &PpoStage,
+    tokens: Tokens,
+    seed: u64,
+    source: &ModelSource,
+    arm: fn(&mut PpoLearner),
+) -> anyhow::Result<Actors> {
+    let a = &stage.actors;
+    let options = GenerateOptions {
+        sampling: stage.sampling.clone(),
+        max_new_tokens: stage.max_new_tokens,
+        eos_token_id: tokens.eos,
+        pad_token_id: tokens.pad,
+    };
+    let (policy, device) = (source.policy.clone(), a.generator.device.clone());
+    let generator = spawn_actor(
+        Generator,
+        GeneratorArgs {
+            threads: a.generator.threads,
+            pad_id: tokens.pad,
+            build: Box::new(move || Ok(Sampler::new(policy(&device)?, options, seed))),
+        },
+    )
+    .await?;
+    let (policy, device, sampling) = (
+        source.policy.clone(),
+        a.reference.device.clone(),
+        stage.sampling.clone(),
+    );
+    let reference = spawn_actor(
+        Scorer::new(),
+        ScorerArgs {
+            name: "reference",
+            threads: a.reference.threads,
+            build: Box::new(move || {
+                Ok(Reference {
+                    model: policy(&device)?,
+                    sampling,
+                })
+            }),
+            apply: reference_apply,
+        },
+    )
+    .await?;
+    let (scorers, device, decoder) = (
+        source.scorers.clone(),
+        a.reward.device.clone(),
+        tokens.decoder.clone(),
+    );
+    let reward = spawn_actor(
+        Scorer::new(),
+        ScorerArgs {
+            name: "reward",
+            threads: a.reward.threads,
+            build: Box::new(move || {
+                let mut engine = scorers(&device)?;
+                engine.decoder = decoder;
+                Ok(engine)
+            }),
+            apply: reward_apply,
+        },
+    )
+    .await?;
+    let (policy, rm, device, s) = (
+        source.policy.clone(),
+        source.reward.clone(),
+        a.learner.device.clone(),
+        stage.clone(),
+    );
+    let learner = spawn_actor(
+        PpoLearnerActor,
+        LearnerArgs {
+            threads: a.learner.threads,
+            build: Box::new(move || {
+                let mut learner = PpoLearner::new(
+                    policy(&device)?,
+                    rm(&device)?,
+                    &s.optimizer,
+                    &s.algo,
+                    s.sampling.clone(),
+                );
+                arm(&mut learner);
+                Ok(PpoEngine {
+                    learner,
+                    minibatch_rng: Rng::new(seed ^ LEARNER_STREAM),
+                    lr: s.optimizer.lr,
+                })
+            }),
+        },
+    )
+    .await?;
+    Ok(Actors {
+        generator,
+        reference,
+        reward,
+        learner,
+        pad_id: tokens.pad,
+    })
+}
+
+async fn spawn_actor<A: Actor>(actor: A, args: A::Arguments) -> anyhow::Result<ActorRef<A::Msg>> {
+    let (actor, _) = Actor::spawn(None, actor, args).await.map_err(spawn_error)?;
+    Ok(actor)
+}

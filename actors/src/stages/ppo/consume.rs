@@ -1,0 +1,214 @@
+//! The consumer: feed each scored batch to the learner, sync the generator's weights, log
+//! the step, checkpoint, and let the producer go on. [`Consumer::run`] reads as the loop.
+
+use super::actors::Actors;
+use super::checkpoint::{self, PpoCursor};
+use super::metrics::{self, StepTimes};
+use super::produce::Produced;
+use crate::stages::progress::Progress;
+use crate::stages::resume::last_good;
+use crate::stages::run_dir::RunDir;
+use crate::stages::supervised::non_finite;
+use crate::system::learner::PpoMsg;
+use crate::system::rpc::ask;
+use crate::system::telemetry;
+use rlhf::checkpoint::Checkpoints;
+use rlhf::config::{OnNan, PpoStage};
+use rlhf::data::{sample_batch, SftSequence};
+use rlhf::metric_names::{SKIPPED_STEPS, STAGE_PROGRESS, TRAINED_TOKENS};
+use rlhf::ppo::learner::PpoStats;
+use rlhf::rng::Rng;
+use serde_json::{json, Value};
+use std::time::Instant;
+use tokio::sync::{mpsc, watch};
+use tracing::info;
+
+/// The pretraining batches' random stream, derived from the run's seed.
+const PTX_STREAM: u64 = 0x9e3;
+
+/// A non-finite update stopped the run (`on_nan = "stop"`): the message says where to
+/// resume from.
+#[derive(Debug)]
+pub struct NonFiniteStop(String);
+
+impl std::fmt::Display for NonFiniteStop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for NonFiniteStop {}
+
+/// What became of one update.
+enum Update {
+    Trained(PpoStats),
+    /// A non-finite update the learner rolled back (`on_nan = "skip"`).
+    Skipped(anyhow::Error),
+}
+
+/// The consumer side of one run.
+pub struct Consumer<'a> {
+    /// The run's name: the `stage` label of its metrics.
+    pub name: &'a str,
+    pub stage: &'a PpoStage,
+    pub pad_id: i64,
+    pub ptx: Option<&'a [SftSequence]>,
+    pub seed: u64,
+    pub from: Option<PpoCursor>,
+    pub states: Checkpoints,
+}
+
+impl Consumer<'_> {
+    /// Runs until the configured steps are done, a shutdown signal arrives (the current step
+    /// finishes first), or an actor fails (an error naming it). Returns the steps done.
+    pub async fn run(
+        &self,
+        actors: &Actors,
+        inbox: &mut mpsc::Receiver<Produced>,
+        synced: &watch::Sender<u64>,
+        dir: &mut RunDir,
+        stop: watch::Receiver<bool>,
+    ) -> anyhow::Result<u64> {
+        let stage = self.stage;
+        let mut ptx_rng = Rng::new(self.from.map_or(self.seed ^ PTX_STREAM, |c| c.ptx_rng));
+        let mut progress = Progress::new("ppo", stage.steps);
+        let started = Instant::now();
+        let mut done = self.from.map_or(0, |c| c.step);
+        progress.skip(done);
+        // Present from the start, so dashboards show 0 rather than nothing.
+        telemetry::add(&SKIPPED_STEPS, self.name, 0);
+        for step in done + 1..=stage.steps {
+            if *stop.borrow() {
+                info!(
+                    step = done,
+                    "ppo: shutdown requested; stopping after the finished step"
+                );
+                break;
+            }
+            // 1. The next scored batch (the producer's error, if it stopped, is the caller's).
+            let wait = Instant::now();
+            let Some(produced) = inbox.recv().await else {
+                break;
+            };
+            let queue_wait = wait.elapsed().as_secs_f64();
+            metrics::queue_depth(self.name, inbox.len());
+            // 2. PPO-ptx's pretraining batch.
+            let (ptx, ptx_tokens) = match self.ptx {
+                Some(seqs) => {
+                    let (batch, real) =
+                        sample_batch(seqs, stage.ptx_batch_size, self.pad_id, &mut ptx_rng);
+                    (Some(batch), real)
+                }
+                None => (None, 0),
+            };
+            // 3. The update.
+            let (episodes, figures, times) =
+                (produced.batch.len(), produced.figures, produced.times);
+            let update = Instant::now();
+            let updated = ask(&actors.learner, "learner", |r| {
+                PpoMsg::Update(produced.batch, ptx, r)
+            })
+            .await;
+            let learner = update.elapsed().as_secs_f64();
+            let mut record = json!({
+                "stage": "ppo", "step": step, "episodes": episodes,
+                "generate_seconds": times.generate, "reference_seconds": times.reference,
+                "reward_seconds": times.reward, "learner_seconds": learner,
+                "queue_wait_seconds": queue_wait,
+            });
+            // 4. A trained update goes to the generator; a skipped one changed nothing.
+            match self.outcome(updated)? {
+                Update::Trained(stats) => {
+                    let weight_sync = actors.sync_generator().await?;
+                    let times = StepTimes {
+                        queue_wait,
+                        learner,
+                        weight_sync,
+                        step: wait.elapsed().as_secs_f64(),
+                    };
+                    metrics::learned(self.name, &stats, figures.monitor_score_mean, &times);
+                    let epochs = stage.algo.ppo_epochs;
+                    let trained = figures.trained_tokens(epochs) + ptx_tokens * epochs as u64;
+                    telemetry::add(&TRAINED_TOKENS, self.name, trained);
+                    record["weight_sync_seconds"] = json!(weight_sync);
+                    merge(&mut record, &stats)?;
+                    if let Some(mean) = figures.monitor_score_mean {
+                        record["monitor_score_mean"] = json!(mean);
+                    }
+                    progress.inc(&format!(
+                        "score {:.3} kl {:.3} staleness {}",
+                        stats.score_mean, stats.kl_per_sequence, stats.staleness
+                    ));
+                }
+                Update::Skipped(e) => {
+                    telemetry::add(&SKIPPED_STEPS, self.name, 1);
+                    tracing::warn!(step, "ppo: skipped: {e:#}");
+                    record["skipped"] = json!(format!("{e:#}"));
+                    progress.inc("skipped a non-finite update");
+                }
+            }
+            // 5. Log the step, checkpoint when due, and let the producer go on.
+            telemetry::set(&STAGE_PROGRESS, self.name, step as f64 / stage.steps as f64);
+            record["elapsed_seconds"] = json!(started.elapsed().as_secs_f64());
+            dir.log(&record)?;
+            done = step;
+            if self.checkpoint(actors, step, &ptx_rng, dir, &stop).await? {
+                break;
+            }
+            let _ = synced.send(step);
+        }
+        progress.finish();
+        Ok(done)
+    }
+
+    /// An update's result as `on_nan` says: a non-finite update is skipped (the learner
+    /// rolled it back) or stops the run naming the last good checkpoint; any other error
+    /// ends the run.
+    fn outcome(&self, updated: anyhow::Result<PpoStats>) -> anyhow::Result<Update> {
+        match (updated, self.stage.algo.on_nan) {
+            (Ok(stats), _) => Ok(Update::Trained(stats)),
+            (Err(e), OnNan::Skip) if non_finite(&e) => Ok(Update::Skipped(e)),
+            (Err(e), OnNan::Stop) if non_finite(&e) => {
+                let last = last_good(&self.states);
+                Err(NonFiniteStop(format!(
+                    "learner: {e:#}; stopping (on_nan = \"stop\"); the last good checkpoint is {last}"
+                ))
+                .into())
+            }
+            (Err(e), _) => Err(e.context("learner")),
+        }
+    }
+
+    /// After `step`: a training-state checkpoint when one is due or a signal asks to stop;
+    /// true when stopping. Call it before the producer hears of the step: the generator is
+    /// idle then, the one moment a checkpoint captures everything (with max_staleness 0).
+    async fn checkpoint(
+        &self,
+        actors: &Actors,
+        step: u64,
+        ptx_rng: &Rng,
+        dir: &RunDir,
+        stop: &watch::Receiver<bool>,
+    ) -> anyhow::Result<bool> {
+        let stopping = *stop.borrow();
+        let every = self.stage.checkpoint_every;
+        if stopping || (every > 0 && step.is_multiple_of(every) && step < self.stage.steps) {
+            let saved = checkpoint::save(actors, &self.states, step, ptx_rng.state(), dir).await?;
+            if stopping {
+                info!(step, checkpoint = %saved.display(), "ppo: stopping on a signal after a checkpoint; continue with --resume");
+            }
+        }
+        Ok(stopping)
+    }
+}
+
+/// The update's figures into the step's record.
+fn merge(record: &mut Value, stats: &PpoStats) -> anyhow::Result<()> {
+    for (k, v) in serde_json::to_value(stats)?
+        .as_object()
+        .expect("stats object")
+    {
+        record[k] = v.clone();
+    }
+    Ok(())
+}

@@ -1,0 +1,115 @@
+//! Stage 3, `rlhf ppo`: PPO (and PPO-ptx) as an actor system.
+//!
+//! ```text
+//! prompts -> Generator -> ReferencePolicy -> RewardModel -> bounded channel -> Learner
+//! Learner --(weights, version)--> Generator            (after every update)
+//! ```
+//! A producer task drives generation, reference log-probs and scoring; the consumer feeds
+//! the learner and syncs weights back. Before generating batch k the producer waits until
+//! the generator holds version k - max_staleness, so `max_staleness = 0` is synchronous PPO
+//! and 1 lets batch k+1 be generated while batch k trains. No batch is ever more than
+//! `max_staleness` versions old; each step records its staleness.
+//!
+//! The files, in the order a step runs through them: [`actors`] (the four actors and where
+//! their models come from), [`prompts`] (what is sampled), [`produce`] (generate, score,
+//! queue), [`consume`] (update, sync, log, checkpoint), [`run`] (both sides of one run),
+//! [`checkpoint`] (exact resume at a step boundary) and [`metrics`] (what a step exports).
+
+mod actors;
+mod checkpoint;
+mod consume;
+mod metrics;
+mod produce;
+mod prompts;
+mod run;
+#[cfg(test)]
+mod tests;
+
+pub use actors::{spawn, ModelSource, Tokens};
+pub use run::{pipeline, Run};
+
+use crate::stages::run_dir::RunDir;
+use crate::stages::supervised::save;
+use consume::NonFiniteStop;
+use rlhf::checkpoint::Checkpoints;
+use rlhf::config::{PpoStage, RunConfig};
+use rlhf::tokenizer::Tokenizer;
+use std::path::Path;
+use tracing::info;
+
+pub async fn run(config_path: &Path, resume: bool) -> anyhow::Result<()> {
+    let config = RunConfig::load(config_path)?;
+    let stage = RunConfig::section(&config.ppo, "ppo", config_path)?.clone();
+    let source = ModelSource::from_folders(&stage);
+    run_variant(&config, &stage, "ppo", &source, resume).await
+}
+
+/// One PPO run of `stage` with the models of `source`, into `<run_dir>/<name>/`,
+/// continuing from its newest valid training-state checkpoint when `resume`; the policy's
+/// last weights go to `checkpoints/last` even when the run fails.
+pub async fn run_variant(
+    config: &RunConfig,
+    stage: &PpoStage,
+    name: &str,
+    source: &ModelSource,
+    resume: bool,
+) -> anyhow::Result<()> {
+    let stage = stage.clone();
+    let mut dir = RunDir::create(&config.run_dir.join(name), config)?;
+    let tokenizer = Tokenizer::from_dir(&stage.policy)?;
+    let (prompts, raw) = prompts::tokenize_prompts(&stage, &tokenizer, &mut dir)?;
+    let ptx = match (&stage.pretrain, stage.algo.ptx_coef > 0.0) {
+        (Some(path), true) => Some(prompts::pretrain_sequences(
+            path,
+            &tokenizer,
+            stage.ptx_seq_len,
+        )?),
+        _ => None,
+    };
+    let tokens = Tokens {
+        eos: Some(tokenizer.eos_id()),
+        pad: tokenizer.pad_id(),
+        decoder: crate::system::reward::Decoder::new(
+            tokenizer.clone(),
+            prompts.iter().cloned().zip(raw),
+        ),
+    };
+    let actors = spawn(&stage, tokens, config.seed, source).await?;
+    let from = match resume {
+        true => {
+            let states = Checkpoints::new(dir.path("state"), stage.keep_checkpoints);
+            checkpoint::restore(&actors, &states, &mut dir).await?
+        }
+        false => None,
+    };
+    info!(
+        run = name,
+        prompts = prompts.len(),
+        steps = stage.steps,
+        max_staleness = stage.max_staleness,
+        "ppo: training"
+    );
+    let run = Run {
+        name,
+        stage: &stage,
+        seed: config.seed,
+        from,
+    };
+    let outcome = pipeline(&run, &actors, prompts, ptx.as_deref(), &mut dir).await;
+    let last = dir.path("checkpoints/last");
+    if outcome.as_ref().is_err_and(|e| e.is::<NonFiniteStop>()) {
+        // The learner may hold part of the failed update (on_nan = "stop" keeps no copy to
+        // roll back to): the training-state checkpoint the error names is the last good one.
+        info!(
+            run = name,
+            "ppo: not saving the policy of a stopped non-finite update"
+        );
+    } else {
+        match save(&actors.learner, &tokenizer, &last).await {
+            Ok(()) => info!(run = name, dir = %last.display(), "ppo: saved the policy"),
+            Err(e) => tracing::error!("ppo: could not save a checkpoint: {e:#}"),
+        }
+    }
+    actors.stop();
+    outcome.map(|_| ())
+}

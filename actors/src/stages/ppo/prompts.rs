@@ -1,0 +1,109 @@
+//! What PPO samples from: the prompts (templated, tokenized, over-long ones skipped) in a
+//! fresh shuffled order each pass, and the pretraining text PPO-ptx mixes in.
+
+use crate::stages::pretrain::text_sequences;
+use crate::stages::run_dir::RunDir;
+use rlhf::config::PpoStage;
+use rlhf::data::{read_pretrain, read_prompts, SftSequence};
+use rlhf::rng::Rng;
+use rlhf::template::ChatTemplate;
+use rlhf::tokenizer::Tokenizer;
+use serde_json::json;
+use std::path::Path;
+use tracing::info;
+
+/// The prompt order's random stream, derived from the run's seed.
+const PROMPT_STREAM: u64 = 0x51a;
+
+/// Prompts in a fresh shuffled order each pass over the set.
+pub struct PromptCycle {
+    rng: Rng,
+    order: Vec<usize>,
+}
+
+impl PromptCycle {
+    pub fn new(seed: u64) -> PromptCycle {
+        PromptCycle {
+            rng: Rng::new(seed ^ PROMPT_STREAM),
+            order: Vec::new(),
+        }
+    }
+
+    /// The next `size` prompts of the cycle, each repeated `samples` times in a row (the
+    /// learner's leave-one-out groups): `size * samples` rows.
+    pub fn next(&mut self, prompts: &[Vec<i64>], size: usize, samples: usize) -> Vec<Vec<i64>> {
+        let mut rows = Vec::with_capacity(size * samples);
+        for _ in 0..size {
+            if self.order.is_empty() {
+                self.order = (0..prompts.len()).collect();
+                self.rng.shuffle(&mut self.order);
+            }
+            let prompt = &prompts[self.order.pop().expect("refilled")];
+            rows.extend(std::iter::repeat_n(prompt, samples).cloned());
+        }
+        rows
+    }
+}
+
+/// Prompt token ids (templated) and raw texts; prompts over `max_prompt_len` tokens are
+/// skipped and counted.
+pub fn tokenize_prompts(
+    stage: &PpoStage,
+    tokenizer: &Tokenizer,
+    dir: &mut RunDir,
+) -> anyhow::Result<(Vec<Vec<i64>>, Vec<String>)> {
+    let prompts = read_prompts(&stage.prompts, &ChatTemplate::default())?;
+    let (mut kept, mut raw) = (Vec::with_capacity(prompts.len()), Vec::new());
+    for p in prompts.iter() {
+        let ids = tokenizer.encode(&p.text)?;
+        if ids.len() <= stage.max_prompt_len {
+            kept.push(ids);
+            raw.push(p.raw.clone());
+        }
+    }
+    let skipped = prompts.len() - kept.len();
+    if skipped > 0 {
+        info!(
+            skipped,
+            max_prompt_len = stage.max_prompt_len,
+            "skipped over-long prompts"
+        );
+    }
+    dir.log(&json!({"stage": "ppo", "prompts": kept.len(), "skipped_too_long": skipped}))?;
+    anyhow::ensure!(
+        !kept.is_empty(),
+        "{}: no prompt fits ppo.max_prompt_len",
+        stage.prompts.display()
+    );
+    Ok((kept, raw))
+}
+
+/// Pretraining documents as token chunks of at most `len` tokens.
+pub fn pretrain_sequences(
+    path: &Path,
+    tokenizer: &Tokenizer,
+    len: usize,
+) -> anyhow::Result<Vec<SftSequence>> {
+    let seqs = text_sequences(&read_pretrain(path)?, tokenizer, len)?;
+    anyhow::ensure!(!seqs.is_empty(), "{}: no pretraining text", path.display());
+    Ok(seqs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cycle_repeats_each_prompt_for_its_samples_and_covers_the_set_once_per_pass() {
+        let prompts: Vec<Vec<i64>> = (0..5).map(|i| vec![i]).collect();
+        let mut cycle = PromptCycle::new(3);
+        let rows = cycle.next(&prompts, 5, 3);
+        assert_eq!(rows.len(), 15);
+        for group in rows.chunks(3) {
+            assert!(group.iter().all(|r| r == &group[0]), "{rows:?}");
+        }
+        let mut firsts: Vec<i64> = rows.chunks(3).map(|g| g[0][0]).collect();
+        firsts.sort_unstable();
+        assert_eq!(firsts, vec![0, 1, 2, 3, 4]);
+    }
+}

@@ -1,0 +1,73 @@
+//! One PPO run on started actors: the producer and the consumer side by side, over a
+//! queue as deep as the staleness bound allows.
+
+use super::actors::Actors;
+use super::checkpoint::PpoCursor;
+use super::consume::Consumer;
+use super::produce::{Produced, Producer};
+use crate::stages::run_dir::RunDir;
+use anyhow::anyhow;
+use rlhf::checkpoint::Checkpoints;
+use rlhf::config::PpoStage;
+use rlhf::data::SftSequence;
+use tokio::sync::{mpsc, watch};
+
+/// One PPO run: its name (the `stage` label of its metrics), settings, seed, and the
+/// checkpoint it continues from.
+pub struct Run<'a> {
+    pub name: &'a str,
+    pub stage: &'a PpoStage,
+    pub seed: u64,
+    pub from: Option<PpoCursor>,
+}
+
+/// Run the producer and the consumer until the steps are done, a signal arrives, or an
+/// actor fails. Returns the steps completed (counting those before a resume).
+pub async fn pipeline(
+    run: &Run<'_>,
+    actors: &Actors,
+    prompts: Vec<Vec<i64>>,
+    ptx: Option<&[SftSequence]>,
+    dir: &mut RunDir,
+) -> anyhow::Result<u64> {
+    let Run {
+        name,
+        stage,
+        seed,
+        from,
+    } = *run;
+    let start = from.map_or(0, |c| c.step);
+    let (queue, mut inbox) = mpsc::channel::<Produced>(stage.max_staleness.max(1) as usize);
+    // Steps done whose weights the generator holds (a skipped step leaves the weights as
+    // they were, so they count as synced): `start` when the producer begins.
+    let (synced, synced_rx) = watch::channel(start);
+    let producer = Producer::new(name, actors, prompts, stage, seed);
+    let producer = tokio::spawn(producer.run(start, queue, synced_rx));
+    let consumer = Consumer {
+        name,
+        stage,
+        pad_id: actors.pad_id,
+        ptx,
+        seed,
+        from,
+        states: Checkpoints::new(dir.path("state"), stage.keep_checkpoints),
+    };
+    let consumed = consumer
+        .run(
+            actors,
+            &mut inbox,
+            &synced,
+            dir,
+            crate::system::shutdown::listen(),
+        )
+        .await;
+    // The producer either finished, or waits on a queue or a version nobody will send.
+    producer.abort();
+    let produced = match producer.await {
+        Ok(result) => result,
+        Err(e) if e.is_cancelled() => Ok(()),
+        Err(e) => Err(anyhow!("the rollout producer panicked: {e}")),
+    };
+    // A producer failure shows on the consumer's side only as a closed queue: report it.
+    produced.and(consumed)
+}

@@ -1,0 +1,379 @@
+//! The PPO actor system end to end on tiny random models.
+
+use super::actors::{spawn_with, LEARNER_STREAM};
+use super::prompts::PromptCycle;
+use super::*;
+use crate::system::generator::Sampler;
+use crate::system::learner::{ask_common, Common};
+use crate::system::reward::{Decoder, LoadModel};
+use crate::system::scorers::{reference_apply, reward_apply, Reference};
+use rlhf::config::{Actors as Placements, OnNan, Placement, RewardConfig};
+use rlhf::data::SftSequence;
+use rlhf::device::{parse_device, DType};
+use rlhf::generate::GenerateOptions;
+use rlhf::model::{Architecture, Head, Model, ModelConfig, ModelShape};
+use rlhf::optim::OptimizerConfig;
+use rlhf::ppo::learner::PpoLearner;
+use rlhf::ppo::PpoConfig;
+use rlhf::rng::Rng;
+use rlhf::sampling::Sampling;
+use std::sync::Arc;
+
+fn source() -> ModelSource {
+    let build = |head: Head| -> LoadModel {
+        Arc::new(move |device: &str| {
+            let shape = ModelShape {
+                arch: Architecture::Gpt2,
+                vocab_size: 64,
+                hidden_size: 32,
+                num_layers: 2,
+                num_heads: 4,
+                num_kv_heads: 4,
+                max_positions: 64,
+                eos_token_id: 63,
+            };
+            tch::manual_seed(3);
+            Ok(Model::new(
+                ModelConfig::new_json(&shape),
+                head,
+                DType::F32,
+                parse_device(device)?,
+            )?)
+        })
+    };
+    ModelSource::new(
+        build(Head::LanguageModel),
+        build(Head::Scalar),
+        RewardConfig::Model,
+    )
+}
+
+fn stage() -> PpoStage {
+    let place = Placement {
+        device: "cpu".into(),
+        threads: 1,
+    };
+    PpoStage {
+        policy: "mem".into(),
+        reward_model: "mem".into(),
+        prompts: "mem".into(),
+        pretrain: None,
+        steps: 3,
+        rollout_batch_size: 4,
+        max_prompt_len: 8,
+        max_new_tokens: 6,
+        max_staleness: 0,
+        ptx_batch_size: 1,
+        ptx_seq_len: 1,
+        sampling: Sampling::default(),
+        algo: PpoConfig {
+            ppo_epochs: 2,
+            minibatches: 2,
+            ..PpoConfig::default()
+        },
+        optimizer: OptimizerConfig {
+            lr: 1e-2,
+            ..OptimizerConfig::default()
+        },
+        dtype: DType::F32,
+        actors: Placements {
+            generator: place.clone(),
+            reference: place.clone(),
+            reward: place.clone(),
+            learner: place,
+        },
+        reward: RewardConfig::Model,
+        checkpoint_every: 0,
+        keep_checkpoints: 1,
+    }
+}
+
+/// A PPO-ptx run exports every PPO metric under its documented name and labels, and
+/// nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ppo_run_exports_its_metrics_under_the_documented_names() {
+    use crate::system::telemetry::tests::{endpoint, families, scrape};
+    use rlhf::metric_names as m;
+    let addr = endpoint();
+    let mut stage = stage();
+    stage.algo.ptx_coef = 0.5;
+    let tokens = Tokens {
+        eos: Some(63),
+        pad: 0,
+        decoder: Decoder::ids_only(),
+    };
+    let dir = std::env::temp_dir().join(format!("rlhf-ppo-metrics-{}", std::process::id()));
+    let config = RunConfig::for_ppo(dir.clone(), 5, stage.clone());
+    let mut run_dir = RunDir::create(&dir, &config).unwrap();
+    let actors = spawn(&stage, tokens, 5, &source()).await.unwrap();
+    let prompts = vec![vec![5, 6, 7], vec![9, 10]];
+    let ptx = [SftSequence {
+        ids: vec![3, 4, 5, 6, 7],
+        prompt_len: 0,
+    }];
+    let run = "ppo_metrics_test";
+    let spec = Run {
+        name: run,
+        stage: &stage,
+        seed: 5,
+        from: None,
+    };
+    pipeline(&spec, &actors, prompts, Some(&ptx), &mut run_dir)
+        .await
+        .unwrap();
+    actors.stop();
+    let body = tokio::task::spawn_blocking(move || scrape(addr))
+        .await
+        .unwrap();
+    let exported = families(&body).unwrap_or_else(|p| panic!("{p:#?}\n{body}"));
+    let supervised_or_monitor = [m::LOSS.name, m::ACCURACY.name, m::MONITOR_SCORE_MEAN.name];
+    for metric in m::ALL
+        .iter()
+        .filter(|x| !supervised_or_monitor.contains(&x.name))
+    {
+        assert!(
+            exported.iter().any(|e| e.name == metric.name),
+            "{} is not exported",
+            metric.name
+        );
+        let series = match metric.kind {
+            m::Kind::Histogram => format!("{}_count", metric.name),
+            _ => metric.name.to_string(),
+        };
+        let labelled = match metric.labels {
+            ["stage"] => vec![format!("{series}{{stage=\"{run}\"}}")],
+            ["actor"] => ["generator", "reference", "reward", "learner"]
+                .iter()
+                .filter(|a| {
+                    metric.name != m::POLICY_VERSION.name || ["generator", "learner"].contains(a)
+                })
+                .map(|a| format!("{series}{{actor=\"{a}\"}}"))
+                .collect(),
+            _ => vec![format!("{series} ")],
+        };
+        for s in labelled {
+            assert!(body.contains(&s), "no {s} in\n{body}");
+        }
+    }
+    assert!(body.contains(&format!("rlhf_steps_total{{stage=\"{run}\"}} 3")));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// on_nan = "skip": a NaN in the last minibatch step of update 2 (after its first three
+/// were applied) is counted in rlhf_skipped_steps_total and metrics.jsonl, and rolled
+/// back: step 3 trains from the weights the generator holds (no weight sync after the
+/// skip), so their log-probs agree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_skipped_nan_update_is_counted_and_changes_nothing() {
+    use crate::system::telemetry::tests::{endpoint, scrape};
+    let addr = endpoint();
+    let mut stage = stage();
+    stage.algo.on_nan = OnNan::Skip;
+    let tokens = Tokens {
+        eos: Some(63),
+        pad: 0,
+        decoder: Decoder::ids_only(),
+    };
+    let dir = std::env::temp_dir().join(format!("rlhf-ppo-skip-{}", std::process::id()));
+    let config = RunConfig::for_ppo(dir.clone(), 5, stage.clone());
+    let mut run_dir = RunDir::create(&dir, &config).unwrap();
+    let actors = spawn_with(&stage, tokens, 5, &source(), |l| l.poison_update(2))
+        .await
+        .unwrap();
+    let prompts = vec![vec![5, 6, 7], vec![9, 10], vec![11], vec![12, 13, 14, 15]];
+    let run = "ppo_skip_test";
+    let spec = Run {
+        name: run,
+        stage: &stage,
+        seed: 5,
+        from: None,
+    };
+    let done = pipeline(&spec, &actors, prompts, None, &mut run_dir).await;
+    let (version, _) = ask_common(&actors.learner, Common::Weights).await.unwrap();
+    actors.stop();
+    assert_eq!(done.unwrap(), 3);
+    assert_eq!(version, 2, "two updates applied");
+    let records: Vec<serde_json::Value> = std::fs::read_to_string(run_dir.path("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let skipped: Vec<&serde_json::Value> = records
+        .iter()
+        .filter(|r| r.get("skipped").is_some())
+        .collect();
+    assert_eq!(skipped.len(), 1, "{records:?}");
+    assert_eq!(skipped[0]["step"], 2);
+    let what = skipped[0]["skipped"].as_str().unwrap();
+    assert!(
+        what.contains("non-finite PPO loss (policy NaN")
+            && what.contains("in minibatch step 4 of 4 at step 2"),
+        "{what}"
+    );
+    let steps: Vec<&serde_json::Value> = records
+        .iter()
+        .filter(|r| r.get("policy_version").is_some())
+        .collect();
+    assert_eq!(steps.len(), 2);
+    let third = steps[1];
+    assert_eq!(
+        (third["step"].as_u64(), third["batch_version"].as_u64()),
+        (Some(3), Some(1))
+    );
+    assert_eq!(third["staleness"], 0);
+    let gap = third["logprob_gap"].as_f64().unwrap();
+    assert!(
+        gap < 1e-5,
+        "the skipped update moved the learner: logprob gap {gap}"
+    );
+    let body = tokio::task::spawn_blocking(move || scrape(addr))
+        .await
+        .unwrap();
+    for series in [
+        format!("rlhf_skipped_steps_total{{stage=\"{run}\"}} 1"),
+        format!("rlhf_steps_total{{stage=\"{run}\"}} 2"),
+    ] {
+        assert!(body.contains(&series), "no {series} in\n{body}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The invariant that makes the actor system trustworthy: with max_staleness 0 it is
+/// exactly PPO, the same rollouts and updates as a plain loop over the same functions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn synchronous_actor_system_equals_a_plain_loop() {
+    let (stage, seed, tokens) = (
+        stage(),
+        5,
+        Tokens {
+            eos: Some(63),
+            pad: 0,
+            decoder: Decoder::ids_only(),
+        },
+    );
+    let prompts: Vec<Vec<i64>> = vec![
+        vec![5, 6, 7],
+        vec![9],
+        vec![10, 11, 12, 13, 14],
+        vec![20, 21],
+        vec![30, 31, 32, 33],
+        vec![40],
+    ];
+    let dir = std::env::temp_dir().join(format!("rlhf-ppo-invariant-{}", std::process::id()));
+    let config = RunConfig::for_ppo(dir.clone(), seed, stage.clone());
+    let mut run_dir = RunDir::create(&dir, &config).unwrap();
+    let source = source();
+    let actors = spawn(&stage, tokens, seed, &source).await.unwrap();
+    assert_eq!(
+        pipeline(
+            &Run {
+                name: "ppo",
+                stage: &stage,
+                seed,
+                from: None
+            },
+            &actors,
+            prompts.clone(),
+            None,
+            &mut run_dir
+        )
+        .await
+        .unwrap(),
+        3
+    );
+    let (version, weights) = ask_common(&actors.learner, Common::Weights).await.unwrap();
+    actors.stop();
+
+    // The same libtorch thread count as the actors, so reductions run in the same order.
+    tch::set_num_threads(1);
+    let options = GenerateOptions {
+        sampling: stage.sampling.clone(),
+        max_new_tokens: 6,
+        eos_token_id: Some(63),
+        pad_token_id: 0,
+    };
+    let mut sampler = Sampler::new((source.policy)("cpu").unwrap(), options, seed);
+    let mut reference = Reference {
+        model: (source.policy)("cpu").unwrap(),
+        sampling: stage.sampling.clone(),
+    };
+    let mut reward = (source.scorers)("cpu").unwrap();
+    let (policy, value) = (
+        (source.policy)("cpu").unwrap(),
+        (source.reward)("cpu").unwrap(),
+    );
+    let mut learner = PpoLearner::new(
+        policy,
+        value,
+        &stage.optimizer,
+        &stage.algo,
+        stage.sampling.clone(),
+    );
+    let (mut rng, mut cycle) = (Rng::new(seed ^ LEARNER_STREAM), PromptCycle::new(seed));
+    let mut plain_stats = Vec::new();
+    for _ in 0..3 {
+        let batch = sampler.rollout(&cycle.next(&prompts, 4, 1), 0).unwrap();
+        let batch =
+            reward_apply(&mut reward, reference_apply(&mut reference, batch).unwrap()).unwrap();
+        plain_stats.push(
+            learner
+                .update(&batch, None, &mut rng, stage.optimizer.lr)
+                .unwrap(),
+        );
+        sampler
+            .set_weights(learner.version(), &learner.policy_weights())
+            .unwrap();
+    }
+    assert_eq!(version, learner.version());
+    // The same rollouts: every step's scores are bit-identical, and the update's figures
+    // agree to float precision.
+    let metrics = std::fs::read_to_string(run_dir.path("metrics.jsonl")).unwrap();
+    let actor_stats: Vec<serde_json::Value> = metrics
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|r| r.get("policy_version").is_some())
+        .collect();
+    assert_eq!(actor_stats.len(), plain_stats.len());
+    for (a, p) in actor_stats.iter().zip(&plain_stats) {
+        assert_eq!(
+            a["score_mean"].as_f64().unwrap(),
+            p.score_mean,
+            "rollout scores differ: {a}"
+        );
+        assert_eq!(
+            a["response_length_mean"].as_f64().unwrap(),
+            p.response_length_mean
+        );
+        for (key, value) in [
+            ("policy_loss", p.policy_loss),
+            ("value_loss", p.value_loss),
+            ("grad_norm_policy", p.grad_norm_policy),
+        ] {
+            let diff = (a[key].as_f64().unwrap() - value).abs();
+            assert!(diff < 1e-5, "{key}: {} vs {value}", a[key]);
+        }
+    }
+    // The same updated weights. libtorch's CPU kernels are not bitwise reproducible run to
+    // run (about 1e-7 relative), and Adam turns that noise on near-zero gradients into
+    // steps of up to lr, so single entries can differ by ~1e-4 while the mean is ~1e-7.
+    let plain = learner.policy_weights();
+    assert_eq!(weights.len(), plain.len());
+    let initial = (source.policy)("cpu").unwrap().var_store().variables();
+    let (mut diff_sum, mut count, mut worst, mut moved) = (0.0f64, 0i64, 0.0f64, 0.0f64);
+    for ((name, a), (other, b)) in weights.iter().zip(&plain) {
+        assert_eq!(name, other);
+        let diff = (a - b).abs();
+        diff_sum += diff.sum(tch::Kind::Double).double_value(&[]);
+        count += diff.numel() as i64;
+        worst = worst.max(diff.max().double_value(&[]));
+        moved = moved.max((b - &initial[name]).abs().max().double_value(&[]));
+    }
+    let mean = diff_sum / count as f64;
+    assert!(mean < 1e-5, "mean |weight difference| {mean}");
+    assert!(
+        worst < 10.0 * stage.optimizer.lr,
+        "max |weight difference| {worst}"
+    );
+    assert!(moved > 1e-3, "the updates should move the weights");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,204 @@
+//! The generator actor: a policy copy that samples responses with the KV cache, stamps
+//! each rollout with the version of the weights that produced it, and takes new weights
+//! between batches.
+
+use crate::system::rpc::Reply;
+use crate::system::telemetry;
+use crate::system::worker::Worker;
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use rlhf::generate::{generate, left_pad, GenerateOptions};
+use rlhf::metric_names::POLICY_VERSION;
+use rlhf::model::{KvCache, Model};
+use rlhf::ppo::learner::load_weights;
+use rlhf::rng::Rng;
+use rlhf::rollout::RolloutBatch;
+use tch::Tensor;
+use tracing::Instrument;
+
+/// The sampler's random state and next rollout batch id.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SamplerState {
+    pub rng: u64,
+    pub next_id: u64,
+}
+
+/// The generator's engine: synchronous, owned by its thread.
+pub struct Sampler {
+    model: Model,
+    options: GenerateOptions,
+    rng: Rng,
+    version: u64,
+    cache: Option<KvCache>,
+    next_id: u64,
+}
+
+impl Sampler {
+    pub fn new(model: Model, options: GenerateOptions, seed: u64) -> Sampler {
+        Sampler {
+            model,
+            options,
+            rng: Rng::new(seed),
+            version: 0,
+            cache: None,
+            next_id: 0,
+        }
+    }
+
+    /// Sample one response per prompt (token ids) into a rollout batch.
+    pub fn rollout(&mut self, prompts: &[Vec<i64>], pad_id: i64) -> anyhow::Result<RolloutBatch> {
+        let (ids, mask) = left_pad(prompts, pad_id);
+        let (batch, width) = (ids.size()[0], ids.size()[1] + self.options.max_new_tokens);
+        // Keep the cache across batches; reallocate only when a batch does not fit.
+        let kind = self.model.var_store().kind();
+        let cache = match self.cache.take() {
+            Some(c) if c.fits(self.model.config(), batch, width, kind) => c,
+            _ => self.model.new_cache(batch, width),
+        };
+        let cache = self.cache.insert(cache);
+        let out = generate(
+            &self.model,
+            cache,
+            &ids,
+            &mask,
+            &self.options,
+            &mut self.rng,
+        )?;
+        let id = self.next_id;
+        self.next_id += 1;
+        Ok(RolloutBatch::from_generation(
+            id,
+            self.version,
+            ids,
+            mask,
+            out,
+            self.options.eos_token_id,
+        ))
+    }
+
+    /// What a resumed run needs to sample exactly as the interrupted one would have.
+    pub fn snapshot(&self) -> SamplerState {
+        SamplerState {
+            rng: self.rng.state(),
+            next_id: self.next_id,
+        }
+    }
+
+    pub fn restore(&mut self, state: &SamplerState) {
+        self.rng = Rng::new(state.rng);
+        self.next_id = state.next_id;
+    }
+
+    pub fn set_weights(
+        &mut self,
+        version: u64,
+        weights: &[(String, Tensor)],
+    ) -> anyhow::Result<()> {
+        load_weights(&mut self.model, weights)?;
+        self.version = version;
+        Ok(())
+    }
+}
+
+pub enum GeneratorMsg {
+    /// Sample responses for these tokenized prompts.
+    Generate(Vec<Vec<i64>>, Reply<RolloutBatch>),
+    /// Load new policy weights (applied between batches).
+    SetWeights(u64, Vec<(String, Tensor)>, Reply<()>),
+    /// The sampler's state, for a checkpoint.
+    Snapshot(Reply<SamplerState>),
+    /// Continue from a checkpointed sampler state.
+    Restore(SamplerState, Reply<()>),
+}
+
+// Local only: with ractor's cluster feature on, messages say whether they cross nodes.
+impl ractor::Message for GeneratorMsg {}
+
+pub struct Generator;
+
+pub struct GeneratorState {
+    worker: Worker<Sampler>,
+    pad_id: i64,
+    /// The version of the weights the sampler holds.
+    version: u64,
+}
+
+pub struct GeneratorArgs {
+    pub threads: i32,
+    pub pad_id: i64,
+    pub build: Box<dyn FnOnce() -> anyhow::Result<Sampler> + Send>,
+}
+
+impl Actor for Generator {
+    type Msg = GeneratorMsg;
+    type State = GeneratorState;
+    type Arguments = GeneratorArgs;
+
+    async fn pre_start(
+        &self,
+        _: ActorRef<GeneratorMsg>,
+        args: GeneratorArgs,
+    ) -> Result<GeneratorState, ActorProcessingErr> {
+        let worker = Worker::spawn("generator", args.threads, args.build).await?;
+        telemetry::set(&POLICY_VERSION, "generator", 0.0);
+        Ok(GeneratorState {
+            worker,
+            pad_id: args.pad_id,
+            version: 0,
+        })
+    }
+
+    async fn handle(
+        &self,
+        _: ActorRef<GeneratorMsg>,
+        msg: GeneratorMsg,
+        state: &mut GeneratorState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            GeneratorMsg::Generate(prompts, reply) => {
+                let span = tracing::debug_span!(
+                    "generator",
+                    actor = "generator",
+                    message = "generate",
+                    policy_version = state.version,
+                    batch = tracing::field::Empty,
+                );
+                let (pad, rows) = (state.pad_id, prompts.len() as i64);
+                let result = state
+                    .worker
+                    .call(move |s| s.rollout(&prompts, pad))
+                    .instrument(span.clone())
+                    .await;
+                if let Ok(batch) = &result {
+                    span.record("batch", batch.id);
+                    telemetry::processed("generator", rows);
+                }
+                let _ = reply.send(result);
+            }
+            GeneratorMsg::Snapshot(reply) => {
+                let _ = reply.send(state.worker.run(|s| s.snapshot()).await);
+            }
+            GeneratorMsg::Restore(saved, reply) => {
+                let _ = reply.send(state.worker.run(move |s| s.restore(&saved)).await);
+            }
+            GeneratorMsg::SetWeights(version, weights, reply) => {
+                let span = tracing::debug_span!(
+                    "generator",
+                    actor = "generator",
+                    message = "set_weights",
+                    policy_version = version,
+                );
+                let result = state
+                    .worker
+                    .call(move |s| s.set_weights(version, &weights))
+                    .instrument(span)
+                    .await;
+                if result.is_ok() {
+                    state.version = version;
+                    telemetry::set(&POLICY_VERSION, "generator", version as f64);
+                }
+                let _ = reply.send(result);
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,88 @@
+//! A node: this process joins a trainer's ractor_cluster and serves one of its actors
+//! there (`rlhf node`, in [`crate::cli`]). The reward role is the one built
+//! (`[ppo.reward] kind = "remote"` on the trainer).
+//!
+//! Plug-ins serve their own [`Reward`] the same way, with [`serve_reward`]:
+//!
+//! ```no_run
+//! use rlhf_actors::node::{serve_reward, NodeOptions};
+//! use rlhf_actors::reward::{Reward, ScoreRequest};
+//!
+//! struct Shouting;
+//! impl Reward for Shouting {
+//!     fn score(&mut self, r: &ScoreRequest) -> anyhow::Result<Vec<f32>> {
+//!         Ok(r.responses.iter().map(|t| t.matches('!').count() as f32).collect())
+//!     }
+//! }
+//!
+//! fn main() -> anyhow::Result<()> {
+//!     serve_reward(
+//!         Box::new(Shouting),
+//!         NodeOptions {
+//!             connect: "127.0.0.1:4697".into(),
+//!             secret: NodeOptions::secret_from_env_or_file("RLHF_CLUSTER_SECRET", None)?,
+//!             name: "shouting".into(),
+//!         },
+//!     )
+//! }
+//! ```
+
+use crate::system::reward::remote::read_secret;
+use crate::system::reward::remote::serve::{serve, Session};
+use crate::system::reward::Reward;
+use anyhow::bail;
+use std::path::Path;
+use std::time::Duration;
+
+/// Where a node connects, as whom, with which secret.
+#[derive(Clone, Debug)]
+pub struct NodeOptions {
+    /// The trainer's cluster address, `HOST:PORT` (its `[ppo.reward] listen`).
+    pub connect: String,
+    /// The cluster's shared secret (see [`NodeOptions::secret_from_env_or_file`]).
+    pub secret: String,
+    /// This node's name in the trainer's logs and errors; unique per cluster, no `@`.
+    pub name: String,
+}
+
+impl NodeOptions {
+    /// The secret as the trainer reads it: the trimmed contents of `file` when given, else
+    /// the environment variable `env` (the trainer's default is `RLHF_CLUSTER_SECRET`).
+    pub fn secret_from_env_or_file(env: &str, file: Option<&Path>) -> anyhow::Result<String> {
+        read_secret(file, env)
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        if self.name.is_empty() || self.name.contains('@') {
+            bail!("node name {:?}: not empty and without `@`", self.name);
+        }
+        if self.connect.is_empty() {
+            bail!("no trainer address to connect to (HOST:PORT)");
+        }
+        Ok(())
+    }
+}
+
+/// Serve `reward` as a remote reward node: join the trainer's cluster at `options.connect`,
+/// answer its score requests (on a dedicated thread) until the trainer goes away or the
+/// process gets Ctrl-C / SIGTERM, then return `Ok`. Errors: the trainer is unreachable for
+/// 60 s, refuses the secret, or the handshake does not finish in 30 s. Blocking; it runs its
+/// own async runtime, so call it from `main`, not from async code.
+pub fn serve_reward(reward: Box<dyn Reward>, options: NodeOptions) -> anyhow::Result<()> {
+    options.check()?;
+    // Intra-op threads for the reward's tensor work, as set on the calling thread.
+    let threads = tch::get_num_threads();
+    let runtime = crate::system::runtime()?;
+    let result = runtime.block_on(serve(
+        reward,
+        Session {
+            connect: &options.connect,
+            secret: &options.secret,
+            name: &options.name,
+            threads,
+        },
+    ));
+    // Cluster tasks may still wait on sockets; they hold nothing worth waiting for.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    result
+}
