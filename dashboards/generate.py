@@ -176,8 +176,10 @@ ts("Gradient norm", "Global gradient norm before clipping; PPO: the policy's (rl
    "none", [(gauge("rlhf_grad_norm"), "{{stage}}")])
 ts("Learning rate", "Learning rate of the last optimizer step (rlhf_learning_rate).",
    "sci", [(gauge("rlhf_learning_rate"), "{{stage}}")])
-ts("Generator/learner log-prob gap", "Mean |log mu - log pi_old| per token between the generator's and the learner's log-probs of the same tokens; 0 when in sync (rlhf_logprob_gap_nats).",
+ts("Generator/learner log-prob gap", "Mean |log mu - log pi_old| per token between the generator's and the learner's log-probs of the same weights, on fresh batches only; ~0 when in sync (rlhf_logprob_gap_nats).",
    "suffix: nats", [(gauge("rlhf_logprob_gap_nats"), "{{stage}}")])
+ts("Policy drift", "Mean |log mu - log pi_old| per token on stale batches: how far the learner moved since the generator's weights (rlhf_policy_drift_nats).",
+   "suffix: nats", [(gauge("rlhf_policy_drift_nats"), "{{stage}}")])
 
 # Phases.
 row("Phases")

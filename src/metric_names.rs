@@ -83,7 +83,8 @@ pub const GENERATED_TOKENS: Metric = counter(
 pub const TRAINED_TOKENS: Metric = counter(
     "rlhf_trained_tokens_total",
     STAGE,
-    "Non-padding tokens the learner ran forward and backward, once per pass (PPO epochs count each).",
+    "Tokens the learner trained on, once per pass: non-padding tokens (each PPO epoch counts), \
+     and PPO-ptx's loss tokens of every optimizer step's pretraining batch.",
 );
 pub const SAMPLES: Metric = counter(
     "rlhf_samples_total",
@@ -167,7 +168,15 @@ pub const STALENESS: Metric = gauge(
 pub const LOGPROB_GAP: Metric = gauge(
     "rlhf_logprob_gap_nats",
     STAGE,
-    "Mean |log mu - log pi_old| per token between the generator's and the learner's log-probs.",
+    "Mean |log mu - log pi_old| per token between the generator's and the learner's \
+     log-probs of the same weights, on fresh batches only (~0 unless they disagree); \
+     unchanged by stale batches, absent until a fresh one.",
+);
+pub const POLICY_DRIFT: Metric = gauge(
+    "rlhf_policy_drift_nats",
+    STAGE,
+    "Mean |log mu - log pi_old| per token on stale batches: how far the learner moved since \
+     the generator's weights; unchanged by fresh batches, absent until a stale one.",
 );
 
 // Learning.
@@ -291,6 +300,7 @@ pub const ALL: &[Metric] = &[
     POLICY_VERSION,
     STALENESS,
     LOGPROB_GAP,
+    POLICY_DRIFT,
     REWARD_SCORE,
     REWARD_MEAN,
     SHAPED_REWARD_MEAN,

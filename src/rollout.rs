@@ -37,7 +37,8 @@ pub struct RolloutBatch {
     /// [B, N] f32, 1 for real response tokens (EOS included).
     pub response_mask: Tensor,
     /// [B, N] f32, log-probs of the response tokens under the generator's (behaviour)
-    /// policy, as [`Sampling::log_probs`] defines them; 0 outside the mask.
+    /// policy, in the distribution the sampler drew from (see [`Sampling::sample`]; for
+    /// PPO's untruncated sampling, [`Sampling::log_probs`]); 0 outside the mask.
     pub behaviour_logprobs: Tensor,
     /// `[B]` bool, the response ended with EOS (false: cut at `max_new_tokens`).
     pub ended_with_eos: Tensor,
@@ -230,7 +231,8 @@ fn response_hidden(model: &Model, batch: &RolloutBatch, train: bool) -> Tensor {
 
 /// The next-token logits at the positions where the response tokens are chosen,
 /// [B, N, V] in the model's dtype; keeps the graph when grad mode is on (`train` enables
-/// dropout). [`Sampling::log_probs`] of these are what the generator sampled from.
+/// dropout). [`Sampling::log_probs`] of these are what PPO's (untruncated) generator
+/// sampled from.
 pub fn response_logits(model: &Model, batch: &RolloutBatch, train: bool) -> Tensor {
     model.logits(&response_hidden(model, batch, train))
 }
@@ -337,11 +339,10 @@ mod tests {
 
     fn options(eos: Option<i64>) -> GenerateOptions {
         GenerateOptions {
+            // PPO's sampling: tempered, untruncated (what its config admits).
             sampling: Sampling {
                 temperature: 0.8,
-                top_k: 30,
-                top_p: 0.95,
-                greedy: false,
+                ..Sampling::default()
             },
             max_new_tokens: 9,
             eos_token_id: eos,
@@ -441,6 +442,31 @@ mod tests {
         };
         let other = response_logprobs(&model, &batch, &hot, false);
         assert!((other - &got).abs().max().double_value(&[]) > 1e-3);
+        // A truncating sampler records the log-probs of the truncated distribution, which
+        // the learner's do not match: why PPO refuses top-k and top-p.
+        let truncated = GenerateOptions {
+            sampling: Sampling {
+                top_k: 5,
+                ..sampling
+            },
+            ..options(None)
+        };
+        let (ids, mask) = left_pad(&prompts(), 0);
+        let mut cache = model.new_cache(4, ids.size()[1] + truncated.max_new_tokens);
+        let generation = generate(
+            &model,
+            &mut cache,
+            &ids,
+            &mask,
+            &truncated,
+            &mut Rng::new(11),
+        )
+        .unwrap();
+        let top5 = RolloutBatch::from_generation(3, 7, ids, mask, generation, None);
+        let learner = response_logprobs(&model, &top5, &truncated.sampling, false);
+        let above = (&top5.behaviour_logprobs - learner) * &top5.response_mask;
+        assert!(above.min().double_value(&[]) > -1e-5);
+        assert!(above.max().double_value(&[]) > 1e-2);
     }
 
     #[test]

@@ -46,8 +46,9 @@ impl Sampling {
         Ok(())
     }
 
-    /// Log-probabilities the sampler's tokens are scored under: `log_softmax(logits / T)`
-    /// (T = 1 when greedy), before top-k/top-p truncation, as PPO's ratio expects.
+    /// `log_softmax(logits / T)` (T = 1 when greedy), before any top-k/top-p truncation:
+    /// what the PPO learner and reference score tokens under. It is the distribution that
+    /// sampled only when [`Sampling::check_untruncated`] passes, which PPO's config requires.
     pub fn log_probs(&self, logits: &Tensor) -> Tensor {
         let logits = logits.to_kind(Kind::Float);
         let scaled = if self.greedy || self.temperature == 1.0 {
@@ -58,29 +59,59 @@ impl Sampling {
         scaled.log_softmax(-1, Kind::Float)
     }
 
-    /// Next tokens [B] for logits [B, V]; `uniforms` [B] in (0, 1]. Returns (tokens, logprobs).
+    /// Why these settings do not sample from [`Sampling::log_probs`] (greedy, top-k or
+    /// top-p), naming the key; `None` when they do. PPO's ratios, KL and gradient are of
+    /// `log_probs`, so PPO refuses the others (as TRL forces top_k 0 and top_p 1).
+    pub fn check_untruncated(&self) -> Result<(), String> {
+        if self.greedy {
+            return Err(
+                "greedy must be false: PPO needs the log-probs of a sampling \
+                        distribution, and greedy decoding has none"
+                    .into(),
+            );
+        }
+        if self.top_k != 0 {
+            return Err(format!(
+                "top_k must be 0 for PPO (got {}): the learner and reference score the \
+                 untruncated distribution, so it must be the one that samples",
+                self.top_k
+            ));
+        }
+        if self.top_p != 1.0 {
+            return Err(format!(
+                "top_p must be 1.0 for PPO (got {}): the learner and reference score the \
+                 untruncated distribution, so it must be the one that samples",
+                self.top_p
+            ));
+        }
+        Ok(())
+    }
+
+    /// Next tokens [B] for logits [B, V]; `uniforms` [B] in (0, 1]. Returns (tokens,
+    /// logprobs): each token's log-prob in the distribution it was drawn from, the
+    /// truncated and renormalised one under top-k/top-p, and 0 (probability 1) when greedy.
     pub fn sample(&self, logits: &Tensor, uniforms: &Tensor) -> (Tensor, Tensor) {
         let log_probs = self.log_probs(logits);
-        let tokens = if self.greedy {
-            log_probs.argmax(-1, false)
+        if self.greedy {
+            let tokens = log_probs.argmax(-1, false);
+            let certain = tokens.zeros_like().to_kind(Kind::Float);
+            return (tokens, certain);
+        }
+        let drawn_from = if self.truncates(log_probs.size()[1]) {
+            self.truncate(&log_probs).log_softmax(-1, Kind::Float)
         } else {
-            // Untruncated, the probabilities are exp(log_probs): no second softmax.
-            let probs = if self.truncates(log_probs.size()[1]) {
-                self.truncate(&log_probs).softmax(-1, Kind::Float)
-            } else {
-                log_probs.exp()
-            };
-            let cdf = probs.cumsum(-1, Kind::Float);
-            let vocab = cdf.size()[1];
-            let target = uniforms.unsqueeze(1) * cdf.narrow(1, vocab - 1, 1);
-            // The first token whose cumulative mass reaches the target: a binary search
-            // per row rather than a comparison over the whole vocabulary.
-            target
-                .searchsorted(&cdf, false, false, "left", None::<&Tensor>)
-                .squeeze_dim(1)
-                .clamp_max(vocab - 1)
+            log_probs
         };
-        let chosen = log_probs
+        let cdf = drawn_from.exp().cumsum(-1, Kind::Float);
+        let vocab = cdf.size()[1];
+        let target = uniforms.unsqueeze(1) * cdf.narrow(1, vocab - 1, 1);
+        // The first token whose cumulative mass reaches the target: a binary search per
+        // row rather than a comparison over the whole vocabulary.
+        let tokens = target
+            .searchsorted(&cdf, false, false, "left", None::<&Tensor>)
+            .squeeze_dim(1)
+            .clamp_max(vocab - 1);
+        let chosen = drawn_from
             .gather(1, &tokens.unsqueeze(1), false)
             .squeeze_dim(1);
         (tokens, chosen)
@@ -140,17 +171,141 @@ mod tests {
     }
 
     #[test]
-    fn logprob_is_of_the_tempered_untruncated_distribution() {
-        let s = Sampling {
+    fn logprob_is_of_the_distribution_that_drew() {
+        let logits = Tensor::from_slice(&[2.0f32, 0.0, -1.0]).unsqueeze(0);
+        let lp = |s: &Sampling, u: f64| {
+            let (tok, lp) = s.sample(&logits, &Tensor::from_slice(&[u as f32]));
+            (tok.int64_value(&[0]), lp.double_value(&[0]))
+        };
+        // Top-1 keeps only the argmax: it is certain.
+        let top1 = Sampling {
             temperature: 2.0,
             top_k: 1,
             ..Sampling::default()
         };
-        let logits = Tensor::from_slice(&[2.0f32, 0.0]).unsqueeze(0);
-        let (tok, lp) = s.sample(&logits, &Tensor::from_slice(&[0.99f32]));
-        assert_eq!(tok.int64_value(&[0]), 0, "top-1 keeps only the argmax");
-        let expected = (1f64.exp() / (1f64.exp() + 1.0)).ln();
-        assert!((lp.double_value(&[0]) - expected).abs() < 1e-6);
+        let (tok, got) = lp(&top1, 0.99);
+        assert_eq!(tok, 0);
+        assert!(got.abs() < 1e-6, "{got}");
+        // Top-2 at T = 2: renormalised over exp(1) and exp(0).
+        let top2 = Sampling {
+            top_k: 2,
+            ..top1.clone()
+        };
+        let (tok, got) = lp(&top2, 0.99);
+        assert_eq!(tok, 1);
+        let want = (1.0 / (1f64.exp() + 1.0)).ln();
+        assert!((got - want).abs() < 1e-6, "{got} vs {want}");
+        // Greedy: probability 1.
+        let greedy = Sampling {
+            greedy: true,
+            ..Sampling::default()
+        };
+        assert_eq!(lp(&greedy, 0.5), (0, 0.0));
+    }
+
+    /// Token frequencies of many draws match exp(recorded log-prob): per token within five
+    /// standard deviations of the binomial count (a false alarm about once in 1.7 million
+    /// per token under a correct sampler; the seed is fixed, so the test is deterministic),
+    /// and the recorded probabilities of the tokens drawn sum to 1.
+    #[test]
+    fn recorded_logprobs_are_the_frequencies_of_the_draws() {
+        let logits = [1.2f32, 0.4, 0.0, -0.3, -1.1, -2.5];
+        let vocab = logits.len();
+        let n = 40_000i64;
+        let mut rng = crate::rng::Rng::new(17);
+        let uniforms: Vec<f32> = (0..n).map(|_| rng.uniform() as f32).collect();
+        let batch = Tensor::from_slice(&logits)
+            .unsqueeze(0)
+            .expand([n, vocab as i64], false);
+        let settings = [
+            ("plain", Sampling::default()),
+            (
+                "tempered",
+                Sampling {
+                    temperature: 0.6,
+                    ..Sampling::default()
+                },
+            ),
+            (
+                "top-k",
+                Sampling {
+                    temperature: 1.5,
+                    top_k: 3,
+                    ..Sampling::default()
+                },
+            ),
+            (
+                "top-p",
+                Sampling {
+                    top_p: 0.8,
+                    ..Sampling::default()
+                },
+            ),
+        ];
+        for (name, s) in settings {
+            let (tokens, lp) = s.sample(&batch, &Tensor::from_slice(&uniforms));
+            let tokens = Vec::<i64>::try_from(&tokens).unwrap();
+            let lp = Vec::<f64>::try_from(lp.to_kind(Kind::Double)).unwrap();
+            let mut counts = vec![0f64; vocab];
+            let mut recorded = vec![None::<f64>; vocab];
+            for (&t, &l) in tokens.iter().zip(&lp) {
+                counts[t as usize] += 1.0;
+                let first = *recorded[t as usize].get_or_insert(l);
+                assert!(
+                    (first - l).abs() < 1e-6,
+                    "{name}: token {t} logged {first} and {l}"
+                );
+            }
+            let mut mass = 0.0;
+            for (token, (count, l)) in counts.iter().zip(&recorded).enumerate() {
+                let Some(l) = l else { continue };
+                let p = l.exp();
+                mass += p;
+                let sigma = (n as f64 * p * (1.0 - p)).sqrt();
+                let off = (count - n as f64 * p).abs();
+                assert!(
+                    off <= 5.0 * sigma + 1.0,
+                    "{name}: token {token} drawn {count} times, expected {} (p = {p})",
+                    n as f64 * p
+                );
+            }
+            assert!((mass - 1.0).abs() < 1e-5, "{name}: recorded mass {mass}");
+        }
+    }
+
+    #[test]
+    fn only_untruncated_sampling_suits_ppo() {
+        assert_eq!(Sampling::default().check_untruncated(), Ok(()));
+        let hot = Sampling {
+            temperature: 0.7,
+            ..Sampling::default()
+        };
+        assert_eq!(hot.check_untruncated(), Ok(()));
+        for (s, key) in [
+            (
+                Sampling {
+                    greedy: true,
+                    ..Sampling::default()
+                },
+                "greedy",
+            ),
+            (
+                Sampling {
+                    top_k: 40,
+                    ..Sampling::default()
+                },
+                "top_k",
+            ),
+            (
+                Sampling {
+                    top_p: 0.9,
+                    ..Sampling::default()
+                },
+                "top_p",
+            ),
+        ] {
+            assert!(s.check_untruncated().unwrap_err().starts_with(key));
+        }
     }
 
     #[test]

@@ -66,13 +66,16 @@ impl ScheduleConfig {
 
     /// LR for optimizer step `step` (0-based) of `total_steps`, with `steps_per_epoch`.
     ///
-    /// Cosine: `eta = floor + (eta_init - floor) * (1 + cos(pi * i / N)) / 2` where
-    /// `floor = min_lr_ratio * eta_init` and `(i, N)` = (epoch index, number of epochs)
-    /// when `per = epoch` (the rate is constant within an epoch; a last partial epoch
-    /// counts) or `(step, total_steps)` when `per = step`. Linear warm-up from
-    /// `eta_init / warmup_steps` to `eta_init` over the first `warmup_steps` steps
-    /// overrides it. Constant: `eta_init` (after warm-up). Steps past the end stay at the
-    /// floor; zero `steps_per_epoch` or `total_steps` are treated as one.
+    /// Linear warm-up from `eta_init / warmup_steps` to `eta_init` over the first
+    /// `warmup_steps` steps. Then cosine: `eta = floor + (eta_init - floor) * (1 +
+    /// cos(pi * i / (N - 1))) / 2` where `floor = min_lr_ratio * eta_init`, so the first
+    /// unit after warm-up is at `eta_init` and the last one at the floor (InstructGPT decays
+    /// to 10% by the end). `(i, N)` are (epoch index, number of epochs) when `per = epoch`
+    /// (the rate is constant within an epoch; a last partial epoch counts), or (steps since
+    /// the warm-up, steps after it) when `per = step`, so the decay continues from the
+    /// warm-up's peak. A single unit stays at `eta_init`. Constant: `eta_init` (after
+    /// warm-up). Steps past the end stay at the floor; zero `steps_per_epoch` or
+    /// `total_steps` are treated as one.
     pub fn lr(&self, base_lr: f64, step: u64, steps_per_epoch: u64, total_steps: u64) -> f64 {
         if step < self.warmup_steps {
             return base_lr * (step + 1) as f64 / self.warmup_steps as f64;
@@ -82,13 +85,18 @@ impl ScheduleConfig {
             ScheduleKind::Cosine => {
                 let total_steps = total_steps.max(1);
                 let (i, n) = match self.per {
-                    DecayUnit::Step => (step, total_steps),
+                    DecayUnit::Step => (
+                        step - self.warmup_steps,
+                        total_steps.saturating_sub(self.warmup_steps),
+                    ),
                     DecayUnit::Epoch => {
                         let per_epoch = steps_per_epoch.max(1);
                         (step / per_epoch, total_steps.div_ceil(per_epoch))
                     }
                 };
-                let progress = i.min(n) as f64 / n as f64;
+                // From the first unit (progress 0) to the last (progress 1).
+                let last = n.saturating_sub(1).max(1);
+                let progress = i.min(last) as f64 / last as f64;
                 let floor = self.min_lr_ratio * base_lr;
                 floor + (base_lr - floor) * (1.0 + (PI * progress).cos()) / 2.0
             }
@@ -105,41 +113,45 @@ mod tests {
     }
 
     #[test]
-    fn per_epoch_cosine_is_constant_within_an_epoch() {
+    fn per_epoch_cosine_is_constant_within_an_epoch_and_ends_at_the_floor() {
         let s = ScheduleConfig::default();
-        // 3 epochs of 4 steps, floor 0.1.
-        let want = [1.0, 0.775, 0.325];
+        // 3 epochs of 4 steps, floor 0.1: the last epoch is at the floor.
+        let want = [1.0, 0.55, 0.1];
         for step in 0..12 {
             let lr = s.lr(1.0, step, 4, 12);
             assert!(close(lr, want[(step / 4) as usize]), "step {step}: {lr}");
         }
         // Scales with the base rate; the floor is a fraction of it.
-        assert!(close(s.lr(2e-5, 5, 4, 12), 2e-5 * 0.775));
+        assert!(close(s.lr(2e-5, 5, 4, 12), 2e-5 * 0.55));
         // Past the end: the floor.
         assert!(close(s.lr(1.0, 40, 4, 12), 0.1));
         // A last partial epoch counts: 10 steps of 4 per epoch are 3 epochs.
-        assert!(close(s.lr(1.0, 9, 4, 10), 0.325));
+        assert!(close(s.lr(1.0, 9, 4, 10), 0.1));
+        // Two epochs: the peak, then the floor (not the midpoint 0.55).
+        assert!(close(s.lr(1.0, 0, 4, 8), 1.0));
+        assert!(close(s.lr(1.0, 4, 4, 8), 0.1));
+        // One epoch has nothing to decay over.
+        assert!(close(s.lr(1.0, 3, 4, 4), 1.0));
     }
 
     #[test]
-    fn per_step_cosine() {
+    fn per_step_cosine_runs_from_the_peak_to_the_floor() {
         let s = ScheduleConfig {
             per: DecayUnit::Step,
             min_lr_ratio: 0.0,
             ..ScheduleConfig::default()
         };
         assert!(close(s.lr(1.0, 0, 3, 4), 1.0));
-        assert!(close(s.lr(1.0, 1, 3, 4), (1.0 + (PI / 4.0).cos()) / 2.0));
-        assert!(close(s.lr(1.0, 2, 3, 4), 0.5));
-        assert!(close(
-            s.lr(1.0, 3, 3, 4),
-            (1.0 + (3.0 * PI / 4.0).cos()) / 2.0
-        ));
+        assert!(close(s.lr(1.0, 1, 3, 4), 0.75));
+        assert!(close(s.lr(1.0, 2, 3, 4), 0.25));
+        assert!(close(s.lr(1.0, 3, 3, 4), 0.0));
         assert!(close(s.lr(1.0, 4, 3, 4), 0.0));
     }
 
+    /// Warm-up 4 of 10 steps: up to the peak, then the cosine over the remaining six from
+    /// it, with no jump (it used to fall from 1.0 to 0.689 at step 4).
     #[test]
-    fn warmup_overrides_then_hands_over() {
+    fn per_step_cosine_continues_from_the_warmup_peak() {
         let s = ScheduleConfig {
             per: DecayUnit::Step,
             warmup_steps: 4,
@@ -148,9 +160,17 @@ mod tests {
         for (step, want) in [(0, 0.25), (1, 0.5), (2, 0.75), (3, 1.0)] {
             assert!(close(s.lr(1.0, step, 10, 10), want), "step {step}");
         }
-        // After warm-up: the cosine at the absolute step.
-        let cos = 0.1 + 0.9 * (1.0 + (PI * 4.0 / 10.0).cos()) / 2.0;
-        assert!(close(s.lr(1.0, 4, 10, 10), cos));
+        let lrs: Vec<f64> = (4..10).map(|step| s.lr(1.0, step, 10, 10)).collect();
+        for (k, lr) in lrs.iter().enumerate() {
+            let cos = 0.1 + 0.9 * (1.0 + (PI * k as f64 / 5.0).cos()) / 2.0;
+            assert!(close(*lr, cos), "step {}: {lr} vs {cos}", k + 4);
+        }
+        assert!(close(lrs[0], 1.0) && close(lrs[5], 0.1));
+        // Smooth: no step after the peak falls by more than the cosine's steepest step.
+        let steepest = 0.9 * (PI / 10.0).sin();
+        for pair in lrs.windows(2) {
+            assert!(pair[0] - pair[1] <= steepest + 1e-12, "{lrs:?}");
+        }
     }
 
     #[test]

@@ -127,6 +127,9 @@ pub fn batch_loss(model: &Model, batch: &Batch, train: bool) -> (Tensor, Stats) 
 /// `model-optimizer.safetensors`.
 const STATE: &str = "model";
 
+/// The schedule's position in a checkpoint folder (see [`Trainer::scheduled_steps`]).
+const SCHEDULE: &str = "schedule.json";
+
 pub struct Trainer {
     model: Model,
     optimizer: AdamW,
@@ -134,6 +137,10 @@ pub struct Trainer {
     schedule: ScheduleConfig,
     steps_per_epoch: u64,
     total_steps: u64,
+    /// Steps taken or refused as non-finite: where the schedule stands. A refused step
+    /// consumes its batch, so the schedule moves on with the data, and the last batch
+    /// still gets the schedule's last rate.
+    scheduled: u64,
     /// Fault injection: the next step's loss is NaN (see [`Trainer::poison_next_step`]).
     #[cfg(any(test, feature = "fault-injection"))]
     poison_next_step: bool,
@@ -175,6 +182,7 @@ impl Trainer {
             schedule: schedule.clone(),
             steps_per_epoch: steps_per_epoch.max(1),
             total_steps: total_steps.max(1),
+            scheduled: 0,
             #[cfg(any(test, feature = "fault-injection"))]
             poison_next_step: false,
             seed: 0,
@@ -200,9 +208,15 @@ impl Trainer {
         self.optimizer.steps()
     }
 
+    /// Steps taken or refused as non-finite: the schedule's position. Ahead of
+    /// [`Trainer::steps`] by the refused ones.
+    pub fn scheduled_steps(&self) -> u64 {
+        self.scheduled
+    }
+
     /// The learning rate the next step will use.
     pub fn lr(&self) -> f64 {
-        self.lr_at(self.steps())
+        self.lr_at(self.scheduled)
     }
 
     /// The learning rate after `steps` optimizer steps.
@@ -212,15 +226,29 @@ impl Trainer {
             .lr(base, steps, self.steps_per_epoch, self.total_steps)
     }
 
-    /// Weights and optimizer state (moments and step count, hence the schedule position)
-    /// into the checkpoint folder `dir`.
+    /// Weights, optimizer state (moments and step count) and the schedule's position into
+    /// the checkpoint folder `dir`.
     pub fn save_state(&self, dir: &Path) -> Result<()> {
-        crate::checkpoint::save_trainable(dir, STATE, &self.model, &self.optimizer)
+        crate::checkpoint::save_trainable(dir, STATE, &self.model, &self.optimizer)?;
+        let position = serde_json::json!({ "scheduled_steps": self.scheduled });
+        crate::model::weights::write_atomic(&dir.join(SCHEDULE), position.to_string().as_bytes())
     }
 
-    /// Restores what [`Trainer::save_state`] wrote; errors name the file and tensor.
+    /// Restores what [`Trainer::save_state`] wrote; errors name the file and tensor. A
+    /// folder without the schedule's position (written before it was saved) puts the
+    /// schedule at the optimizer's step count.
     pub fn load_state(&mut self, dir: &Path) -> Result<()> {
-        crate::checkpoint::load_trainable(dir, STATE, &mut self.model, &mut self.optimizer)
+        crate::checkpoint::load_trainable(dir, STATE, &mut self.model, &mut self.optimizer)?;
+        let path = dir.join(SCHEDULE);
+        self.scheduled = match std::fs::read_to_string(&path) {
+            Ok(text) => serde_json::from_str::<serde_json::Value>(&text)
+                .ok()
+                .and_then(|v| v["scheduled_steps"].as_u64())
+                .ok_or_else(|| Error::format(&path, "needs `scheduled_steps`"))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => self.optimizer.steps(),
+            Err(e) => return Err(Error::io(&path, e)),
+        };
+        Ok(())
     }
 
     /// One optimizer step over the micro-batches of one batch.
@@ -254,12 +282,14 @@ impl Trainer {
             stats.add(&batch_stats, weight, total);
         }
         let step = self.steps() + 1;
+        let lr = self.lr();
+        // Taken or refused, the step's batch is consumed: the schedule moves on.
+        self.scheduled += 1;
         let non_finite = |what: String| Error::NonFinite { what, step };
         if !stats.loss.is_finite() {
             self.optimizer.zero_grad();
             return Err(non_finite(format!("loss ({})", stats.loss)));
         }
-        let lr = self.lr();
         let norm = self
             .optimizer
             .clip_grad_norm(self.optimizer_config.max_grad_norm);
@@ -339,6 +369,10 @@ mod tests {
     use crate::model::Head;
 
     fn trainer() -> Trainer {
+        trainer_with(&ScheduleConfig::default(), 4, 8)
+    }
+
+    fn trainer_with(schedule: &ScheduleConfig, per_epoch: u64, total: u64) -> Trainer {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gpt2-tiny");
         let model = Model::load(&dir, Head::LanguageModel, DType::F32, tch::Device::Cpu)
             .unwrap()
@@ -347,7 +381,35 @@ mod tests {
             lr: 1e-2,
             ..OptimizerConfig::default()
         };
-        Trainer::new(model, &config, &ScheduleConfig::default(), 4, 8)
+        Trainer::new(model, &config, schedule, per_epoch, total)
+    }
+
+    /// A refused (NaN) step consumes its batch, so the schedule moves on with the data: the
+    /// last of four batches gets the floor although only three steps were taken, and a
+    /// checkpoint keeps that position.
+    #[test]
+    fn a_refused_step_moves_the_schedule_on() {
+        let schedule = ScheduleConfig {
+            per: crate::schedule::DecayUnit::Step,
+            ..ScheduleConfig::default()
+        };
+        let mut t = trainer_with(&schedule, 4, 4);
+        let first = t.train_step(&[batch(0)]).unwrap().lr.unwrap();
+        assert_eq!(first, t.lr_at(0));
+        t.poison_next_step();
+        assert!(t.train_step(&[batch(1)]).is_err());
+        assert_eq!((t.steps(), t.scheduled_steps()), (1, 2));
+        assert_eq!(t.lr(), t.lr_at(2));
+        let dir = std::env::temp_dir().join(format!("rlhf-train-sched-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        t.save_state(&dir).unwrap();
+        let mut resumed = trainer_with(&schedule, 4, 4);
+        resumed.load_state(&dir).unwrap();
+        assert_eq!((resumed.steps(), resumed.scheduled_steps()), (1, 2));
+        let _ = std::fs::remove_dir_all(&dir);
+        t.train_step(&[batch(2)]).unwrap();
+        let last = t.train_step(&[batch(3)]).unwrap().lr.unwrap();
+        assert!((last - 1e-3).abs() < 1e-15, "the last batch's rate {last}");
     }
 
     fn batch(offset: i64) -> Batch {

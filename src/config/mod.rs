@@ -202,5 +202,20 @@ mod tests {
         );
         let fits = ppo.replace("rollout_batch_size = 6", "rollout_batch_size = 8");
         RunConfig::parse(&format!("{MINIMAL}{fits}"), Path::new("c.toml")).unwrap();
+        // PPO samples from the distribution its learner scores: no truncation, no greedy.
+        for (key, line) in [
+            ("top_k", "top_k = 50"),
+            ("top_p", "top_p = 0.9"),
+            ("greedy", "greedy = true"),
+        ] {
+            let text = format!("{MINIMAL}{fits}[ppo.sampling]\n{line}\n");
+            let err = RunConfig::parse(&text, Path::new("c.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(&format!("ppo.sampling.{key} must be")),
+                "{err}"
+            );
+        }
     }
 }

@@ -49,11 +49,14 @@ pub struct PpoStage {
     /// generation of batch k+1 with the update on batch k.
     #[serde(default = "max_staleness")]
     pub max_staleness: u64,
-    /// Pretraining sequences per update (PPO-ptx) and their length in tokens.
+    /// Pretraining sequences per optimizer step (PPO-ptx: a fresh batch for each of the
+    /// update's `ppo_epochs x minibatches` steps) and their length in tokens.
     #[serde(default = "ptx_batch_size")]
     pub ptx_batch_size: usize,
     #[serde(default = "ptx_seq_len")]
     pub ptx_seq_len: usize,
+    /// The generator's sampling; only the temperature may differ from plain sampling
+    /// (greedy, top-k and top-p are refused: see [`Sampling::check_untruncated`]).
     #[serde(default)]
     pub sampling: Sampling,
     #[serde(default)]
@@ -165,6 +168,9 @@ impl PpoStage {
         self.sampling
             .validate()
             .map_err(|e| format!("ppo.sampling: {e}"))?;
+        self.sampling
+            .check_untruncated()
+            .map_err(|e| format!("ppo.sampling.{e}"))?;
         self.algo.validate().map_err(|e| format!("ppo.algo.{e}"))?;
         self.reward.validate("ppo.reward")?;
         self.optimizer

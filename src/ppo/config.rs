@@ -82,7 +82,8 @@ pub struct PpoConfig {
     /// Weight of the entropy bonus subtracted from the loss (>= 0; 0 disables it).
     pub entropy_coef: f64,
     /// PPO-ptx: InstructGPT's gamma, the weight of the pretraining log-likelihood mixed into
-    /// each update (>= 0; 0 is plain PPO).
+    /// each update (>= 0; 0 is plain PPO). Every optimizer step gets a pretraining batch of
+    /// its own, as InstructGPT and OpenRLHF do.
     pub ptx_coef: f64,
     /// Passes over each rollout batch (>= 1).
     pub ppo_epochs: usize,
@@ -176,6 +177,18 @@ impl KlConfig {
 }
 
 impl PpoConfig {
+    /// Rows per minibatch for a batch of `rows` responses (the last minibatch may be short).
+    pub fn minibatch_size(&self, rows: usize) -> usize {
+        rows.div_ceil(self.minibatches.max(1)).max(1)
+    }
+
+    /// Optimizer steps of one update on `rows` responses: `ppo_epochs` times the number of
+    /// minibatches (fewer than `minibatches` when the rows do not fill them). PPO-ptx needs
+    /// one pretraining batch for each.
+    pub fn optimizer_steps(&self, rows: usize) -> usize {
+        self.ppo_epochs * rows.div_ceil(self.minibatch_size(rows))
+    }
+
     /// Whether the value model is run and trained (`baseline = "value"`).
     pub fn uses_value_model(&self) -> bool {
         self.baseline == Baseline::Value

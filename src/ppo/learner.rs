@@ -13,13 +13,16 @@
 //!    With `baseline = "group"` the value model is not run: values are 0 and GAE (gamma =
 //!    lambda = 1) gives each token the shaped reward still to come.
 //! 4. Truncated importance weights `min(pi_old / mu, cap)` against the generator's
-//!    behaviour log-probs `mu`, correcting stale batches (see [`super::loss`]); the
-//!    generator-vs-learner [`logprob_gap`](super::logprob_gap) is measured on every batch.
+//!    behaviour log-probs `mu`, correcting stale batches (see [`super::loss`]). The mean
+//!    `|log pi_old - log mu|` is the generator-vs-learner
+//!    [`logprob_gap`](super::logprob_gap) on a fresh batch (same weights: any gap is a
+//!    mismatch) and the policy drift on a stale one (the learner has moved since).
 //! 5. `ppo_epochs` passes over the batch, each in `minibatches` shuffled row subsets (the
 //!    last one partial when B is not a multiple): `policy + vf_coef * value -
-//!    entropy_coef * entropy + ptx_coef * nll(pretraining batch)`, one backward, each
-//!    model's gradient clipped to `max_grad_norm`, one AdamW step each.
-//! 6. The KL controller sees the batch's mean KL per sequence; the version goes up by one.
+//!    entropy_coef * entropy + ptx_coef * nll(pretraining batch of the step)`, one
+//!    backward, each model's gradient clipped to `max_grad_norm`, one AdamW step each.
+//! 6. The KL controller sees the importance-weighted KL per sequence (the current policy's
+//!    KL, estimated from the behaviour policy's samples); the version goes up by one.
 //!
 //! A NaN or infinite loss or gradient norm in any minibatch step abandons the update with
 //! [`Error::NonFinite`] before that step is applied. With `on_nan = "skip"` the learner
@@ -37,8 +40,8 @@ use super::minibatch::{minibatch_loss, FirstPass, Models, Targets};
 pub use super::stats::PpoStats;
 use super::stats::{StepFigures, StepSums};
 use super::steps::{
-    advantages, check_batch, check_grad_norms, check_loss, off_policy_weights, shape_rewards,
-    StepAt,
+    advantages, check_batch, check_grad_norms, check_loss, check_ptx, off_policy_weights,
+    shape_rewards, weighted_kl_per_sequence, StepAt,
 };
 use super::{masked_mean, read_back, AdaptiveKlController, PpoConfig};
 use crate::config::OnNan;
@@ -255,10 +258,11 @@ impl PpoLearner {
         weights_copy(&self.policy)
     }
 
-    /// One PPO update on `batch` (which must carry `ref_logprobs` and `scores`), with the
-    /// pretraining batch `ptx` mixed in when given and `ptx_coef > 0`. `rng` shuffles the
-    /// minibatches; `lr` is the scheduled learning rate of both optimizers. The version
-    /// goes up by one.
+    /// One PPO update on `batch` (which must carry `ref_logprobs` and `scores`). With
+    /// `ptx_coef > 0` and `ptx` not empty, PPO-ptx: `ptx` holds one pretraining batch per
+    /// optimizer step ([`PpoConfig::optimizer_steps`]), the n-th mixed into the n-th step;
+    /// another count is an error. `rng` shuffles the minibatches; `lr` is the scheduled
+    /// learning rate of both optimizers. The version goes up by one.
     ///
     /// A non-finite loss or gradient norm is an [`Error::NonFinite`] naming the minibatch
     /// step; that step is not applied, nor is the KL controller or the version changed.
@@ -267,16 +271,18 @@ impl PpoLearner {
     pub fn update(
         &mut self,
         batch: &RolloutBatch,
-        ptx: Option<&SftBatch>,
+        ptx: &[SftBatch],
         rng: &mut Rng,
         lr: f64,
     ) -> Result<PpoStats> {
         let checked = check_batch(batch, self.config.samples_per_prompt)?;
         let rows = checked.rows;
+        let steps = self.config.optimizer_steps(rows);
+        let ptx = check_ptx(&self.config, ptx, steps, batch.id)?;
         let device = self.policy.device();
         let batch = batch.to_device(device);
         let mask = &batch.response_mask;
-        let size = rows.div_ceil(self.config.minibatches);
+        let size = self.config.minibatch_size(rows);
 
         // 1. The learner's log-probs and values of the batch, before any step; with one
         // minibatch, from the first step's own forward passes (see the module docs).
@@ -304,6 +310,14 @@ impl PpoLearner {
             mask,
             self.config.max_importance_weight,
         );
+        let fresh = batch.policy_version == self.version;
+        let kl_weighted = weighted_kl_per_sequence(
+            &old.logp_old,
+            checked.ref_logprobs,
+            &weights,
+            mask,
+            self.config.kl.estimator,
+        );
         let host = read_back(&[
             &rewards.raw_scores.mean(Kind::Float),
             &masked_mean(&weights, mask),
@@ -319,24 +333,21 @@ impl PpoLearner {
             returns,
             weights,
         };
-        let ptx = ptx
-            .filter(|_| self.config.ptx_coef > 0.0)
-            .map(|b| b.to_device(device));
+        let ptx: Vec<SftBatch> = ptx.iter().map(|b| b.to_device(device)).collect();
         let plan = Plan {
             rows,
             size,
-            steps: self.config.ppo_epochs * rows.div_ceil(size),
+            steps,
             lr,
             #[cfg(any(test, feature = "fault-injection"))]
             poison: self.take_poison(),
         };
         let sums = self.rolled_back_on_error(plan.steps, |learner| {
-            learner.minibatch_steps(&batch, targets, ptx.as_ref(), rng, plan)
+            learner.minibatch_steps(&batch, targets, &ptx, rng, plan)
         })?;
 
-        // 6. The KL controller and the version.
-        self.kl
-            .update(rewards.stats.kl_per_sequence_mean, rows as u64);
+        // 6. The KL controller (on the current policy's KL) and the version.
+        self.kl.update(kl_weighted, rows as u64);
         let staleness = self.version.saturating_sub(batch.policy_version);
         self.version += 1;
         Ok(PpoStats {
@@ -346,13 +357,15 @@ impl PpoLearner {
             score_mean,
             reward_mean: rewards.stats.reward_mean,
             kl_per_sequence: rewards.stats.kl_per_sequence_mean,
+            kl_per_sequence_weighted: kl_weighted,
             kl_coef,
-            logprob_gap: gap,
+            logprob_gap: fresh.then_some(gap),
+            policy_drift: (!fresh).then_some(gap),
             importance_weight_mean,
             response_length_mean: rewards.stats.response_length_mean,
             no_eos_fraction: rewards.stats.no_eos_fraction,
             lr,
-            ..sums.finish(ptx.is_some())
+            ..sums.finish(!ptx.is_empty())
         })
     }
 
@@ -409,13 +422,13 @@ impl PpoLearner {
         result
     }
 
-    /// Step 5: `ppo_epochs` passes over the batch in shuffled minibatches; the first
-    /// error ends them.
+    /// Step 5: `ppo_epochs` passes over the batch in shuffled minibatches, step n with
+    /// the pretraining batch `ptx[n - 1]` if any; the first error ends them.
     fn minibatch_steps(
         &mut self,
         batch: &RolloutBatch,
         mut targets: Targets,
-        ptx: Option<&SftBatch>,
+        ptx: &[SftBatch],
         rng: &mut Rng,
         plan: Plan,
     ) -> Result<StepSums> {
@@ -435,7 +448,8 @@ impl PpoLearner {
                     #[cfg(any(test, feature = "fault-injection"))]
                     poison: plan.poison && done == plan.steps,
                 };
-                let figures = self.minibatch_step(batch, &mut targets, &index, ptx, at)?;
+                let step_ptx = ptx.get(done - 1);
+                let figures = self.minibatch_step(batch, &mut targets, &index, step_ptx, at)?;
                 sums.add(&figures);
             }
         }
@@ -541,3 +555,7 @@ fn weights_copy(model: &Model) -> Vec<(String, Tensor)> {
 #[cfg(test)]
 #[path = "learner_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "update_tests.rs"]
+mod update_tests;

@@ -9,11 +9,11 @@ use crate::model::{Architecture, ModelConfig, ModelShape};
 use crate::ppo::{truncated_importance_weights, Baseline, KlConfig};
 use tch::Device;
 
-const VOCAB: i64 = 32;
-const EOS: i64 = 31;
+pub(super) const VOCAB: i64 = 32;
+pub(super) const EOS: i64 = 31;
 const TARGET: i64 = 7;
 
-fn tiny(head: Head, seed: i64) -> Model {
+pub(super) fn tiny(head: Head, seed: i64) -> Model {
     // Tiny tensors: one intra-op thread is fastest, and on a busy machine a second thread
     // spinning at OpenMP barriers makes these tests an order of magnitude slower.
     tch::set_num_threads(1);
@@ -31,7 +31,7 @@ fn tiny(head: Head, seed: i64) -> Model {
     Model::new(ModelConfig::new_json(&shape), head, DType::F32, Device::Cpu).unwrap()
 }
 
-fn learner(ppo: &PpoConfig, lr: f64) -> PpoLearner {
+pub(super) fn learner(ppo: &PpoConfig, lr: f64) -> PpoLearner {
     let optimizer = OptimizerConfig {
         lr,
         ..OptimizerConfig::default()
@@ -46,7 +46,7 @@ fn learner(ppo: &PpoConfig, lr: f64) -> PpoLearner {
 }
 
 /// `rows` random prompts of 2 to 5 tokens (never EOS).
-fn prompts(rng: &mut Rng, rows: usize) -> Vec<Vec<i64>> {
+pub(super) fn prompts(rng: &mut Rng, rows: usize) -> Vec<Vec<i64>> {
     (0..rows)
         .map(|_| {
             let len = 2 + rng.below(4);
@@ -58,14 +58,14 @@ fn prompts(rng: &mut Rng, rows: usize) -> Vec<Vec<i64>> {
 }
 
 /// The programmatic reward: the fraction of the `max_new` response slots holding TARGET.
-fn target_fraction(batch: &RolloutBatch, max_new: i64) -> Tensor {
+pub(super) fn target_fraction(batch: &RolloutBatch, max_new: i64) -> Tensor {
     let hits = batch.response_ids.eq(TARGET).to_kind(Kind::Float) * &batch.response_mask;
     hits.sum_dim_intlist(1, false, Kind::Float) / max_new as f64
 }
 
 /// A batch sampled by the learner's current policy, with reference log-probs from
 /// `reference` and TARGET-fraction scores.
-fn rollout(
+pub(super) fn rollout(
     learner: &PpoLearner,
     reference: &Model,
     rng: &mut Rng,
@@ -95,7 +95,7 @@ fn rollout(
 }
 
 /// A frozen copy of the learner's current policy.
-fn frozen_copy(learner: &PpoLearner) -> Model {
+pub(super) fn frozen_copy(learner: &PpoLearner) -> Model {
     let mut copy = tiny(Head::LanguageModel, 99);
     load_weights(&mut copy, &learner.policy_weights()).unwrap();
     copy
@@ -129,9 +129,9 @@ fn ppo_raises_a_programmatic_reward_with_bounded_kl() {
     let mut history = vec![];
     for step in 0..25 {
         let batch = rollout(&learner, &reference, &mut rng, rows, max_new);
-        let stats = learner.update(&batch, None, &mut rng, lr).unwrap();
+        let stats = learner.update(&batch, &[], &mut rng, lr).unwrap();
         assert_eq!((stats.staleness, stats.policy_version), (0, step + 1));
-        assert!(stats.logprob_gap < 1e-4, "{stats:?}");
+        assert!(stats.logprob_gap.unwrap() < 1e-4, "{stats:?}");
         assert!(stats.kl_per_sequence.is_finite() && stats.policy_loss.is_finite());
         assert!(stats.value_loss.is_finite() && stats.entropy > 0.0);
         history.push(stats);
@@ -167,14 +167,15 @@ fn fresh_batch_from_the_learners_weights_is_on_policy() {
     let off = (weights - mask).abs().max().double_value(&[]);
     assert!(off < 1e-4, "importance weights differ from 1 by {off}");
 
-    let stats = learner.update(&batch, None, &mut rng, 1e-3).unwrap();
+    let stats = learner.update(&batch, &[], &mut rng, 1e-3).unwrap();
     assert_eq!(
         (stats.staleness, stats.batch_version, stats.policy_version),
         (0, 0, 1)
     );
     assert_eq!(stats.clip_fraction, 0.0, "{stats:?}");
     assert!(stats.approx_kl.abs() < 1e-7, "{stats:?}");
-    assert!(stats.logprob_gap < 1e-5, "{stats:?}");
+    assert!(stats.logprob_gap.unwrap() < 1e-5, "{stats:?}");
+    assert_eq!(stats.policy_drift, None);
     assert!(
         (stats.importance_weight_mean - 1.0).abs() < 1e-5,
         "{stats:?}"
@@ -185,9 +186,11 @@ fn fresh_batch_from_the_learners_weights_is_on_policy() {
     assert_eq!(stats.lr, 1e-3);
 
     // The same batch again is one version stale, and the learner has moved away from it.
-    let stats = learner.update(&batch, None, &mut rng, 1e-3).unwrap();
+    let stats = learner.update(&batch, &[], &mut rng, 1e-3).unwrap();
     assert_eq!((stats.staleness, stats.policy_version), (1, 2));
-    assert!(stats.logprob_gap > 1e-5, "{stats:?}");
+    // A stale batch reports the drift, not a generator/learner gap.
+    assert_eq!(stats.logprob_gap, None);
+    assert!(stats.policy_drift.unwrap() > 1e-5, "{stats:?}");
     assert!(
         (stats.importance_weight_mean - 1.0).abs() > 1e-6,
         "{stats:?}"
@@ -217,9 +220,9 @@ fn a_shared_first_pass_trains_as_separate_passes_do() {
         .behaviour_logprobs
         .shallow_clone()
         .g_add_scalar_(-0.05);
-    let a = shared.update(&batch, None, &mut Rng::new(1), 1e-2).unwrap();
+    let a = shared.update(&batch, &[], &mut Rng::new(1), 1e-2).unwrap();
     let b = separate
-        .update(&batch, None, &mut Rng::new(1), 1e-2)
+        .update(&batch, &[], &mut Rng::new(1), 1e-2)
         .unwrap();
     for (x, y, what) in [
         (a.policy_loss, b.policy_loss, "policy loss"),
@@ -253,16 +256,16 @@ fn missing_ref_logprobs_or_scores_is_an_error_that_names_it() {
     let mut rng = Rng::new(2);
     let mut batch = rollout(&learner, &reference, &mut rng, 4, 4);
     let scores = batch.scores.take();
-    let err = learner.update(&batch, None, &mut rng, 1e-3).unwrap_err();
+    let err = learner.update(&batch, &[], &mut rng, 1e-3).unwrap_err();
     assert!(err.to_string().contains("`scores`"), "{err}");
     batch.scores = scores;
     batch.ref_logprobs = None;
-    let err = learner.update(&batch, None, &mut rng, 1e-3).unwrap_err();
+    let err = learner.update(&batch, &[], &mut rng, 1e-3).unwrap_err();
     assert!(err.to_string().contains("`ref_logprobs`"), "{err}");
     // A reward plug-in that returns the wrong shape is an error too, not a panic.
     batch.ref_logprobs = Some(batch.behaviour_logprobs.shallow_clone());
     batch.scores = Some(Tensor::zeros([3], (Kind::Float, Device::Cpu)));
-    let err = learner.update(&batch, None, &mut rng, 1e-3).unwrap_err();
+    let err = learner.update(&batch, &[], &mut rng, 1e-3).unwrap_err();
     assert!(err.to_string().contains("`scores` has shape [3]"), "{err}");
     assert_eq!(learner.version(), 0);
 }
@@ -273,7 +276,7 @@ fn load_weights_round_trip_gives_identical_logits() {
     let reference = frozen_copy(&learner);
     let mut rng = Rng::new(4);
     let batch = rollout(&learner, &reference, &mut rng, 4, 4);
-    learner.update(&batch, None, &mut rng, 1e-2).unwrap();
+    learner.update(&batch, &[], &mut rng, 1e-2).unwrap();
 
     let ids = Tensor::from_slice(&[3i64, 9, 14, 7, 7, 2]).view([2, 3]);
     let mut generator = tiny(Head::LanguageModel, 77);
@@ -285,7 +288,7 @@ fn load_weights_round_trip_gives_identical_logits() {
     assert!(logits(&generator, &ids).equal(&want));
     // The copies are detached: the next update does not move the generator.
     let batch = rollout(&learner, &reference, &mut rng, 4, 4);
-    learner.update(&batch, None, &mut rng, 1e-2).unwrap();
+    learner.update(&batch, &[], &mut rng, 1e-2).unwrap();
     assert!(logits(&generator, &ids).equal(&want));
     assert!(!logits(learner.policy(), &ids).equal(&want));
 
@@ -359,7 +362,9 @@ fn ptx_mixes_in_the_pretraining_loss() {
     let mut losses = vec![];
     for _ in 0..8 {
         let batch = rollout(&learner, &reference, &mut rng, 8, 4);
-        let stats = learner.update(&batch, Some(&ptx), &mut rng, 1e-2).unwrap();
+        let stats = learner
+            .update(&batch, std::slice::from_ref(&ptx), &mut rng, 1e-2)
+            .unwrap();
         losses.push(stats.ptx_loss.expect("ptx loss is reported"));
     }
     assert!(losses[0] > 3.0, "{losses:?}");
@@ -367,7 +372,7 @@ fn ptx_mixes_in_the_pretraining_loss() {
     // Without a ptx batch, no ptx loss.
     let batch = rollout(&learner, &reference, &mut rng, 8, 4);
     assert!(learner
-        .update(&batch, None, &mut rng, 1e-2)
+        .update(&batch, &[], &mut rng, 1e-2)
         .unwrap()
         .ptx_loss
         .is_none());
@@ -432,10 +437,10 @@ fn a_non_finite_update_is_rolled_back_when_skipped() {
         let mut rng = Rng::new(8);
         let batch = rollout(&learner, &reference, &mut rng, 8, 4);
         // One good update first: non-zero moments, a moved KL coefficient, version 1.
-        learner.update(&batch, None, &mut rng, 1e-2).unwrap();
+        learner.update(&batch, &[], &mut rng, 1e-2).unwrap();
         let before = training_state(&learner);
         learner.poison_update(1);
-        match learner.update(&batch, None, &mut rng, 1e-2) {
+        match learner.update(&batch, &[], &mut rng, 1e-2) {
             Err(Error::NonFinite { what, step }) => {
                 assert!(what.starts_with("PPO loss (policy NaN"), "{what}");
                 assert!(what.ends_with("in minibatch step 4 of 4"), "{what}");
@@ -453,7 +458,7 @@ fn a_non_finite_update_is_rolled_back_when_skipped() {
             ),
         }
         // The poison lasts one update; the next one trains.
-        let stats = learner.update(&batch, None, &mut rng, 1e-2).unwrap();
+        let stats = learner.update(&batch, &[], &mut rng, 1e-2).unwrap();
         assert_eq!(stats.policy_version, 2);
         assert!(stats.policy_loss.is_finite());
     }
@@ -500,7 +505,7 @@ fn the_group_baseline_learns_only_from_differences_within_a_prompt() {
     batch.scores = Some(offsets.shallow_clone());
 
     let before = training_state(&grouped);
-    let stats = grouped.update(&batch, None, &mut rng, lr).unwrap();
+    let stats = grouped.update(&batch, &[], &mut rng, lr).unwrap();
     let after = training_state(&grouped);
     assert!(same_tensors(&part(&before, false), &part(&after, false)));
     assert!(same_tensors(&part(&before, true), &part(&after, true)));
@@ -509,7 +514,7 @@ fn the_group_baseline_learns_only_from_differences_within_a_prompt() {
 
     // One sample scoring above its twin is a signal; the value model still stays put.
     batch.scores = Some(&offsets + Tensor::from_slice(&[1.0f32, 0., 0., 0., 0., 0., 0., 0.]));
-    grouped.update(&batch, None, &mut rng, lr).unwrap();
+    grouped.update(&batch, &[], &mut rng, lr).unwrap();
     let moved = training_state(&grouped);
     assert!(!same_tensors(&part(&after, false), &part(&moved, false)));
     assert!(same_tensors(&part(&after, true), &part(&moved, true)));
@@ -522,7 +527,7 @@ fn the_group_baseline_learns_only_from_differences_within_a_prompt() {
     let mut valued = learner(&value, lr);
     batch.scores = Some(offsets);
     let before = training_state(&valued);
-    valued.update(&batch, None, &mut rng, lr).unwrap();
+    valued.update(&batch, &[], &mut rng, lr).unwrap();
     let after = training_state(&valued);
     assert!(!same_tensors(&part(&before, false), &part(&after, false)));
     assert!(!same_tensors(&part(&before, true), &part(&after, true)));
@@ -539,7 +544,7 @@ fn a_batch_that_is_not_whole_groups_is_an_error() {
     let mut rng = Rng::new(4);
     let batch = rollout(&learner, &reference, &mut rng, 8, 4);
     let err = learner
-        .update(&batch, None, &mut rng, 1e-3)
+        .update(&batch, &[], &mut rng, 1e-3)
         .unwrap_err()
         .to_string();
     assert!(

@@ -12,9 +12,9 @@
 //!
 //! - `beta * log(pi_RL / pi_SFT)` per token: [`kl_per_token`] (k1 by default, k3 as an
 //!   option); beta is fixed or adapted towards a target KL by [`AdaptiveKlController`].
-//! - `r(x, y)`: the reward model's score (optionally [`normalize_scores`]d, and penalised
-//!   when the response ends without EOS) placed on the last response token, with the KL
-//!   penalty on every token: [`shaped_rewards`].
+//! - `r(x, y)`: the reward model's score (penalised when the response ends without EOS,
+//!   [`no_eos_penalized`], then optionally [`normalize_scores`]d) placed on the last
+//!   response token, with the KL penalty on every token: [`shaped_rewards`].
 //! - Credit assignment: [`gae()`] gives advantages and returns; [`masked_whiten`] whitens the
 //!   advantages over the batch's response tokens.
 //! - The update: [`policy_loss`] (clipped surrogate, with [`truncated_importance_weights`]
@@ -57,6 +57,6 @@ pub use loss::{
     entropy_from_logits, logprob_gap, policy_loss, truncated_importance_weights, value_loss,
     PolicyStats, ValueStats,
 };
-pub use rewards::{leave_one_out, normalize_scores, shaped_rewards, RewardStats};
+pub use rewards::{leave_one_out, no_eos_penalized, normalize_scores, shaped_rewards, RewardStats};
 
 pub(crate) use crate::losses::read_back;

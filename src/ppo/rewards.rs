@@ -1,5 +1,6 @@
 //! The per-token PPO reward: the KL penalty to the reference policy on every response
-//! token and the reward model's score (with an optional no-EOS penalty) on the last one.
+//! token and the score on the last one; and what happens to the scores before: the no-EOS
+//! penalty on the raw score, the leave-one-out baseline, the normalisation.
 
 use super::kl::{kl_per_token, KlEstimator};
 use super::read_back;
@@ -9,10 +10,8 @@ use tch::{Kind, Tensor};
 /// Statistics of one [`shaped_rewards`] call (means over the B sequences).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct RewardStats {
-    /// Mean score as given (before the no-EOS penalty).
+    /// Mean score as given: what was placed on the last tokens.
     pub score_mean: f64,
-    /// Mean score after the no-EOS penalty: what was placed on the last tokens.
-    pub penalized_score_mean: f64,
     /// Mean over sequences of the summed per-token KL estimate (nats): what the adaptive
     /// KL controller is fed.
     pub kl_per_sequence_mean: f64,
@@ -32,9 +31,9 @@ pub struct RewardStats {
 /// response tokens; `ended_with_eos`: `[B]` bool. Every real token gets
 /// `-kl_coef * kl_t` (see [`kl_per_token`]); the last real token of row b (the highest
 /// masked-in column; `mask.sum(1) - 1` for the project's responses, which start at column
-/// 0) also gets `scores[b] + no_eos_penalty * !ended_with_eos[b]`. A row without real
-/// tokens gets nothing (its score is dropped).
-#[allow(clippy::too_many_arguments)]
+/// 0) also gets `scores[b]` (any no-EOS penalty is already in it: [`no_eos_penalized`]).
+/// A row without real tokens gets nothing (its score is dropped). `ended_with_eos` is
+/// for the statistics.
 pub fn shaped_rewards(
     scores: &Tensor,
     logp: &Tensor,
@@ -43,7 +42,6 @@ pub fn shaped_rewards(
     ended_with_eos: &Tensor,
     kl_coef: f64,
     estimator: KlEstimator,
-    no_eos_penalty: f64,
 ) -> (Tensor, RewardStats) {
     assert_eq!(mask.dim(), 2, "shaped_rewards: mask must be [B, T]");
     let (b, width) = (mask.size()[0], mask.size()[1]);
@@ -61,18 +59,16 @@ pub fn shaped_rewards(
             .to_kind(Kind::Bool)
             .logical_not()
             .to_kind(Kind::Float);
-        let penalized = &scores + no_eos_penalty * &no_eos;
         let lengths = inside.sum_dim_intlist(1, false, Kind::Float);
         let columns = Tensor::arange(width, (Kind::Float, mask.device()));
         let last = (&inside * columns.unsqueeze(0))
             .amax(1, false)
             .to_kind(Kind::Int64);
-        let placed = &penalized * lengths.gt(0.0).to_kind(Kind::Float);
+        let placed = &scores * lengths.gt(0.0).to_kind(Kind::Float);
         let rewards = (-kl_coef * &kl).scatter_add(1, &last.unsqueeze(1), &placed.unsqueeze(1));
         let kl_seq = kl.sum_dim_intlist(1, false, Kind::Float).mean(Kind::Float);
         let host = read_back(&[
             &scores.mean(Kind::Float),
-            &penalized.mean(Kind::Float),
             &kl_seq,
             &rewards
                 .sum_dim_intlist(1, false, Kind::Float)
@@ -84,14 +80,26 @@ pub fn shaped_rewards(
     });
     let stats = RewardStats {
         score_mean: host[0],
-        penalized_score_mean: host[1],
-        kl_per_sequence_mean: host[2],
-        kl_penalty_mean: kl_coef * host[2],
-        reward_mean: host[3],
-        no_eos_fraction: host[4],
-        response_length_mean: host[5],
+        kl_per_sequence_mean: host[1],
+        kl_penalty_mean: kl_coef * host[1],
+        reward_mean: host[2],
+        no_eos_fraction: host[3],
+        response_length_mean: host[4],
     };
     (rewards, stats)
+}
+
+/// The raw scores `[B]` plus `penalty` where the response ended without EOS (cut at
+/// `max_new_tokens`), before any baseline or normalisation, as TRL applies it: so the
+/// penalty is in the reward model's units whatever the batch, and a group baseline sees
+/// it. `[B]` f32, detached.
+pub fn no_eos_penalized(scores: &Tensor, ended_with_eos: &Tensor, penalty: f64) -> Tensor {
+    let s = scores.detach().to_kind(Kind::Float).reshape([-1]);
+    let cut = ended_with_eos
+        .to_device(s.device())
+        .to_kind(Kind::Bool)
+        .logical_not();
+    s + penalty * cut.to_kind(Kind::Float)
 }
 
 /// Each score minus the mean score of the other responses to its prompt: the
@@ -139,29 +147,20 @@ mod tests {
         let mask = ragged_mask(&lens, 4);
         let ref_logp = t(&[-1.0; 16], &[4, 4]);
         let logp = (&ref_logp + 0.5).masked_fill(&mask.eq(0.0), f64::NAN);
-        let scores = t(&[1.0, 2.0, 3.0, 4.0], &[4]);
+        let scores = t(&[1.0, 1.0, 3.0, 4.0], &[4]);
         let eos = Tensor::from_slice(&[true, false, true, false]);
-        let (r, stats) = shaped_rewards(
-            &scores,
-            &logp,
-            &ref_logp,
-            &mask,
-            &eos,
-            0.1,
-            KlEstimator::K1,
-            -1.0,
-        );
+        let (r, stats) =
+            shaped_rewards(&scores, &logp, &ref_logp, &mask, &eos, 0.1, KlEstimator::K1);
         let k = -0.05;
         #[rustfmt::skip]
         let want = [
             k, k, k + 1.0, 0.0,
-            k + 2.0 - 1.0, 0.0, 0.0, 0.0,
+            k + 1.0, 0.0, 0.0, 0.0,
             k, k, k, k + 3.0,
             0.0, 0.0, 0.0, 0.0,
         ];
         close(&values(&r), &want, 1e-6);
-        assert!((stats.score_mean - 2.5).abs() < 1e-6);
-        assert!((stats.penalized_score_mean - 2.0).abs() < 1e-6);
+        assert!((stats.score_mean - 2.25).abs() < 1e-6);
         assert!((stats.kl_per_sequence_mean - 0.5 * 8.0 / 4.0).abs() < 1e-6);
         assert!((stats.kl_penalty_mean - 0.1).abs() < 1e-6);
         // Row 3 is empty: its score is dropped. Totals: 1 - .15, 1 - .05, 3 - .2, 0.
@@ -171,22 +170,30 @@ mod tests {
     }
 
     #[test]
+    fn the_no_eos_penalty_is_added_to_the_raw_scores_of_cut_responses() {
+        let scores = t(&[1.0, 2.0, 3.0], &[3, 1]);
+        let eos = Tensor::from_slice(&[true, false, false]);
+        close(
+            &values(&no_eos_penalized(&scores, &eos, -1.5)),
+            &[1.0, 0.5, 1.5],
+            1e-6,
+        );
+        close(
+            &values(&no_eos_penalized(&scores, &eos, 0.0)),
+            &[1.0, 2.0, 3.0],
+            0.0,
+        );
+    }
+
+    #[test]
     fn k3_penalty_is_non_negative_per_token() {
         let mask = ragged_mask(&[2], 2);
         let logp = t(&[-1.0, -3.0], &[1, 2]);
         let ref_logp = t(&[-2.0, -2.0], &[1, 2]);
         let eos = Tensor::from_slice(&[true]);
         let scores = t(&[0.0], &[1, 1]);
-        let (r, stats) = shaped_rewards(
-            &scores,
-            &logp,
-            &ref_logp,
-            &mask,
-            &eos,
-            1.0,
-            KlEstimator::K3,
-            -5.0,
-        );
+        let (r, stats) =
+            shaped_rewards(&scores, &logp, &ref_logp, &mask, &eos, 1.0, KlEstimator::K3);
         // d = ref - logp = -1, 1.
         let k3 = [(-1f64).exp(), 1f64.exp() - 2.0];
         close(&values(&r), &[-k3[0], -k3[1]], 1e-6);

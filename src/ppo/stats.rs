@@ -20,8 +20,13 @@ pub struct PpoStats {
     pub score_mean: f64,
     /// Mean over sequences of the summed shaped reward (score - KL penalty).
     pub reward_mean: f64,
-    /// Mean over sequences of the summed per-token KL to the reference policy (nats).
+    /// Mean over sequences of the summed per-token KL to the reference policy (nats), at
+    /// the behaviour policy's samples: what the KL penalty in the rewards sums to per beta.
     pub kl_per_sequence: f64,
+    /// What the KL controller was fed: the same sum with each token weighted by its
+    /// truncated importance weight, an estimate of the current policy's KL per sequence
+    /// (equal to `kl_per_sequence` on a fresh batch up to numerics).
+    pub kl_per_sequence_weighted: f64,
     /// The KL coefficient beta used for this batch.
     pub kl_coef: f64,
     /// Entropy of the sampling distribution per response token (nats).
@@ -38,8 +43,16 @@ pub struct PpoStats {
     /// Pretraining negative log-likelihood per token (PPO-ptx only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ptx_loss: Option<f64>,
-    /// Masked mean `|log mu - log pi_old|` between generator and learner log-probs.
-    pub logprob_gap: f64,
+    /// Fresh batches only (`batch_version` equal to the learner's version before the
+    /// update): masked mean `|log mu - log pi_old|` between the generator's and the
+    /// learner's log-probs of the same weights, a mismatch that should be ~0. None (left
+    /// out of metrics.jsonl) on a stale batch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logprob_gap: Option<f64>,
+    /// Stale batches only: the same mean `|log mu - log pi_old|`, which there measures how
+    /// far the learner has moved since the generator's weights. None on a fresh batch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy_drift: Option<f64>,
     /// Masked mean of the truncated importance weights.
     pub importance_weight_mean: f64,
     /// Mean number of real response tokens.

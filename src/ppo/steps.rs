@@ -4,9 +4,11 @@
 
 use super::stats::StepFigures;
 use super::{
-    gae, leave_one_out, logprob_gap, masked_whiten, normalize_scores, shaped_rewards,
-    truncated_importance_weights, PpoConfig, RewardStats,
+    gae, kl_per_token, leave_one_out, logprob_gap, masked_whiten, no_eos_penalized,
+    normalize_scores, shaped_rewards, truncated_importance_weights, KlEstimator, PpoConfig,
+    RewardStats,
 };
+use crate::data::SftBatch;
 use crate::rollout::RolloutBatch;
 use crate::{Error, Result};
 use tch::{Device, Kind, Tensor};
@@ -93,8 +95,30 @@ pub(super) fn check_batch(batch: &RolloutBatch, samples_per_prompt: usize) -> Re
     })
 }
 
-/// Step 2: each score relative to the other samples of its prompt ([`leave_one_out`]),
-/// optionally [`normalize_scores`]d, on the last token, and the KL penalty
+/// The pretraining batches of an update: none unless PPO-ptx (`ptx_coef > 0`), and then
+/// one per optimizer step.
+pub(super) fn check_ptx<'a>(
+    config: &PpoConfig,
+    ptx: &'a [SftBatch],
+    steps: usize,
+    batch: u64,
+) -> Result<&'a [SftBatch]> {
+    if config.ptx_coef <= 0.0 || ptx.is_empty() {
+        return Ok(&[]);
+    }
+    if ptx.len() != steps {
+        return Err(Error::Invalid(format!(
+            "PPO update: rollout batch {batch}: {} pretraining batches for {steps} optimizer \
+             steps (PPO-ptx needs one per step)",
+            ptx.len()
+        )));
+    }
+    Ok(ptx)
+}
+
+/// Step 2: each score with the no-EOS penalty ([`no_eos_penalized`]), relative to the
+/// other samples of its prompt ([`leave_one_out`]), optionally [`normalize_scores`]d, on
+/// the last token, and the KL penalty
 /// `kl_coef * kl(logp_old, ref_logp)` on every token ([`shaped_rewards`]).
 pub(super) fn shape_rewards(
     config: &PpoConfig,
@@ -109,7 +133,8 @@ pub(super) fn shape_rewards(
         .to_device(device)
         .to_kind(Kind::Float)
         .reshape([-1]);
-    let relative = leave_one_out(&raw_scores, config.samples_per_prompt);
+    let penalized = no_eos_penalized(&raw_scores, &batch.ended_with_eos, config.no_eos_penalty);
+    let relative = leave_one_out(&penalized, config.samples_per_prompt);
     let scores = if config.normalize_rewards {
         normalize_scores(&relative)
     } else {
@@ -123,7 +148,6 @@ pub(super) fn shape_rewards(
         &batch.ended_with_eos,
         kl_coef,
         config.kl.estimator,
-        config.no_eos_penalty,
     );
     Rewards {
         raw_scores,
@@ -165,6 +189,26 @@ pub(super) fn off_policy_weights(
     let weights = truncated_importance_weights(logp_old, behaviour, mask, cap);
     let gap = logprob_gap(behaviour, logp_old, mask);
     (weights, gap)
+}
+
+/// What the KL controller is fed: the mean over sequences of `sum_t w_t * kl_t`, the
+/// per-token KL estimate of the learner's policy from the reference weighted by the
+/// truncated importance weights `w`: an estimate of the current policy's KL per sequence
+/// from the behaviour policy's samples (per-token weights, as the surrogate uses them).
+/// On a fresh batch the weights are 1.
+pub(super) fn weighted_kl_per_sequence(
+    logp_old: &Tensor,
+    ref_logp: &Tensor,
+    weights: &Tensor,
+    mask: &Tensor,
+    estimator: KlEstimator,
+) -> f64 {
+    tch::no_grad(|| {
+        let ref_logp = ref_logp.to_device(logp_old.device());
+        let kl = kl_per_token(logp_old, &ref_logp, mask, estimator) * weights;
+        let per_sequence = kl.sum_dim_intlist(1, false, Kind::Float);
+        super::read_back(&[&per_sequence.mean(Kind::Float)])[0]
+    })
 }
 
 /// The loss of a minibatch step must be finite before it is applied.
@@ -285,6 +329,41 @@ mod tests {
         let rows = |t: &Tensor| Vec::<Vec<f32>>::try_from(t.to_kind(Kind::Float)).unwrap();
         assert_eq!(rows(&adv), [[6., 5., 3.], [0.75, 0.25, 0.]]);
         assert_eq!(rows(&ret), rows(&adv));
+    }
+
+    /// The no-EOS penalty is in the reward model's units: added to the raw score before
+    /// the leave-one-out baseline and the normalisation, so both see it.
+    #[test]
+    fn the_no_eos_penalty_comes_before_baseline_and_normalisation() {
+        let rewards_of = |config: &PpoConfig, scores: &[f32], eos: &[bool]| {
+            let mut b = batch(scores.len() as i64, 2);
+            b.scores = Some(Tensor::from_slice(scores));
+            b.ended_with_eos = Tensor::from_slice(eos);
+            let checked = check_batch(&b, config.samples_per_prompt).unwrap();
+            let logp = b.behaviour_logprobs.shallow_clone();
+            let r = shape_rewards(config, 0.0, &checked, &logp, &b, Device::Cpu);
+            Vec::<f32>::try_from(r.rewards.select(1, 1)).unwrap()
+        };
+        // Normalised: raw 1, 3, 5, 7 with the last cut short: 1, 3, 5, 5, over their std.
+        let normalized = PpoConfig {
+            no_eos_penalty: -2.0,
+            normalize_rewards: true,
+            ..PpoConfig::default()
+        };
+        let got = rewards_of(&normalized, &[1., 3., 5., 7.], &[true, true, true, false]);
+        let std = (11.0f32 / 3.0).sqrt(); // unbiased std of 1, 3, 5, 5
+        let want = [1. / std, 3. / std, 5. / std, 5. / std];
+        for (g, w) in got.iter().zip(want) {
+            assert!((g - w).abs() < 1e-5, "{got:?} vs {want:?}");
+        }
+        // Leave-one-out: twins scoring 1 and 1, the second cut: 1 and 0, so +1 and -1.
+        let grouped = PpoConfig {
+            no_eos_penalty: -1.0,
+            normalize_rewards: false,
+            samples_per_prompt: 2,
+            ..PpoConfig::default()
+        };
+        assert_eq!(rewards_of(&grouped, &[1., 1.], &[true, false]), [1.0, -1.0]);
     }
 
     fn at() -> StepAt {

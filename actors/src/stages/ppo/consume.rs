@@ -5,6 +5,7 @@ use super::actors::Actors;
 use super::checkpoint::{self, PpoCursor};
 use super::metrics::{self, StepTimes};
 use super::produce::Produced;
+use super::prompts::ptx_batches;
 use crate::stages::progress::Progress;
 use crate::stages::resume::last_good;
 use crate::stages::run_dir::RunDir;
@@ -14,7 +15,7 @@ use crate::system::rpc::ask;
 use crate::system::telemetry;
 use rlhf::checkpoint::Checkpoints;
 use rlhf::config::{OnNan, PpoStage};
-use rlhf::data::{sample_batch, SftSequence};
+use rlhf::data::SftSequence;
 use rlhf::metric_names::{SKIPPED_STEPS, STAGE_PROGRESS, TRAINED_TOKENS};
 use rlhf::ppo::learner::PpoStats;
 use rlhf::rng::Rng;
@@ -92,14 +93,14 @@ impl Consumer<'_> {
             };
             let queue_wait = wait.elapsed().as_secs_f64();
             metrics::queue_depth(self.name, inbox.len());
-            // 2. PPO-ptx's pretraining batch.
+            // 2. PPO-ptx's pretraining batches: a fresh one for every optimizer step.
             let (ptx, ptx_tokens) = match self.ptx {
-                Some(seqs) => {
-                    let (batch, real) =
-                        sample_batch(seqs, stage.ptx_batch_size, self.pad_id, &mut ptx_rng);
-                    (Some(batch), real)
+                Some(seqs) if stage.algo.ptx_coef > 0.0 => {
+                    let steps = stage.algo.optimizer_steps(produced.batch.len() as usize);
+                    let size = stage.ptx_batch_size;
+                    ptx_batches(seqs, steps, size, self.pad_id, &mut ptx_rng)
                 }
-                None => (None, 0),
+                _ => (Vec::new(), 0),
             };
             // 3. The update.
             let (episodes, figures, times) =
@@ -127,8 +128,9 @@ impl Consumer<'_> {
                         step: wait.elapsed().as_secs_f64(),
                     };
                     metrics::learned(self.name, &stats, figures.monitor_score_mean, &times);
+                    // Rollout tokens once per epoch; each ptx batch's loss tokens once.
                     let epochs = stage.algo.ppo_epochs;
-                    let trained = figures.trained_tokens(epochs) + ptx_tokens * epochs as u64;
+                    let trained = figures.trained_tokens(epochs) + ptx_tokens;
                     telemetry::add(&TRAINED_TOKENS, self.name, trained);
                     record["weight_sync_seconds"] = json!(weight_sync);
                     merge(&mut record, &stats)?;

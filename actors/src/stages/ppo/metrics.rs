@@ -45,7 +45,6 @@ pub fn learned(stage: &str, stats: &PpoStats, monitor: Option<f64>, times: &Step
     add(&m::STEPS, stage, 1);
     let gauges = [
         (&m::STALENESS, stats.staleness as f64),
-        (&m::LOGPROB_GAP, stats.logprob_gap),
         (&m::REWARD_MEAN, stats.score_mean),
         (&m::SHAPED_REWARD_MEAN, stats.reward_mean),
         (&m::KL, stats.kl_per_sequence),
@@ -61,6 +60,13 @@ pub fn learned(stage: &str, stats: &PpoStats, monitor: Option<f64>, times: &Step
     ];
     for (metric, value) in gauges {
         set(metric, stage, value);
+    }
+    // Each only from the batches it is measured on: no step reports a fake 0.
+    if let Some(gap) = stats.logprob_gap {
+        set(&m::LOGPROB_GAP, stage, gap);
+    }
+    if let Some(drift) = stats.policy_drift {
+        set(&m::POLICY_DRIFT, stage, drift);
     }
     if let Some(ptx) = stats.ptx_loss {
         set(&m::PTX_LOSS, stage, ptx);

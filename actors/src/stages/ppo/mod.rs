@@ -23,6 +23,8 @@ mod produce;
 mod prompts;
 mod run;
 #[cfg(test)]
+mod stale_tests;
+#[cfg(test)]
 mod tests;
 
 pub use actors::{spawn, ModelSource, Tokens};

@@ -4,7 +4,7 @@
 use crate::stages::pretrain::text_sequences;
 use crate::stages::run_dir::RunDir;
 use rlhf::config::PpoStage;
-use rlhf::data::{read_pretrain, read_prompts, SftSequence};
+use rlhf::data::{read_pretrain, read_prompts, sample_batch, SftBatch, SftSequence};
 use rlhf::rng::Rng;
 use rlhf::template::ChatTemplate;
 use rlhf::tokenizer::Tokenizer;
@@ -89,9 +89,56 @@ pub fn pretrain_sequences(
     Ok(seqs)
 }
 
+/// PPO-ptx's pretraining batches for one update: `count` (one per optimizer step) batches
+/// of `size` sequences drawn from `seqs` with `rng`, and the loss tokens they hold in all.
+pub fn ptx_batches(
+    seqs: &[SftSequence],
+    count: usize,
+    size: usize,
+    pad_id: i64,
+    rng: &mut Rng,
+) -> (Vec<SftBatch>, u64) {
+    let batches: Vec<SftBatch> = (0..count)
+        .map(|_| sample_batch(seqs, size, pad_id, rng).0)
+        .collect();
+    let tokens = batches.iter().map(|b| b.tokens as u64).sum();
+    (batches, tokens)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One fresh batch per optimizer step, counted by loss tokens (a sequence of n tokens
+    /// predicts n - 1 of them).
+    #[test]
+    fn each_step_gets_its_own_pretraining_batch() {
+        let seqs: Vec<SftSequence> = (0..20)
+            .map(|i| SftSequence {
+                ids: (0..2 + i % 5).map(|t| 100 * i + t).collect(),
+                prompt_len: 0,
+            })
+            .collect();
+        let (batches, tokens) = ptx_batches(&seqs, 4, 3, 0, &mut Rng::new(7));
+        assert_eq!(batches.len(), 4);
+        let loss_tokens: f64 = batches
+            .iter()
+            .map(|b| b.loss_mask.sum(tch::Kind::Double).double_value(&[]))
+            .sum();
+        assert_eq!(tokens as f64, loss_tokens);
+        let valid: i64 = batches
+            .iter()
+            .map(|b| b.valid.sum(tch::Kind::Int64).int64_value(&[]))
+            .sum();
+        assert_eq!(
+            tokens as i64,
+            valid - 12,
+            "one unpredicted token per sequence"
+        );
+        for pair in batches.windows(2) {
+            assert!(!pair[0].input_ids.equal(&pair[1].input_ids));
+        }
+    }
 
     #[test]
     fn a_cycle_repeats_each_prompt_for_its_samples_and_covers_the_set_once_per_pass() {

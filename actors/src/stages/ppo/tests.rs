@@ -19,7 +19,7 @@ use rlhf::rng::Rng;
 use rlhf::sampling::Sampling;
 use std::sync::Arc;
 
-fn source() -> ModelSource {
+pub(super) fn source() -> ModelSource {
     let build = |head: Head| -> LoadModel {
         Arc::new(move |device: &str| {
             let shape = ModelShape {
@@ -48,7 +48,7 @@ fn source() -> ModelSource {
     )
 }
 
-fn stage() -> PpoStage {
+pub(super) fn stage() -> PpoStage {
     let place = Placement {
         device: "cpu".into(),
         threads: 1,
@@ -126,7 +126,14 @@ async fn a_ppo_run_exports_its_metrics_under_the_documented_names() {
         .await
         .unwrap();
     let exported = families(&body).unwrap_or_else(|p| panic!("{p:#?}\n{body}"));
-    let supervised_or_monitor = [m::LOSS.name, m::ACCURACY.name, m::MONITOR_SCORE_MEAN.name];
+    // The drift is measured on stale batches only, which a synchronous run has none of
+    // (stale_tests checks it).
+    let supervised_or_monitor = [
+        m::LOSS.name,
+        m::ACCURACY.name,
+        m::MONITOR_SCORE_MEAN.name,
+        m::POLICY_DRIFT.name,
+    ];
     for metric in m::ALL
         .iter()
         .filter(|x| !supervised_or_monitor.contains(&x.name))
@@ -317,7 +324,7 @@ async fn synchronous_actor_system_equals_a_plain_loop() {
             reward_apply(&mut reward, reference_apply(&mut reference, batch).unwrap()).unwrap();
         plain_stats.push(
             learner
-                .update(&batch, None, &mut rng, stage.optimizer.lr)
+                .update(&batch, &[], &mut rng, stage.optimizer.lr)
                 .unwrap(),
         );
         sampler

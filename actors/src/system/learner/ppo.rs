@@ -29,12 +29,9 @@ pub struct PpoEngine {
 }
 
 impl PpoEngine {
-    /// One PPO update on a scored rollout batch, with an optional pretraining batch.
-    pub fn update(
-        &mut self,
-        batch: &RolloutBatch,
-        ptx: Option<&SftBatch>,
-    ) -> rlhf::Result<PpoStats> {
+    /// One PPO update on a scored rollout batch, with PPO-ptx's pretraining batches (one
+    /// per optimizer step, or none).
+    pub fn update(&mut self, batch: &RolloutBatch, ptx: &[SftBatch]) -> rlhf::Result<PpoStats> {
         self.learner
             .update(batch, ptx, &mut self.minibatch_rng, self.lr)
     }
@@ -79,8 +76,9 @@ impl Engine for PpoEngine {
 }
 
 pub enum PpoMsg {
-    /// One PPO update on a scored rollout batch, with an optional pretraining batch.
-    Update(RolloutBatch, Option<SftBatch>, Reply<PpoStats>),
+    /// One PPO update on a scored rollout batch, with PPO-ptx's pretraining batches: one
+    /// per optimizer step of the update, or none.
+    Update(RolloutBatch, Vec<SftBatch>, Reply<PpoStats>),
     Common(Common),
 }
 
@@ -122,7 +120,7 @@ impl Actor for PpoLearnerActor {
                 span.record("policy_version", batch.policy_version);
                 let rows = batch.len();
                 let result = worker
-                    .call(move |engine| Ok(engine.update(&batch, ptx.as_ref())?))
+                    .call(move |engine| Ok(engine.update(&batch, &ptx)?))
                     .instrument(span)
                     .await;
                 if let Ok(stats) = &result {
