@@ -225,9 +225,9 @@ fn reference_update(
         let all: Vec<f64> = (0..b).flat_map(|i| adv[i][..len[i]].to_vec()).collect();
         let mean = all.iter().sum::<f64>() / all.len() as f64;
         let var = all.iter().map(|a| (a - mean).powi(2)).sum::<f64>() / (all.len() - 1) as f64;
-        for i in 0..b {
-            for t in 0..len[i] {
-                adv[i][t] = (adv[i][t] - mean) / (var + 1e-8).sqrt();
+        for (row, &len) in adv.iter_mut().zip(&len) {
+            for a in &mut row[..len] {
+                *a = (*a - mean) / (var + 1e-8).sqrt();
             }
         }
     }
@@ -274,7 +274,7 @@ fn reference_update(
                 };
                 e.explained_variance += 1.0 - var(&err) / var(&(&ret * m));
                 e.value_loss += value.double_value(&[]);
-                loss = loss + c.vf_coef * value;
+                loss += c.vf_coef * value;
             }
             if let Some(p) = ptx.get(steps) {
                 let logits =
@@ -286,7 +286,7 @@ fn reference_update(
                     .squeeze_dim(-1);
                 let nll = -(token * &p.loss_mask).sum(Kind::Float) / p.loss_mask.sum(Kind::Float);
                 e.ptx_loss += nll.double_value(&[]);
-                loss = loss + c.ptx_coef * nll;
+                loss += c.ptx_coef * nll;
             }
             r.policy_opt.zero_grad();
             r.value_opt.zero_grad();

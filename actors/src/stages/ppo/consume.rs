@@ -42,7 +42,7 @@ impl std::error::Error for NonFiniteStop {}
 
 /// What became of one update.
 enum Update {
-    Trained(PpoStats),
+    Trained(Box<PpoStats>),
     /// A non-finite update the learner rolled back (`on_nan = "skip"`).
     Skipped(anyhow::Error),
 }
@@ -168,7 +168,7 @@ impl Consumer<'_> {
     /// ends the run.
     fn outcome(&self, updated: anyhow::Result<PpoStats>) -> anyhow::Result<Update> {
         match (updated, self.stage.algo.on_nan) {
-            (Ok(stats), _) => Ok(Update::Trained(stats)),
+            (Ok(stats), _) => Ok(Update::Trained(Box::new(stats))),
             (Err(e), OnNan::Skip) if non_finite(&e) => Ok(Update::Skipped(e)),
             (Err(e), OnNan::Stop) if non_finite(&e) => {
                 let last = last_good(&self.states);
