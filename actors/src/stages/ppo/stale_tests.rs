@@ -3,20 +3,13 @@
 //! they report drift rather than a generator/learner gap, and a resumed run continues
 //! with the KL coefficient it stopped at.
 
-use super::actors::LEARNER_STREAM;
 use super::checkpoint;
-use super::prompts::PromptCycle;
-use super::tests::{source, stage};
+use super::tests::{source, stage, PlainLoop};
 use super::*;
-use crate::system::generator::Sampler;
 use crate::system::learner::{ask_common, Common};
 use crate::system::reward::Decoder;
-use crate::system::scorers::{reference_apply, reward_apply, Reference};
 use rlhf::checkpoint::Checkpoints;
-use rlhf::generate::GenerateOptions;
-use rlhf::ppo::learner::PpoLearner;
 use rlhf::ppo::{truncated_importance_weights, KlConfig};
-use rlhf::rng::Rng;
 use rlhf::rollout::response_logprobs;
 use serde_json::Value;
 
@@ -116,37 +109,17 @@ async fn stale_batches_are_corrected_and_resume_keeps_the_kl_coefficient() {
 
     // A plain loop that generates each batch with the weights of the version the actor
     // run recorded for it, then updates as the learner did.
-    tch::set_num_threads(1);
-    let options = GenerateOptions {
-        sampling: stage.sampling.clone(),
-        max_new_tokens: stage.max_new_tokens,
-        eos_token_id: Some(63),
-        pad_token_id: 0,
-    };
-    let mut sampler = Sampler::new((source.policy)("cpu").unwrap(), options, seed);
-    let mut reference = Reference {
-        model: (source.policy)("cpu").unwrap(),
-        sampling: stage.sampling.clone(),
-    };
-    let mut reward = (source.scorers)("cpu").unwrap();
-    let mut learner = PpoLearner::new(
-        (source.policy)("cpu").unwrap(),
-        (source.reward)("cpu").unwrap(),
-        &stage.optimizer,
-        &stage.algo,
-        stage.sampling.clone(),
-    );
-    let (mut rng, mut cycle) = (Rng::new(seed ^ LEARNER_STREAM), PromptCycle::new(seed));
-    let mut versions = vec![learner.policy_weights()];
+    let mut plain = PlainLoop::new(&source, &stage, seed);
+    let mut versions = vec![plain.learner.policy_weights()];
     let mut capped = false;
     for record in &records {
         let version = record["batch_version"].as_u64().unwrap();
-        sampler
+        plain
+            .sampler
             .set_weights(version, &versions[version as usize])
             .unwrap();
-        let batch = sampler.rollout(&cycle.next(&prompts(), 4, 1), 0).unwrap();
-        let batch =
-            reward_apply(&mut reward, reference_apply(&mut reference, batch).unwrap()).unwrap();
+        let batch = plain.batch(&prompts());
+        let learner = &mut plain.learner;
         if version < learner.version() {
             // The cap binds: some token's ratio pi_old / mu is above it.
             let old = response_logprobs(learner.policy(), &batch, &stage.sampling, false);
@@ -163,7 +136,7 @@ async fn stale_batches_are_corrected_and_resume_keeps_the_kl_coefficient() {
             assert!((got - mean).abs() < 1e-5, "{got} vs {mean}");
         }
         let stats = learner
-            .update(&batch, &[], &mut rng, stage.optimizer.lr)
+            .update(&batch, &[], &mut plain.rng, stage.optimizer.lr)
             .unwrap();
         versions.push(learner.policy_weights());
         assert_eq!(f(record, "score_mean"), stats.score_mean, "{record}");
@@ -182,10 +155,10 @@ async fn stale_batches_are_corrected_and_resume_keeps_the_kl_coefficient() {
     }
     assert!(capped, "the cap should bind on some stale token");
     // The same weights (tolerance as in the synchronous test: kernel noise through Adam).
-    let plain = learner.policy_weights();
+    let replayed = plain.learner.policy_weights();
     let worst = weights
         .iter()
-        .zip(&plain)
+        .zip(&replayed)
         .map(|((_, a), (_, b))| (a - b).abs().max().double_value(&[]))
         .fold(0.0, f64::max);
     assert!(

@@ -6,7 +6,7 @@ use super::*;
 use crate::system::generator::Sampler;
 use crate::system::learner::{ask_common, Common};
 use crate::system::reward::{Decoder, LoadModel};
-use crate::system::scorers::{reference_apply, reward_apply, Reference};
+use crate::system::scorers::{reference_apply, reward_apply, Reference, RewardEngine};
 use rlhf::config::{Actors as Placements, OnNan, Placement, RewardConfig};
 use rlhf::data::SftSequence;
 use rlhf::device::{parse_device, DType};
@@ -16,6 +16,7 @@ use rlhf::optim::OptimizerConfig;
 use rlhf::ppo::learner::PpoLearner;
 use rlhf::ppo::PpoConfig;
 use rlhf::rng::Rng;
+use rlhf::rollout::RolloutBatch;
 use rlhf::sampling::Sampling;
 use std::sync::Arc;
 
@@ -85,6 +86,59 @@ pub(super) fn stage() -> PpoStage {
         reward: RewardConfig::Model,
         checkpoint_every: 0,
         keep_checkpoints: 1,
+    }
+}
+
+/// The actors' parts as plain values, for a loop that replays a run without actors.
+pub(super) struct PlainLoop {
+    pub(super) sampler: Sampler,
+    reference: Reference,
+    reward: RewardEngine,
+    pub(super) learner: PpoLearner,
+    /// The learner's minibatch rng, seeded as the learner actor's.
+    pub(super) rng: Rng,
+    cycle: PromptCycle,
+}
+
+impl PlainLoop {
+    pub(super) fn new(source: &ModelSource, stage: &PpoStage, seed: u64) -> PlainLoop {
+        // The same libtorch thread count as the actors, so reductions run in the same order.
+        tch::set_num_threads(1);
+        let model = || (source.policy)("cpu").unwrap();
+        let options = GenerateOptions {
+            sampling: stage.sampling.clone(),
+            max_new_tokens: stage.max_new_tokens,
+            eos_token_id: Some(63),
+            pad_token_id: 0,
+        };
+        PlainLoop {
+            sampler: Sampler::new(model(), options, seed),
+            reference: Reference {
+                model: model(),
+                sampling: stage.sampling.clone(),
+            },
+            reward: (source.scorers)("cpu").unwrap(),
+            learner: PpoLearner::new(
+                model(),
+                (source.reward)("cpu").unwrap(),
+                &stage.optimizer,
+                &stage.algo,
+                stage.sampling.clone(),
+            ),
+            rng: Rng::new(seed ^ LEARNER_STREAM),
+            cycle: PromptCycle::new(seed),
+        }
+    }
+
+    /// The next scored batch: 4 prompts of the cycle over `prompts`, generated with the
+    /// sampler's current weights.
+    pub(super) fn batch(&mut self, prompts: &[Vec<i64>]) -> RolloutBatch {
+        let batch = self
+            .sampler
+            .rollout(&self.cycle.next(prompts, 4, 1), 0)
+            .unwrap();
+        let batch = reference_apply(&mut self.reference, batch).unwrap();
+        reward_apply(&mut self.reward, batch).unwrap()
     }
 }
 
@@ -291,46 +345,22 @@ async fn synchronous_actor_system_equals_a_plain_loop() {
     let (version, weights) = ask_common(&actors.learner, Common::Weights).await.unwrap();
     actors.stop();
 
-    // The same libtorch thread count as the actors, so reductions run in the same order.
-    tch::set_num_threads(1);
-    let options = GenerateOptions {
-        sampling: stage.sampling.clone(),
-        max_new_tokens: 6,
-        eos_token_id: Some(63),
-        pad_token_id: 0,
-    };
-    let mut sampler = Sampler::new((source.policy)("cpu").unwrap(), options, seed);
-    let mut reference = Reference {
-        model: (source.policy)("cpu").unwrap(),
-        sampling: stage.sampling.clone(),
-    };
-    let mut reward = (source.scorers)("cpu").unwrap();
-    let (policy, value) = (
-        (source.policy)("cpu").unwrap(),
-        (source.reward)("cpu").unwrap(),
-    );
-    let mut learner = PpoLearner::new(
-        policy,
-        value,
-        &stage.optimizer,
-        &stage.algo,
-        stage.sampling.clone(),
-    );
-    let (mut rng, mut cycle) = (Rng::new(seed ^ LEARNER_STREAM), PromptCycle::new(seed));
+    let mut plain = PlainLoop::new(&source, &stage, seed);
     let mut plain_stats = Vec::new();
     for _ in 0..3 {
-        let batch = sampler.rollout(&cycle.next(&prompts, 4, 1), 0).unwrap();
-        let batch =
-            reward_apply(&mut reward, reference_apply(&mut reference, batch).unwrap()).unwrap();
+        let batch = plain.batch(&prompts);
+        let learner = &mut plain.learner;
         plain_stats.push(
             learner
-                .update(&batch, &[], &mut rng, stage.optimizer.lr)
+                .update(&batch, &[], &mut plain.rng, stage.optimizer.lr)
                 .unwrap(),
         );
-        sampler
+        plain
+            .sampler
             .set_weights(learner.version(), &learner.policy_weights())
             .unwrap();
     }
+    let learner = &plain.learner;
     assert_eq!(version, learner.version());
     // The same rollouts: every step's scores are bit-identical, and the update's figures
     // agree to float precision.
