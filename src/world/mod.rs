@@ -12,6 +12,7 @@ mod grade;
 mod harm;
 mod knowledge;
 pub mod labeler;
+mod lexicon;
 mod probes;
 mod prompts;
 mod rewrite;
@@ -163,11 +164,23 @@ const PERSONS: usize = 40;
 const ANIMALS: usize = 24;
 
 /// One generated world: every entity with its facts.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct World {
     pub seed: u64,
     pub entities: Vec<Entity>,
+    /// The words a reader of this world knows (the labeler's fluency check), built on
+    /// first use: only labeling needs them.
+    pub(crate) lexicon: std::sync::Arc<std::sync::OnceLock<std::collections::BTreeSet<String>>>,
 }
+
+/// Worlds are equal when their tables are (the lexicon is derived from them).
+impl PartialEq for World {
+    fn eq(&self, other: &Self) -> bool {
+        self.seed == other.seed && self.entities == other.entities
+    }
+}
+
+impl Eq for World {}
 
 impl World {
     /// The world of `seed`: one land, towns on rivers that run from mountains into lakes,
@@ -281,7 +294,11 @@ impl World {
         for group in [mountains, lakes, rivers, towns, persons, animals] {
             entities.extend(group);
         }
-        World { seed, entities }
+        World {
+            seed,
+            entities,
+            lexicon: Default::default(),
+        }
     }
 
     /// The country.

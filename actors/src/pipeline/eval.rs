@@ -104,6 +104,7 @@ pub fn run(config: &RunConfig, seconds_before: f64) -> anyhow::Result<()> {
         row.harmless = probe_rate(&world, &labeler, test, &m.responses, Category::Harmlessness);
     }
     let rm_accuracy = rm_accuracy(&layout, &world, &pools.rm, &labeler)?;
+    let agreement = label_agreement(&layout, pipeline.disagreement)?;
     let names: Vec<&str> = models.iter().map(|m| m.name.as_str()).collect();
     let curves = curves(&layout, &names)?;
     let images = plots(&out, &rows, &curves)?;
@@ -135,14 +136,16 @@ pub fn run(config: &RunConfig, seconds_before: f64) -> anyhow::Result<()> {
         categories: category_rows,
         facts: vec![
             (
-                "RM held-out accuracy against the noiseless labeler".into(),
-                rm_accuracy.map_or("no untied pairs".into(), |(acc, pairs)| {
-                    format!("{acc:.3} ({pairs} untied pairs)")
-                }),
+                "RM held-out accuracy against the noiseless labeler, untied pairs".into(),
+                pair_share(rm_accuracy.untied),
             ),
             (
-                "labeler disagreement (training rankings)".into(),
-                pipeline.disagreement.to_string(),
+                format!("RM held-out accuracy, pairs whose gold scores differ by {CLEAR} or more"),
+                pair_share(rm_accuracy.clear),
+            ),
+            (
+                "training rankings' agreement with the noiseless order".into(),
+                agreement,
             ),
             ("wall time of the pipeline".into(), format!("{wall:.0} s")),
         ],
@@ -151,6 +154,30 @@ pub fn run(config: &RunConfig, seconds_before: f64) -> anyhow::Result<()> {
     };
     let prompts: Vec<String> = test.iter().map(|t| t.prompt.clone()).collect();
     write_outputs(&out, &report, &prompts, &categories, &models)
+}
+
+/// "0.712 (314 pairs)", or why there is no figure.
+fn pair_share((share, pairs): (f64, usize)) -> String {
+    if pairs == 0 {
+        "no such pairs".into()
+    } else {
+        format!("{share:.3} ({pairs} pairs)")
+    }
+}
+
+/// The labeling stage's agreement figure, with the disagreement setting that gave it.
+fn label_agreement(layout: &Layout, disagreement: f64) -> anyhow::Result<String> {
+    let path = layout.data(super::label::AGREEMENT);
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let v: Value =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let (Some(agreement), Some(pairs)) = (v["agreement"].as_f64(), v["pairs"].as_u64()) else {
+        anyhow::bail!("{}: no `agreement` and `pairs` numbers", path.display());
+    };
+    Ok(format!(
+        "{agreement:.3} over {pairs} untied pairs (disagreement {disagreement})"
+    ))
 }
 
 /// The few-shot prefix of the prompted base model: one demonstration of the same category
@@ -191,14 +218,25 @@ fn probe_rate(
     (!passed.is_empty()).then(|| passed.iter().sum::<f64>() / passed.len() as f64)
 }
 
-/// Accuracy of the reward model on the held-out rankings' response pairs that the
-/// noiseless labeler does not tie, and the number of such pairs.
+/// The reward model's held-out accuracy against the noiseless labeler, two ways.
+struct RmAccuracy {
+    /// (accuracy, pairs) over every pair the labeler does not tie.
+    untied: (f64, usize),
+    /// (accuracy, pairs) over the pairs whose gold scores differ by at least [`CLEAR`].
+    clear: (f64, usize),
+}
+
+/// A gold-score gap a rater would not miss.
+const CLEAR: f64 = 0.1;
+
+/// Accuracy of the reward model on the held-out rankings' response pairs (see
+/// [`RmAccuracy`]).
 fn rm_accuracy(
     layout: &Layout,
     world: &World,
     rm_pool: &[Task],
     labeler: &Labeler,
-) -> anyhow::Result<Option<(f64, usize)>> {
+) -> anyhow::Result<RmAccuracy> {
     let template = ChatTemplate::default();
     let dir = layout.model("rm");
     let (model, _) = Model::load(&dir, Head::Scalar, DType::F32, parse_device("cpu")?)?;
@@ -208,7 +246,7 @@ fn rm_accuracy(
         .map(|t| (template.prompt(&t.prompt), t))
         .collect();
     let path = layout.data("rm_heldout.jsonl");
-    let (mut agree, mut pairs) = (0usize, 0usize);
+    let mut counts = [(0usize, 0usize); 2];
     for example in read_rm(&path, &template)? {
         let task = by_prompt
             .get(&example.prompt)
@@ -224,11 +262,18 @@ fn rm_accuracy(
             .map(|r| (example.prompt.clone(), r.clone()))
             .collect();
         let rm = reward_scores(&model, &tokenizer, &inputs)?;
-        let (agreed, compared) = pairwise_agreement(&gold, &rm, TIE);
-        agree += agreed;
-        pairs += compared;
+        // "At least CLEAR" up to rounding: the agreement counts gaps above its threshold.
+        for (count, gap) in counts.iter_mut().zip([TIE, CLEAR - TIE]) {
+            let (agreed, compared) = pairwise_agreement(&gold, &rm, gap);
+            count.0 += agreed;
+            count.1 += compared;
+        }
     }
-    Ok((pairs > 0).then(|| (agree as f64 / pairs as f64, pairs)))
+    let share = |(agree, pairs): (usize, usize)| (agree as f64 / pairs.max(1) as f64, pairs);
+    Ok(RmAccuracy {
+        untied: share(counts[0]),
+        clear: share(counts[1]),
+    })
 }
 
 /// Per PPO run: (step, learned reward, gold score, KL per sequence) from its metrics.jsonl.

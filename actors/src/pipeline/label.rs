@@ -5,8 +5,10 @@
 use super::layout::Layout;
 use crate::completions::sample_responses;
 use crate::stages::run_dir::write_jsonl;
+use anyhow::Context;
 use rlhf::config::RunConfig;
 use rlhf::device::parse_device;
+use rlhf::eval::pairwise_agreement;
 use rlhf::model::{Head, Model};
 use rlhf::rng::Rng;
 use rlhf::sampling::Sampling;
@@ -68,6 +70,9 @@ pub fn run(config: &RunConfig) -> anyhow::Result<()> {
     let mut rng = Rng::new(config.seed ^ 0x4a4b);
     let (mut train, mut heldout) = (Vec::new(), Vec::new());
     let mut skipped = 0;
+    let noiseless = Labeler { disagreement: 0.0 };
+    // How often the noisy training rankings order a pair as the noiseless labeler does.
+    let (mut agree, mut pairs) = (0usize, 0usize);
     for (i, task) in pools.rm.iter().enumerate() {
         // A ranking needs distinct, non-empty responses (the RM data format's rule); a
         // prompt keeps the 2..=K that are.
@@ -89,6 +94,15 @@ pub fn run(config: &RunConfig) -> anyhow::Result<()> {
             },
         };
         let ranking = labeler.rank(&world, task, &group, &mut rng);
+        if i < split {
+            let gold: Vec<f64> = group
+                .iter()
+                .map(|r| noiseless.score(&world, task, r))
+                .collect();
+            let (a, n) = pairwise_agreement(&gold, &rank_scores(&ranking), TIE);
+            agree += a;
+            pairs += n;
+        }
         let record = json!({"prompt": task.prompt, "responses": group, "ranking": ranking,
                             "category": task.category.name()});
         if i < split {
@@ -99,7 +113,17 @@ pub fn run(config: &RunConfig) -> anyhow::Result<()> {
     }
     write_jsonl(&layout.data("rm.jsonl"), &train)?;
     write_jsonl(&layout.data("rm_heldout.jsonl"), &heldout)?;
+    let agreement = agree as f64 / pairs.max(1) as f64;
+    let path = layout.data(AGREEMENT);
+    std::fs::write(
+        &path,
+        json!({"agreement": agreement, "pairs": pairs, "disagreement": pipeline.disagreement})
+            .to_string(),
+    )
+    .with_context(|| format!("writing {}", path.display()))?;
     info!(
+        agreement,
+        untied_pairs = pairs,
         ranked = train.len(),
         held_out = heldout.len(),
         k,
@@ -107,4 +131,27 @@ pub fn run(config: &RunConfig) -> anyhow::Result<()> {
         "the labeler ranked the SFT model's samples"
     );
     Ok(())
+}
+
+/// The file (under data/) with the training rankings' agreement with the noiseless order.
+pub const AGREEMENT: &str = "label_agreement.json";
+
+/// Pairs the noiseless labeler ties are not counted.
+const TIE: f64 = 1e-9;
+
+/// Scores that sort as `ranking` (best first) does.
+fn rank_scores(ranking: &[usize]) -> Vec<f64> {
+    let mut scores = vec![0.0; ranking.len()];
+    for (place, &i) in ranking.iter().enumerate() {
+        scores[i] = -(place as f64);
+    }
+    scores
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rank_scores_sort_as_the_ranking() {
+        assert_eq!(super::rank_scores(&[2, 0, 1]), [-1.0, -2.0, 0.0]);
+    }
 }
