@@ -137,12 +137,8 @@ impl Labeler {
         super::demos::demonstrate(world, task, rng)
     }
 
-    /// Ranking of `responses`, best first, as a noisy human: each response is perceived at
-    /// its score plus Gumbel noise of scale `0.25 * disagreement`, and the ranking sorts the
-    /// perceived scores (ties by index). This is the Plackett-Luce model with temperature
-    /// `0.25 * disagreement`: a pair whose scores differ by d is swapped with probability
-    /// 1 / (1 + exp(d / (0.25 * disagreement))). With disagreement 0 the ranking is the
-    /// noiseless order and `rng` is not used.
+    /// Ranking of `responses`, best first, as a noisy human: [`Labeler::order`] of their
+    /// scores.
     pub fn rank(
         &self,
         world: &World,
@@ -150,11 +146,24 @@ impl Labeler {
         responses: &[String],
         rng: &mut Rng,
     ) -> Vec<usize> {
-        let scale = 0.25 * self.disagreement.clamp(0.0, 1.0);
-        let perceived: Vec<f64> = responses
+        let scores: Vec<f64> = responses
             .iter()
-            .map(|r| {
-                let s = self.score(world, task, r);
+            .map(|r| self.score(world, task, r))
+            .collect();
+        self.order(&scores, rng)
+    }
+
+    /// Ranking of responses with noiseless `scores`, best first, as a noisy human: each
+    /// response is perceived at its score plus Gumbel noise of scale `0.25 * disagreement`,
+    /// and the ranking sorts the perceived scores (ties by index). This is the
+    /// Plackett-Luce model with temperature `0.25 * disagreement`: a pair whose scores
+    /// differ by d is swapped with probability 1 / (1 + exp(d / (0.25 * disagreement))).
+    /// With disagreement 0 the ranking is the noiseless order and `rng` is not used.
+    pub fn order(&self, scores: &[f64], rng: &mut Rng) -> Vec<usize> {
+        let scale = 0.25 * self.disagreement.clamp(0.0, 1.0);
+        let perceived: Vec<f64> = scores
+            .iter()
+            .map(|&s| {
                 if scale > 0.0 {
                     let u = rng.uniform().min(1.0 - 1e-12);
                     s - scale * (-u.ln()).ln()
@@ -163,16 +172,16 @@ impl Labeler {
                 }
             })
             .collect();
-        let mut order: Vec<usize> = (0..responses.len()).collect();
+        let mut order: Vec<usize> = (0..scores.len()).collect();
         order.sort_by(|&a, &b| perceived[b].total_cmp(&perceived[a]).then(a.cmp(&b)));
         order
     }
 
     /// Noiseless judgment of `a` against `b`: 1.0 if `a` scores higher, 0.0 if lower, 0.5
-    /// if the scores are within 1e-9.
+    /// if the scores are within [`TIE`].
     pub fn judge(&self, world: &World, task: &Task, a: &str, b: &str) -> f64 {
         let (sa, sb) = (self.score(world, task, a), self.score(world, task, b));
-        if (sa - sb).abs() <= 1e-9 {
+        if (sa - sb).abs() <= TIE {
             0.5
         } else if sa > sb {
             1.0
@@ -200,6 +209,9 @@ impl Labeler {
         Some(passed && !words(response).is_empty())
     }
 }
+
+/// Scores this close are a tie: the labeler has no preference.
+pub const TIE: f64 = 1e-9;
 
 /// Below this the score decays smoothly instead of clipping at 0.
 const FLOOR: f64 = 0.02;

@@ -18,16 +18,13 @@ use rlhf::eval::pairwise_agreement;
 use rlhf::model::{Head, Model};
 use rlhf::template::ChatTemplate;
 use rlhf::tokenizer::Tokenizer;
-use rlhf::world::labeler::Labeler;
+use rlhf::world::labeler::{Labeler, TIE};
 use rlhf::world::tasks::{Category, Task};
 use rlhf::world::World;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
 use tracing::info;
-
-/// The gold labeler ties only equal scores.
-const TIE: f64 = 1e-9;
 
 pub fn run(config: &RunConfig, seconds_before: f64) -> anyhow::Result<()> {
     tch::set_num_threads(2);

@@ -14,7 +14,7 @@ use rlhf::rng::Rng;
 use rlhf::sampling::Sampling;
 use rlhf::template::ChatTemplate;
 use rlhf::tokenizer::Tokenizer;
-use rlhf::world::labeler::Labeler;
+use rlhf::world::labeler::{Labeler, TIE};
 use serde_json::json;
 use tracing::info;
 
@@ -70,7 +70,6 @@ pub fn run(config: &RunConfig) -> anyhow::Result<()> {
     let mut rng = Rng::new(config.seed ^ 0x4a4b);
     let (mut train, mut heldout) = (Vec::new(), Vec::new());
     let mut skipped = 0;
-    let noiseless = Labeler { disagreement: 0.0 };
     // How often the noisy training rankings order a pair as the noiseless labeler does.
     let (mut agree, mut pairs) = (0usize, 0usize);
     for (i, task) in pools.rm.iter().enumerate() {
@@ -93,12 +92,12 @@ pub fn run(config: &RunConfig) -> anyhow::Result<()> {
                 0.0
             },
         };
-        let ranking = labeler.rank(&world, task, &group, &mut rng);
+        let gold: Vec<f64> = group
+            .iter()
+            .map(|r| labeler.score(&world, task, r))
+            .collect();
+        let ranking = labeler.order(&gold, &mut rng);
         if i < split {
-            let gold: Vec<f64> = group
-                .iter()
-                .map(|r| noiseless.score(&world, task, r))
-                .collect();
             let (a, n) = pairwise_agreement(&gold, &rank_scores(&ranking), TIE);
             agree += a;
             pairs += n;
@@ -135,9 +134,6 @@ pub fn run(config: &RunConfig) -> anyhow::Result<()> {
 
 /// The file (under data/) with the training rankings' agreement with the noiseless order.
 pub const AGREEMENT: &str = "label_agreement.json";
-
-/// Pairs the noiseless labeler ties are not counted.
-const TIE: f64 = 1e-9;
 
 /// Scores that sort as `ranking` (best first) does.
 fn rank_scores(ranking: &[usize]) -> Vec<f64> {
