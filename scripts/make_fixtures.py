@@ -24,12 +24,17 @@ expected.safetensors keys:
   greedy_ids     int64   [2, 12]  NEW tokens of greedy model.generate (max_new_tokens=12),
                                   0 after EOS, right-padded with 0 to 12
   score_logits   float32 [2]      score(hidden_states[-1][:, 9]) of the -score model
+
+and, through scripts/chat_fixtures.py, tests/fixtures/chat/<family>/: tokenizers carrying
+the chat templates of real families and apply_chat_template's ids for conversations.
 """
 
 import json
 import os
 import shutil
 import sys
+
+import chat_fixtures
 
 import torch
 import transformers
@@ -386,6 +391,21 @@ Values at generation time:
 
 {table}
 
+## `chat/<family>/`: chat templates
+
+Made by `scripts/chat_fixtures.py` (which this script calls): for Llama 3, Llama 3.1, Qwen2.5,
+ChatML and Mistral (v0.3, without its tool branches), a small tokenizer trained on a few
+sentences with the family's special tokens and BOS rule (a post-processor that puts BOS first
+for Llama 3 and Mistral, none for Qwen and ChatML), the family's `chat_template` (in
+`tokenizer_config.json`, or `chat_template.jinja` where transformers saves it there), a
+`generation_config.json` with the family's EOS ids, and `cases.json`: for each conversation
+(with and without a system message, multi-turn, ending with the assistant, odd whitespace and
+non-ASCII text, and roles that do not alternate) with `add_generation_prompt` true and false,
+`apply_chat_template`'s text and ids (`tokenize=True`) or the template's error; `plain`: the
+ids of `tokenizer(text)`; `eos_token_ids`: `GenerationConfig.from_pretrained(dir).eos_token_id`.
+Every id is recorded from the saved folder as `AutoTokenizer` loads it.
+`tests/chat_templates.rs` asserts that `rlhf` gives the same.
+
 `scripts/hf_check.py MODEL_DIR EXPECTED [--score]` loads a dir with transformers and compares against an
 expected file (e.g. `scripts/hf_check.py tests/fixtures/llama-tiny tests/fixtures/llama-tiny/expected.safetensors`,
 or `scripts/hf_check.py tests/fixtures/llama-tiny-score tests/fixtures/llama-tiny/expected.safetensors --score`).
@@ -421,6 +441,7 @@ def main():
         d, summary = build(*spec)
         dirs.extend(d)
         summaries.append(summary)
+    chat_fixtures.main()
     write_readme(summaries)
     total = 0
     for dirpath, _, files in os.walk(FIXTURES):

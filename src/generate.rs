@@ -2,7 +2,8 @@
 //!
 //! Prompts are left-padded so every row's last prompt token sits in the same column; the
 //! cache is filled by one prefill forward, then one token per step for all rows. A row
-//! stops at EOS (later columns are padding, masked out); the loop stops when all rows have.
+//! stops at any of its EOS ids (later columns are padding, masked out); the loop stops when
+//! all rows have.
 
 use crate::model::{KvCache, Model};
 use crate::rng::Rng;
@@ -15,8 +16,9 @@ use tch::{Kind, Tensor};
 pub struct GenerateOptions {
     pub sampling: Sampling,
     pub max_new_tokens: i64,
-    /// Rows stop after producing this token; None generates exactly `max_new_tokens`.
-    pub eos_token_id: Option<i64>,
+    /// Rows stop after producing any of these tokens (a model may have several, as Llama 3
+    /// and Qwen instruct models do); empty generates exactly `max_new_tokens`.
+    pub eos_token_ids: Vec<i64>,
     /// Written after a row has stopped.
     pub pad_token_id: i64,
 }
@@ -111,11 +113,11 @@ pub fn generate(
         let next = next.where_self(&live, &pad);
         logprobs.push(logprob * live.to_kind(Kind::Float));
         masks.push(live);
-        if let Some(eos) = options.eos_token_id {
+        for &eos in &options.eos_token_ids {
             done = done.logical_or(&next.eq(eos));
         }
         tokens.push(next.shallow_clone());
-        let all_done = options.eos_token_id.is_some() && done.all().int64_value(&[]) == 1;
+        let all_done = !options.eos_token_ids.is_empty() && done.all().int64_value(&[]) == 1;
         if t + 1 == steps || all_done {
             break;
         }

@@ -10,7 +10,10 @@
 //!   and scalar heads, safetensors I/O.
 //! - [`generate`]: batched generation over left-padded prompts with a caller-owned cache.
 //! - [`sampling`]: greedy, temperature, top-k, top-p on caller-supplied uniforms.
-//! - [`tokenizer`], [`template`]: `tokenizer.json`, BPE training, the chat template.
+//! - [`tokenizer`], [`template`]: `tokenizer.json`, BPE training; chat templates (the
+//!   model's Jinja `chat_template` as transformers renders it, or the built-in one).
+//! - [`generation_config`]: stop ids and sampling defaults of `generation_config.json`.
+//! - [`text_side`]: a folder's tokenizer, chat template and generation config together.
 //!
 //! Data
 //! - [`data`]: the JSONL formats users bring, tokenization, collation, batch order.
@@ -50,6 +53,7 @@ pub mod error;
 pub mod eval;
 pub mod faults;
 pub mod generate;
+pub mod generation_config;
 pub mod losses;
 pub mod metric_names;
 pub mod model;
@@ -60,6 +64,7 @@ pub mod rollout;
 pub mod sampling;
 pub mod schedule;
 pub mod template;
+pub mod text_side;
 pub mod tokenizer;
 pub mod train;
 pub mod world;

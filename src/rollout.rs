@@ -53,7 +53,7 @@ pub struct RolloutBatch {
 
 impl RolloutBatch {
     /// A batch from what [`crate::generate::generate`] returned for these prompts. `eos`:
-    /// the EOS id generation stopped at (None: no response ended with EOS). The prompts
+    /// the EOS ids generation stopped at (empty: no response ended with EOS). The prompts
     /// are moved to the generation's device.
     pub fn from_generation(
         id: u64,
@@ -61,7 +61,7 @@ impl RolloutBatch {
         prompt_ids: Tensor,
         prompt_mask: Tensor,
         generation: Generation,
-        eos: Option<i64>,
+        eos: &[i64],
     ) -> RolloutBatch {
         let device = generation.tokens.device();
         let mask = generation.mask.to_kind(Kind::Bool);
@@ -76,14 +76,11 @@ impl RolloutBatch {
             prompt_mask.size(),
             "from_generation: prompt mask"
         );
-        let ended_with_eos = match eos {
-            Some(eos) => generation
-                .tokens
-                .eq(eos)
-                .logical_and(&mask)
-                .any_dim(1, false),
-            None => Tensor::zeros([rows], (Kind::Bool, device)),
-        };
+        let mut is_eos = Tensor::zeros_like(&mask);
+        for &id in eos {
+            is_eos = is_eos.logical_or(&generation.tokens.eq(id));
+        }
+        let ended_with_eos = is_eos.logical_and(&mask).any_dim(1, false);
         RolloutBatch {
             id,
             policy_version,
@@ -345,7 +342,7 @@ mod tests {
                 ..Sampling::default()
             },
             max_new_tokens: 9,
-            eos_token_id: eos,
+            eos_token_ids: eos.into_iter().collect(),
             pad_token_id: 0,
         }
     }
@@ -356,7 +353,7 @@ mod tests {
         let mut cache = model.new_cache(ids.size()[0], ids.size()[1] + opts.max_new_tokens);
         let generation =
             generate(model, &mut cache, &ids, &mask, &opts, &mut Rng::new(seed)).unwrap();
-        RolloutBatch::from_generation(3, 7, ids, mask, generation, eos)
+        RolloutBatch::from_generation(3, 7, ids, mask, generation, opts.eos_token_ids.as_slice())
     }
 
     /// A batch where some rows stop at EOS (the token row 1 samples at step 2 without one).
@@ -462,7 +459,7 @@ mod tests {
             &mut Rng::new(11),
         )
         .unwrap();
-        let top5 = RolloutBatch::from_generation(3, 7, ids, mask, generation, None);
+        let top5 = RolloutBatch::from_generation(3, 7, ids, mask, generation, &[]);
         let learner = response_logprobs(&model, &top5, &truncated.sampling, false);
         let above = (&top5.behaviour_logprobs - learner) * &top5.response_mask;
         assert!(above.min().double_value(&[]) > -1e-5);

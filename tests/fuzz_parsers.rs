@@ -7,7 +7,7 @@ mod common;
 
 use proptest::prelude::*;
 use rlhf::checkpoint::verify;
-use rlhf::config::RunConfig;
+use rlhf::config::{ChatConfig, RunConfig, TemplateKind};
 use rlhf::data::{read_pretrain, read_prompts, read_rm, read_sft};
 use rlhf::device::DType;
 use rlhf::model::{weights, Head, Model};
@@ -57,8 +57,8 @@ fn check_error(message: String, path: &Path) {
     );
 }
 
-const CONFIG: &str = "seed = 1\nrun_dir = \"runs/x\"\n[model]\narch = \"gpt2\"\nlayers = 2\nd_model = 32\nheads = 4\nmax_positions = 64\n[ppo]\npolicy = \"p\"\nreward_model = \"r\"\nprompts = \"q.jsonl\"\nsteps = 2\nrollout_batch_size = 2\nmax_prompt_len = 8\nmax_new_tokens = 4\n[ppo.reward]\nkind = \"rules\"\nrules = [{ kind = \"length\", min_words = 1, max_words = 3, score = 1.0 }]\n";
-const SFT: &str = "{\"prompt\": \"Hi\", \"response\": \"Hello.\", \"category\": \"chat\"}\n{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}, {\"role\": \"assistant\", \"content\": \"b\"}]}\n";
+const CONFIG: &str = "seed = 1\nrun_dir = \"runs/x\"\n[chat]\ntemplate = \"file\"\nfile = \"t.jinja\"\n[model]\narch = \"gpt2\"\nlayers = 2\nd_model = 32\nheads = 4\nmax_positions = 64\n[ppo]\npolicy = \"p\"\nreward_model = \"r\"\nprompts = \"q.jsonl\"\nsteps = 2\nrollout_batch_size = 2\nmax_prompt_len = 8\nmax_new_tokens = 4\n[ppo.reward]\nkind = \"rules\"\nrules = [{ kind = \"length\", min_words = 1, max_words = 3, score = 1.0 }]\n";
+const SFT: &str = "{\"prompt\": \"Hi\", \"response\": \"Hello.\", \"category\": \"chat\"}\n{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}, {\"role\": \"user\", \"content\": \"a\"}, {\"role\": \"assistant\", \"content\": \"b\"}]}\n";
 const RM: &str = "{\"prompt\": \"Q\", \"responses\": [\"a\", \"b\", \"c\"], \"ranking\": [2, 0, 1]}\n{\"prompt\": \"Q\", \"chosen\": \"a\", \"rejected\": \"b\"}\n";
 const PROMPTS: &str = "{\"prompt\": \"Name a river.\", \"category\": \"open_qa\"}\n";
 const MANIFEST: &str =
@@ -78,17 +78,28 @@ proptest! {
     #[test]
     fn data_files(sft in inputs(SFT), rm in inputs(RM), prompts in inputs(PROMPTS)) {
         let dir = scratch("data");
-        let template = ChatTemplate::default();
+        // The built-in template, none, and a model's Jinja template that refuses some
+        // conversations (Mistral's: roles must alternate, no lone system message).
+        let mistral = common::fixture("chat/mistral");
+        let tokenizer = Tokenizer::from_dir(&mistral).unwrap();
+        let model = ChatConfig { template: TemplateKind::Model, file: None };
+        let templates = [
+            ChatTemplate::builtin(),
+            ChatTemplate::None,
+            ChatTemplate::choose(&model, &tokenizer, &mistral).unwrap(),
+        ];
         for (name, bytes) in [("sft.jsonl", &sft), ("rm.jsonl", &rm), ("prompts.jsonl", &prompts)] {
             let path = dir.join(name);
             std::fs::write(&path, bytes).unwrap();
-            let outcome = match name {
-                "sft.jsonl" => read_sft(&path, &template).map(|_| ()),
-                "rm.jsonl" => read_rm(&path, &template).map(|_| ()),
-                _ => read_prompts(&path, &template).map(|_| ()),
-            };
-            if let Err(e) = outcome {
-                check_error(e.to_string(), &path);
+            for template in &templates {
+                let outcome = match name {
+                    "sft.jsonl" => read_sft(&path, template).map(|_| ()),
+                    "rm.jsonl" => read_rm(&path, template).map(|_| ()),
+                    _ => read_prompts(&path, template).map(|_| ()),
+                };
+                if let Err(e) = outcome {
+                    check_error(e.to_string(), &path);
+                }
             }
             // The same bytes as pretraining text (JSONL or plain).
             if let Err(e) = read_pretrain(&path) {

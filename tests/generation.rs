@@ -29,7 +29,7 @@ fn options(eos: Option<i64>) -> GenerateOptions {
             greedy: false,
         },
         max_new_tokens: 10,
-        eos_token_id: eos,
+        eos_token_ids: eos.into_iter().collect(),
         pad_token_id: 0,
     }
 }
@@ -64,7 +64,7 @@ fn naive(model: &Model, opts: &GenerateOptions, seed: u64) -> (Vec<Vec<i64>>, Ve
             tokens[r].push(tok);
             logprobs[r].push(lp.double_value(&[r as i64]));
             seqs[r].push(tok);
-            done[r] = Some(tok) == opts.eos_token_id;
+            done[r] = opts.eos_token_ids.contains(&tok);
         }
         if done.iter().all(|&d| d) {
             break;
@@ -120,6 +120,35 @@ fn rows_stop_at_eos_and_are_padded_after() {
     );
     let lp: Vec<f64> = Vec::try_from(out.logprobs.get(1).to_kind(Kind::Double)).unwrap();
     assert!(lp[first + 1..].iter().all(|&x| x == 0.0));
+}
+
+/// With several EOS ids (Llama 3's `<|eot_id|>` and `<|end_of_text|>`), a row stops at
+/// whichever it samples first.
+#[test]
+fn rows_stop_at_any_of_several_eos_ids() {
+    let model = load("llama-tiny", Head::LanguageModel);
+    let free = run(&model, &options(None), 11);
+    let (row0, row2) = (
+        free.tokens.int64_value(&[0, 2]),
+        free.tokens.int64_value(&[2, 4]),
+    );
+    let mut opts = options(Some(row0));
+    opts.eos_token_ids.push(row2);
+    check_against_naive(&model, &opts, 11);
+    let out = run(&model, &opts, 11);
+    // Rows sample as without stops until they stop: row 0 by step 2, row 2 by step 4.
+    for (row, by) in [(0, 2), (2, 4)] {
+        let tokens: Vec<i64> = Vec::try_from(out.tokens.get(row)).unwrap();
+        let first = tokens
+            .iter()
+            .position(|t| [row0, row2].contains(t))
+            .unwrap();
+        assert!(first <= by, "row {row}: {tokens:?}");
+        assert!(
+            tokens[first + 1..].iter().all(|&t| t == 0),
+            "row {row}: {tokens:?}"
+        );
+    }
 }
 
 #[test]

@@ -44,7 +44,7 @@ fn greedy_generation_with_cache_equals_transformers() {
                 ..Sampling::default()
             },
             max_new_tokens: 12,
-            eos_token_id: Some(95),
+            eos_token_ids: vec![95],
             pad_token_id: 0,
         };
         let mut cache = model.new_cache(2, 10 + 12);

@@ -6,23 +6,26 @@ use rlhf::generate::{generate, left_pad, GenerateOptions};
 use rlhf::model::Model;
 use rlhf::rng::Rng;
 use rlhf::sampling::Sampling;
-use rlhf::tokenizer::Tokenizer;
+use rlhf::text_side::TextSide;
 
 /// Prompts per generation batch of [`sample_responses`].
 const BATCH: usize = 64;
 
-/// Generate a completion for each text; the model and tokenizer must agree on the vocabulary.
+/// Generate a completion for each text, encoded as `text`'s chat template says (rendered
+/// prompts as they are; with no template, after the tokenizer's BOS); a completion ends at
+/// any of the model's EOS ids. The model and tokenizer must agree on the vocabulary.
 pub fn complete(
     model: &Model,
-    tokenizer: &Tokenizer,
+    text: &TextSide,
     texts: &[String],
     max_new_tokens: i64,
     sampling: Sampling,
     seed: u64,
 ) -> anyhow::Result<Vec<String>> {
+    let tokenizer = &text.tokenizer;
     let encoded = texts
         .iter()
-        .map(|t| tokenizer.encode(t))
+        .map(|t| text.encode_prompt(t))
         .collect::<Result<Vec<_>, _>>()?;
     if let Some(empty) = encoded.iter().position(Vec::is_empty) {
         anyhow::bail!("prompt {} encodes to no tokens", empty + 1);
@@ -31,7 +34,7 @@ pub fn complete(
     let options = GenerateOptions {
         sampling,
         max_new_tokens,
-        eos_token_id: Some(tokenizer.eos_id()),
+        eos_token_ids: text.eos_token_ids().to_vec(),
         pad_token_id: tokenizer.pad_id(),
     };
     let mut cache = model.new_cache(ids.size()[0], ids.size()[1] + max_new_tokens);
@@ -44,11 +47,14 @@ pub fn complete(
         &mut Rng::new(seed),
     )
     .context("generation failed")?;
-    let eos = tokenizer.eos_id();
+    let eos = text.eos_token_ids();
     (0..texts.len() as i64)
         .map(|row| {
             let tokens = Vec::<i64>::try_from(out.tokens.get(row))?;
-            let kept: Vec<i64> = tokens.into_iter().take_while(|&t| t != eos).collect();
+            let kept: Vec<i64> = tokens
+                .into_iter()
+                .take_while(|t| !eos.contains(t))
+                .collect();
             Ok(tokenizer.decode(&kept)?)
         })
         .collect()
@@ -59,7 +65,7 @@ pub fn complete(
 /// write the next turn itself.
 pub fn sample_responses(
     model: &Model,
-    tokenizer: &Tokenizer,
+    text: &TextSide,
     texts: &[String],
     max_new_tokens: i64,
     sampling: &Sampling,
@@ -68,15 +74,10 @@ pub fn sample_responses(
     let mut out = Vec::with_capacity(texts.len());
     for (i, chunk) in texts.chunks(BATCH).enumerate() {
         let seed = Rng::new(seed ^ i as u64).next_u64();
-        for text in complete(
-            model,
-            tokenizer,
-            chunk,
-            max_new_tokens,
-            sampling.clone(),
-            seed,
-        )? {
-            let cut = text.find("<|").map_or(text.as_str(), |at| &text[..at]);
+        for completion in complete(model, text, chunk, max_new_tokens, sampling.clone(), seed)? {
+            let cut = completion
+                .find("<|")
+                .map_or(completion.as_str(), |at| &completion[..at]);
             out.push(cut.to_string());
         }
     }

@@ -5,7 +5,7 @@
 //! One file per section: `ppo.rs` (`[ppo]`, its actors' placement), `reward.rs`
 //! (`[ppo.reward]`), `stage.rs` (`[pretrain]`, `[sft]`, `[rm]`), `pipeline.rs`
 //! (`[pipeline]`), `model.rs` (`[model]`), `sections.rs` (`[world]`, `[tokenizer]`,
-//! `[generate]`, `[metrics]`); `defaults.rs` holds the defaults several sections share.
+//! `[chat]`, `[generate]`, `[metrics]`); `defaults.rs` holds the defaults several sections share.
 //! Everything is re-exported here, as `rlhf::config::*`. Every default is a named constant
 //! next to its section.
 
@@ -25,7 +25,9 @@ pub use ppo::{Actors, Placement, PpoStage};
 pub use reward::{
     HttpRewardConfig, OnDisconnect, RemoteRewardConfig, RewardConfig, RuleConfig, WeightedReward,
 };
-pub use sections::{GenerateSection, MetricsConfig, TokenizerConfig, WorldConfig};
+pub use sections::{
+    ChatConfig, GenerateSection, MetricsConfig, TemplateKind, TokenizerConfig, WorldConfig,
+};
 use serde::{Deserialize, Serialize};
 pub use stage::{OnNan, StageConfig};
 use std::path::{Path, PathBuf};
@@ -41,6 +43,9 @@ pub struct RunConfig {
     pub world: WorldConfig,
     #[serde(default)]
     pub tokenizer: TokenizerConfig,
+    /// The chat template every stage renders prompts with.
+    #[serde(default)]
+    pub chat: ChatConfig,
     /// The base model `rlhf init` builds (required by `init` only).
     pub model: Option<ModelSection>,
     #[serde(default)]
@@ -98,6 +103,7 @@ impl RunConfig {
         if let Some(ppo) = &self.ppo {
             ppo.validate()?;
         }
+        self.chat.validate()?;
         if self.tokenizer.vocab_size < 300 {
             return Err(format!(
                 "tokenizer.vocab_size must be at least 300, got {}",
@@ -125,6 +131,7 @@ impl RunConfig {
             run_dir,
             world: WorldConfig::default(),
             tokenizer: TokenizerConfig::default(),
+            chat: ChatConfig::default(),
             model: None,
             generate: GenerateSection::default(),
             pipeline: None,
@@ -166,6 +173,47 @@ mod tests {
             err.starts_with("my.toml: line 8: unknown field `haeds`"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn chat_section_names_its_template() {
+        let parse = |chat: &str| {
+            RunConfig::parse(&format!("{MINIMAL}[chat]\n{chat}\n"), Path::new("c.toml"))
+        };
+        assert_eq!(
+            RunConfig::parse(MINIMAL, Path::new("c.toml")).unwrap().chat,
+            ChatConfig::default()
+        );
+        assert_eq!(ChatConfig::default().template, TemplateKind::Model);
+        let file = parse("template = \"file\"\nfile = \"t.jinja\"")
+            .unwrap()
+            .chat;
+        assert_eq!(file.file.as_deref(), Some(Path::new("t.jinja")));
+        assert_eq!(
+            parse("template = \"none\"").unwrap().chat.template,
+            TemplateKind::None
+        );
+        for (chat, expected) in [
+            (
+                "template = \"file\"",
+                "c.toml: chat.template = \"file\" needs chat.file",
+            ),
+            (
+                "template = \"builtin\"\nfile = \"t.jinja\"",
+                "c.toml: chat.file (t.jinja) is read only with chat.template = \"file\"",
+            ),
+            (
+                "template = \"jinja\"",
+                "c.toml: line 10: unknown variant `jinja`",
+            ),
+            (
+                "templates = \"model\"",
+                "c.toml: line 10: unknown field `templates`",
+            ),
+        ] {
+            let err = parse(chat).unwrap_err().to_string();
+            assert!(err.starts_with(expected), "{chat}: {err}");
+        }
     }
 
     #[test]

@@ -1,8 +1,9 @@
-//! The small sections: `[world]`, `[tokenizer]`, `[generate]`, `[metrics]`. Every field
-//! has a default, so each section may be left out.
+//! The small sections: `[world]`, `[tokenizer]`, `[chat]`, `[generate]`, `[metrics]`.
+//! Every field has a default, so each section may be left out.
 
 use crate::sampling::Sampling;
 use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
 
 /// Default `world.documents`: prose documents in the pretraining corpus.
 const DEFAULT_WORLD_DOCUMENTS: usize = 4000;
@@ -10,6 +11,9 @@ const DEFAULT_WORLD_DOCUMENTS: usize = 4000;
 const DEFAULT_VOCAB_SIZE: usize = 1024;
 /// Default `generate.max_new_tokens`.
 const DEFAULT_GENERATE_MAX_NEW_TOKENS: i64 = 64;
+/// Default `chat.template`: the model folder's own chat template, as transformers applies
+/// it (the embedded world's folders carry the built-in one).
+const DEFAULT_CHAT_TEMPLATE: TemplateKind = TemplateKind::Model;
 /// Default `metrics.listen`: loopback only, so a run never exposes a port unasked.
 const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9464";
 
@@ -58,6 +62,64 @@ impl Default for TokenizerConfig {
     fn default() -> Self {
         TokenizerConfig {
             vocab_size: DEFAULT_VOCAB_SIZE,
+        }
+    }
+}
+
+/// Which chat template renders prompts and conversations (`chat.template`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TemplateKind {
+    /// The model folder's own Jinja `chat_template` (its `chat_template.jinja`, else
+    /// `tokenizer_config.json`); an error when it has none.
+    Model,
+    /// The embedded world's `<|user|>` ... `<|assistant|>` template.
+    Builtin,
+    /// The Jinja template in `chat.file`.
+    File,
+    /// None: prompts are used as given (after the BOS the tokenizer adds to any text).
+    None,
+}
+
+/// How prompts and conversations become model input, for every stage of a run. The
+/// template used is saved in the `tokenizer_config.json` of every model folder written.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChatConfig {
+    /// `"model"`, `"builtin"`, `"file"` or `"none"`.
+    pub template: TemplateKind,
+    /// The Jinja template file when `template = "file"` (and only then).
+    pub file: Option<PathBuf>,
+}
+
+impl Default for ChatConfig {
+    fn default() -> Self {
+        ChatConfig {
+            template: DEFAULT_CHAT_TEMPLATE,
+            file: None,
+        }
+    }
+}
+
+impl ChatConfig {
+    /// The built-in template (the embedded world's).
+    pub fn builtin() -> ChatConfig {
+        ChatConfig {
+            template: TemplateKind::Builtin,
+            file: None,
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        match (self.template, &self.file) {
+            (TemplateKind::File, None) => {
+                Err("chat.template = \"file\" needs chat.file, the Jinja template".into())
+            }
+            (kind, Some(file)) if kind != TemplateKind::File => Err(format!(
+                "chat.file ({}) is read only with chat.template = \"file\"",
+                file.display()
+            )),
+            _ => Ok(()),
         }
     }
 }

@@ -7,6 +7,7 @@ use super::rm::{pairs, RankedExample};
 use super::sft::SftExample;
 use crate::generate::left_pad;
 use crate::rng::Rng;
+use crate::template::ChatTemplate;
 use crate::tokenizer::Tokenizer;
 use crate::Result;
 
@@ -19,7 +20,8 @@ pub struct SftSequence {
 }
 
 /// Tokenizes demonstrations: `encode(prompt) ++ encode(response) ++ [EOS]` (prompt and
-/// response are encoded separately, so the boundary is exactly where generation starts).
+/// response are encoded separately, so the boundary is exactly where generation starts;
+/// the prompt as `template` says, with the tokenizer's BOS when it is used as given).
 ///
 /// Over-long rule: an example whose prompt + response + EOS exceeds `max_seq_len` tokens is
 /// skipped, never truncated (a truncated response would teach the model to stop without
@@ -27,13 +29,14 @@ pub struct SftSequence {
 pub fn tokenize_sft(
     examples: &[SftExample],
     tokenizer: &Tokenizer,
+    template: &ChatTemplate,
     max_seq_len: usize,
 ) -> Result<(Vec<SftSequence>, usize)> {
     let eos = tokenizer.eos_id();
     let mut out = Vec::with_capacity(examples.len());
     let mut skipped = 0;
     for example in examples {
-        let mut ids = tokenizer.encode(&example.prompt)?;
+        let mut ids = template.encode_prompt(tokenizer, &example.prompt)?;
         let prompt_len = ids.len();
         ids.extend(tokenizer.encode(&example.response)?);
         ids.push(eos);
@@ -147,13 +150,14 @@ pub struct RankedSequences {
 pub fn tokenize_rm(
     examples: &[RankedExample],
     tokenizer: &Tokenizer,
+    template: &ChatTemplate,
     max_seq_len: usize,
 ) -> Result<(Vec<RankedSequences>, usize)> {
     let eos = tokenizer.eos_id();
     let mut out = Vec::with_capacity(examples.len());
     let mut skipped = 0;
     for example in examples {
-        let prompt = tokenizer.encode(&example.prompt)?;
+        let prompt = template.encode_prompt(tokenizer, &example.prompt)?;
         let mut rows = Vec::with_capacity(example.responses.len());
         for response in &example.responses {
             let mut ids = prompt.clone();
@@ -252,7 +256,6 @@ pub fn batches(len: usize, batch_size: usize, rng: Option<&mut Rng>) -> Vec<Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::template::ChatTemplate;
 
     fn tokenizer() -> Tokenizer {
         let texts: Vec<String> = [
@@ -284,7 +287,7 @@ mod tests {
 
     fn sft(prompt: &str, response: &str) -> SftExample {
         SftExample {
-            prompt: ChatTemplate::default().prompt(prompt),
+            prompt: ChatTemplate::builtin().prompt(prompt).unwrap(),
             response: response.into(),
             category: None,
         }
@@ -325,7 +328,7 @@ mod tests {
         assert!(expected[0].ids[..expected[0].prompt_len].contains(&3));
         assert_eq!(*expected[0].ids.last().unwrap(), eos);
 
-        let (all, skipped) = tokenize_sft(&examples, &tok, 1000).unwrap();
+        let (all, skipped) = tokenize_sft(&examples, &tok, &ChatTemplate::builtin(), 1000).unwrap();
         assert_eq!((all, skipped), (expected.clone(), 0));
 
         // A limit of exactly the first example's length keeps it (and the shorter third),
@@ -336,10 +339,10 @@ mod tests {
             expected[2].ids.len(),
         );
         assert!(l1 > l0 && l0 >= l2, "{l0} {l1} {l2}");
-        let (kept, skipped) = tokenize_sft(&examples, &tok, l0).unwrap();
+        let (kept, skipped) = tokenize_sft(&examples, &tok, &ChatTemplate::builtin(), l0).unwrap();
         assert_eq!(kept, [expected[0].clone(), expected[2].clone()]);
         assert_eq!(skipped, 1);
-        let (kept, skipped) = tokenize_sft(&examples, &tok, 0).unwrap();
+        let (kept, skipped) = tokenize_sft(&examples, &tok, &ChatTemplate::builtin(), 0).unwrap();
         assert_eq!((kept.len(), skipped), (0, 3));
     }
 
@@ -391,7 +394,7 @@ mod tests {
     fn tokenized_sft_mask_covers_exactly_the_response() {
         let tok = tokenizer();
         let examples = [sft("Name a river.", "The Avel."), sft("Hi", "Hello.")];
-        let (seqs, _) = tokenize_sft(&examples, &tok, 1000).unwrap();
+        let (seqs, _) = tokenize_sft(&examples, &tok, &ChatTemplate::builtin(), 1000).unwrap();
         let batch = collate_sft(&seqs.iter().collect::<Vec<_>>(), tok.pad_id(), false);
         let (ids, targets, mask) = (
             rows(&batch.input_ids),
@@ -418,7 +421,7 @@ mod tests {
 
     fn ranked(prompt: &str, responses: &[&str]) -> RankedExample {
         RankedExample {
-            prompt: ChatTemplate::default().prompt(prompt),
+            prompt: ChatTemplate::builtin().prompt(prompt).unwrap(),
             responses: responses.iter().map(|s| s.to_string()).collect(),
             category: None,
         }
@@ -437,7 +440,7 @@ mod tests {
                 ],
             ),
         ];
-        let (all, skipped) = tokenize_rm(&examples, &tok, 1000).unwrap();
+        let (all, skipped) = tokenize_rm(&examples, &tok, &ChatTemplate::builtin(), 1000).unwrap();
         assert_eq!(skipped, 0);
         for (group, example) in all.iter().zip(&examples) {
             let prompt = tok.encode(&example.prompt).unwrap();
@@ -459,7 +462,8 @@ mod tests {
         assert!(longest_second > longest_first);
         // The second prompt's short response fits, its long one does not: all of it goes.
         assert!(all[1].rows[0].len() <= longest_first);
-        let (kept, skipped) = tokenize_rm(&examples, &tok, longest_first).unwrap();
+        let (kept, skipped) =
+            tokenize_rm(&examples, &tok, &ChatTemplate::builtin(), longest_first).unwrap();
         assert_eq!((kept, skipped), (vec![all[0].clone()], 1));
     }
 

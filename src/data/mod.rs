@@ -6,9 +6,11 @@
 //! JSONL: one JSON object per line; blank lines are ignored; a UTF-8 BOM is allowed. Fields
 //! other than those below (ids, sources, metadata) are ignored. Every record may carry an
 //! optional `"category"` string (absent or `null`: none); evaluation reports by category.
-//! Prompts are plain user text: the reader wraps them in the chat template
+//! Prompts are plain user text: the reader wraps them in the run's chat template
 //! ([`ChatTemplate::prompt`](crate::template::ChatTemplate::prompt)), so they must not
-//! contain it. Responses never contain the template or an EOS; tokenization appends the EOS.
+//! contain it (with `[chat] template = "none"` they are used as given). Responses never
+//! contain the template or an EOS; tokenization appends the EOS. A template that refuses a
+//! record (a Jinja `raise_exception`) is an error at that line naming the field.
 //!
 //! ## SFT demonstrations ([`read_sft`])
 //!
@@ -64,7 +66,10 @@
 //! # Sequences and batches
 //!
 //! A training sequence is `encode(templated prompt) ++ encode(response) ++ [EOS]`, prompt
-//! and response encoded separately so the boundary is exactly where generation starts.
+//! and response encoded separately so the boundary is exactly where generation starts. The
+//! prompt is encoded as the template says
+//! ([`ChatTemplate::encode_prompt`](crate::template::ChatTemplate::encode_prompt)): a
+//! Jinja template's text as it is, a prompt used as given after the tokenizer's BOS.
 //!
 //! Over-long rule: a sequence longer than `max_seq_len` tokens is skipped, never truncated
 //! (a truncated response would teach the model to stop without EOS); for the reward model,

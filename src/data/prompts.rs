@@ -2,7 +2,7 @@
 //! or any other file as plain text, one document per blank-line-separated block).
 
 use super::jsonl::JsonlReader;
-use super::sft::non_empty;
+use super::sft::{invalid_message, non_empty};
 use crate::template::ChatTemplate;
 use crate::{Error, Result};
 use std::path::Path;
@@ -23,8 +23,11 @@ pub fn read_prompts(path: &Path, template: &ChatTemplate) -> Result<Vec<Prompt>>
         .map(|record| {
             let r = record?;
             let prompt = non_empty(&r, "prompt", r.str("prompt")?)?;
+            let text = template
+                .prompt(prompt)
+                .map_err(|e| r.field_error("prompt", invalid_message(e)))?;
             Ok(Prompt {
-                text: template.prompt(prompt),
+                text,
                 raw: prompt.to_string(),
                 category: r.opt_str("category")?.map(String::from),
             })
@@ -68,7 +71,7 @@ mod tests {
 
     #[test]
     fn prompts_are_templated_and_errors_name_the_line() {
-        let t = ChatTemplate::default();
+        let t = ChatTemplate::builtin();
         let path = write(
             "p.jsonl",
             "{\"prompt\": \"Hi\", \"category\": \"chat\"}\n{\"prompt\": \"Yo\"}\n",
@@ -77,7 +80,7 @@ mod tests {
         assert_eq!(
             prompts[0],
             Prompt {
-                text: t.prompt("Hi"),
+                text: t.prompt("Hi").unwrap(),
                 raw: "Hi".into(),
                 category: Some("chat".into())
             }

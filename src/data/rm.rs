@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use super::jsonl::{JsonlReader, Record};
-use super::sft::non_empty;
+use super::sft::{invalid_message, non_empty};
 use crate::template::ChatTemplate;
 use crate::Result;
 
@@ -62,8 +62,11 @@ fn parse_rm(r: &Record, template: &ChatTemplate) -> Result<RankedExample> {
             vec![chosen.to_string(), rejected.to_string()]
         }
     };
+    let prompt = template
+        .prompt(prompt)
+        .map_err(|e| r.field_error("prompt", invalid_message(e)))?;
     Ok(RankedExample {
-        prompt: template.prompt(prompt),
+        prompt,
         responses,
         category: r.opt_str("category")?.map(String::from),
     })
@@ -113,7 +116,7 @@ mod tests {
 
     fn read(content: &str) -> (std::path::PathBuf, Result<Vec<RankedExample>>) {
         let path = temp_file("rm", content);
-        let result = read_rm(&path, &ChatTemplate::default());
+        let result = read_rm(&path, &ChatTemplate::builtin());
         (path, result)
     }
 

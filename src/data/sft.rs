@@ -37,7 +37,10 @@ fn parse_sft(r: &Record, template: &ChatTemplate) -> Result<SftExample> {
         (false, true) => {
             let prompt = non_empty(r, "prompt", r.str("prompt")?)?;
             let response = non_empty(r, "response", r.str("response")?)?;
-            (template.prompt(prompt), response.to_string())
+            let prompt = template
+                .prompt(prompt)
+                .map_err(|e| r.field_error("prompt", invalid_message(e)))?;
+            (prompt, response.to_string())
         }
         (true, false) => {
             let messages = parse_messages(r, "messages")?;
@@ -65,7 +68,7 @@ pub(crate) fn non_empty<'a>(r: &Record, field: &str, text: &'a str) -> Result<&'
 }
 
 /// The text of an `Error::Invalid` (the template's complaint about a conversation).
-fn invalid_message(e: Error) -> String {
+pub(crate) fn invalid_message(e: Error) -> String {
     match e {
         Error::Invalid(message) => message,
         other => other.to_string(),
@@ -126,7 +129,7 @@ mod tests {
 
     fn read(content: &str) -> (std::path::PathBuf, Result<Vec<SftExample>>) {
         let path = temp_file("sft", content);
-        let result = read_sft(&path, &ChatTemplate::default());
+        let result = read_sft(&path, &ChatTemplate::builtin());
         (path, result)
     }
 

@@ -76,14 +76,14 @@ pub(super) fn rollout(
     let options = GenerateOptions {
         sampling: learner.sampling().clone(),
         max_new_tokens: max_new,
-        eos_token_id: Some(EOS),
+        eos_token_ids: vec![EOS],
         pad_token_id: 0,
     };
     let policy = learner.policy();
     let mut cache = policy.new_cache(ids.size()[0], ids.size()[1] + max_new);
     let generation = generate(policy, &mut cache, &ids, &mask, &options, rng).unwrap();
     let mut batch =
-        RolloutBatch::from_generation(0, learner.version(), ids, mask, generation, Some(EOS));
+        RolloutBatch::from_generation(0, learner.version(), ids, mask, generation, &[EOS]);
     batch.ref_logprobs = Some(response_logprobs(
         reference,
         &batch,

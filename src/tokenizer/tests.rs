@@ -1,4 +1,4 @@
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::*;
 use crate::world::prose::corpus;
@@ -126,4 +126,115 @@ fn load_errors_name_the_file() {
     assert!(Tokenizer::train_bpe(&[], 100, SPECIAL).is_err());
     assert!(Tokenizer::train_bpe(&[], 1000, &[]).is_err());
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// A copy of a chat fixture folder (tests/fixtures/chat/<family>) to edit.
+fn chat_fixture(family: &str, tag: &str) -> PathBuf {
+    let from = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/chat")
+        .join(family);
+    let dir = scratch(tag);
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, dir.join(path.file_name().unwrap())).unwrap();
+    }
+    dir
+}
+
+fn edit_config(dir: &Path, edit: impl FnOnce(&mut Map<String, Value>)) {
+    let path = dir.join("tokenizer_config.json");
+    let mut config: Map<String, Value> =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    edit(&mut config);
+    std::fs::write(&path, serde_json::to_string(&config).unwrap()).unwrap();
+}
+
+/// BOS as transformers 5 adds it: an explicit `add_bos_token` / `add_eos_token` rebuilds
+/// the post-processor (BOS only when asked and named), otherwise the post-processor's own.
+#[test]
+fn bos_prefix_follows_add_bos_token_then_the_post_processor() {
+    let dir = chat_fixture("mistral", "bos");
+    let bos = |dir: &Path| Tokenizer::from_dir(dir).unwrap().bos_prefix().to_vec();
+    assert_eq!(bos(&dir), [1]);
+    for (key, value, expected) in [
+        ("add_bos_token", Value::Bool(false), vec![]),
+        ("add_bos_token", Value::Bool(true), vec![1]),
+        ("add_eos_token", Value::Bool(true), vec![]),
+    ] {
+        let copy = chat_fixture("mistral", "bos-edit");
+        edit_config(&copy, |c| {
+            c.insert(key.into(), value.clone());
+        });
+        assert_eq!(bos(&copy), expected, "{key} = {value}");
+    }
+    edit_config(&dir, |c| {
+        c.insert("add_bos_token".into(), "yes".into());
+    });
+    let err = Tokenizer::from_dir(&dir).unwrap_err().to_string();
+    assert!(
+        err.contains("tokenizer_config.json: add_bos_token: expected true or false"),
+        "{err}"
+    );
+    // No BOS token named: nothing to add.
+    let qwen = chat_fixture("qwen2.5", "bos-qwen");
+    edit_config(&qwen, |c| {
+        c.insert("add_bos_token".into(), true.into());
+    });
+    assert_eq!(bos(&qwen), Vec::<i64>::new());
+    let t = Tokenizer::from_dir(chat_fixture("mistral", "bos-encode")).unwrap();
+    assert_eq!(t.encode_with_bos("Hi").unwrap()[0], 1);
+    assert_ne!(t.encode("Hi").unwrap()[0], 1);
+}
+
+/// The chat template: `chat_template.jinja` wins over the config's, a list of named
+/// templates gives its "default", and saving writes the template set (or none).
+#[test]
+fn chat_template_sources_and_saving() {
+    let dir = chat_fixture("chatml", "template");
+    let source = |dir: &Path| {
+        Tokenizer::from_dir(dir)
+            .unwrap()
+            .chat_template()
+            .map(|(s, p)| (s.to_string(), p.file_name().unwrap().to_owned()))
+    };
+    let (text, from) = source(&dir).unwrap();
+    assert!(text.starts_with("{% for message in messages %}"));
+    assert_eq!(from, "tokenizer_config.json");
+    edit_config(&dir, |c| {
+        c.insert(
+            "chat_template".into(),
+            serde_json::json!([{"name": "tool_use", "template": "T"}, {"name": "default", "template": "D"}]),
+        );
+    });
+    assert_eq!(source(&dir).unwrap().0, "D");
+    std::fs::write(dir.join("chat_template.jinja"), "J").unwrap();
+    assert_eq!(
+        source(&dir).unwrap(),
+        ("J".to_string(), "chat_template.jinja".into())
+    );
+    std::fs::remove_file(dir.join("chat_template.jinja")).unwrap();
+    edit_config(&dir, |c| {
+        c.insert(
+            "chat_template".into(),
+            serde_json::json!([{"name": "tool_use", "template": "T"}]),
+        );
+    });
+    let err = Tokenizer::from_dir(&dir).unwrap_err().to_string();
+    assert!(err.contains("tokenizer_config.json: chat_template: a list of templates without one named \"default\""), "{err}");
+
+    let mut t = Tokenizer::from_dir(chat_fixture("chatml", "template-save")).unwrap();
+    let out = scratch("template-out");
+    t.set_chat_template(Some(("NEW".into(), "x".into())));
+    t.save(&out).unwrap();
+    assert_eq!(source(&out).unwrap().0, "NEW");
+    t.set_chat_template(None);
+    t.save(&out).unwrap();
+    assert_eq!(source(&out), None);
+    assert_eq!(
+        t.special_tokens_map(),
+        [
+            ("eos_token".to_string(), "<|im_end|>".to_string()),
+            ("pad_token".to_string(), "<|endoftext|>".to_string())
+        ]
+    );
 }

@@ -68,6 +68,8 @@ impl Tokenizer {
             pad: eos.to_string(),
             bos: None,
             model_max_length: None,
+            bos_prefix: Vec::new(),
+            chat_template: None,
             config: Default::default(),
         })
     }

@@ -73,7 +73,7 @@ impl Generating {
                 ..Sampling::default()
             },
             max_new_tokens: settings.new_tokens,
-            eos_token_id: None,
+            eos_token_ids: Vec::new(),
             pad_token_id: 0,
         };
         let cache = model.new_cache(settings.batch, settings.positions());

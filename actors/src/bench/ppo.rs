@@ -186,7 +186,7 @@ async fn run_once(
     let actors = spawn(
         &stage,
         Tokens {
-            eos: None,
+            eos: Vec::new(),
             pad: 0,
             decoder: Decoder::ids_only(),
         },

@@ -1,7 +1,7 @@
 //! `rlhf eval`: compare models on the user's prompts, judged by a reward model the user
 //! brings (see [`crate::report::evaluate`] for the comparison).
 
-use super::generate::SamplingArgs;
+use super::generate::{chat_config, SamplingArgs};
 use crate::completions::sample_responses;
 use crate::report::evaluate::{compare, perplexity, reward_scores, write_outputs, Answers};
 use crate::report::markdown::Report;
@@ -9,9 +9,9 @@ use anyhow::{bail, Context};
 use clap::Args;
 use rlhf::data::{read_pretrain, read_prompts};
 use rlhf::device::{parse_device, DType};
+use rlhf::generation_config::SamplingDefaults;
 use rlhf::model::{Head, Model};
-use rlhf::template::ChatTemplate;
-use rlhf::tokenizer::Tokenizer;
+use rlhf::text_side::TextSide;
 use std::path::PathBuf;
 use tracing::info;
 
@@ -34,6 +34,10 @@ pub struct EvalArgs {
     /// perplexity, the alignment tax.
     #[arg(long)]
     pub text: Option<PathBuf>,
+    /// The chat template each model (and the judge) reads the prompts in: `model` (each
+    /// folder's own chat_template), `builtin`, `none` (prompts as given), or a Jinja file.
+    #[arg(long, default_value = "model", value_name = "model|builtin|none|FILE")]
+    pub chat_template: String,
     /// Where report.md, eval.json and responses.jsonl go.
     #[arg(long, default_value = "runs/eval")]
     pub out: PathBuf,
@@ -64,14 +68,24 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
             .with_context(|| format!("--baseline {b}: no --model of that name"))?,
         None => 0,
     };
+    // Every model samples alike (our defaults, not each folder's generation config), so
+    // their answers compare.
     let sampling = args.sampling.sampling()?;
+    let max_new_tokens = args.sampling.max_new_tokens(&SamplingDefaults::default());
     let seed = args.sampling.seed;
-    let template = ChatTemplate::default();
-    let prompts = read_prompts(&args.prompts, &template)?;
+    let chat = chat_config(&args.chat_template);
+    // Prompts as the file gives them; each model renders them in its own template.
+    let prompts = read_prompts(&args.prompts, &rlhf::template::ChatTemplate::None)?;
     if prompts.is_empty() {
         bail!("{}: no prompts", args.prompts.display());
     }
-    let texts: Vec<String> = prompts.iter().map(|p| p.text.clone()).collect();
+    let texts: Vec<String> = prompts.iter().map(|p| p.raw.clone()).collect();
+    let rendered = |side: &TextSide| -> anyhow::Result<Vec<String>> {
+        Ok(texts
+            .iter()
+            .map(|t| side.template.prompt(t))
+            .collect::<Result<Vec<String>, _>>()?)
+    };
     let categories: Vec<String> = prompts
         .iter()
         .map(|p| p.category.clone().unwrap_or_else(|| "all".into()))
@@ -79,28 +93,29 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
     let documents = args.text.as_deref().map(read_pretrain).transpose()?;
     let cpu = parse_device("cpu")?;
     let (judge_model, _) = Model::load(&args.reward_model, Head::Scalar, DType::F32, cpu)?;
-    let judge_tokenizer = Tokenizer::from_dir(&args.reward_model)?;
+    let judge = TextSide::load(&args.reward_model, &chat)?;
+    let judge_prompts = rendered(&judge)?;
     let mut answers = Vec::new();
     for (name, dir) in &named {
         let (model, _) = Model::load(dir, Head::LanguageModel, DType::F32, cpu)?;
-        let tokenizer = Tokenizer::from_dir(dir)?;
+        let text = TextSide::load(dir, &chat)?;
         let responses = sample_responses(
             &model,
-            &tokenizer,
-            &texts,
-            args.sampling.max_new_tokens,
+            &text,
+            &rendered(&text)?,
+            max_new_tokens,
             &sampling,
             seed,
         )?;
-        let pairs: Vec<(String, String)> = texts
+        let pairs: Vec<(String, String)> = judge_prompts
             .iter()
             .cloned()
             .zip(responses.iter().cloned())
             .collect();
-        let scores = reward_scores(&judge_model, &judge_tokenizer, &pairs)?;
+        let scores = reward_scores(&judge_model, &judge.tokenizer, &pairs)?;
         let perplexity = documents
             .as_deref()
-            .map(|d| perplexity(&model, &tokenizer, d))
+            .map(|d| perplexity(&model, &text.tokenizer, d))
             .transpose()?;
         info!(model = %name, "evaluated");
         answers.push(Answers {

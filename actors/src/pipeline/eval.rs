@@ -11,13 +11,14 @@ use crate::report::evaluate::{compare, perplexity, reward_scores, write_outputs,
 use crate::report::markdown::{ModelRow, Report};
 use crate::report::plot::{bar_chart_with_intervals, line_chart, Series};
 use anyhow::Context;
+use rlhf::config::ChatConfig;
 use rlhf::config::RunConfig;
 use rlhf::data::{read_pretrain, read_rm};
 use rlhf::device::{parse_device, DType};
 use rlhf::eval::pairwise_agreement;
 use rlhf::model::{Head, Model};
-use rlhf::template::ChatTemplate;
-use rlhf::tokenizer::Tokenizer;
+use rlhf::template::{ChatTemplate, Message, Role};
+use rlhf::text_side::TextSide;
 use rlhf::world::labeler::{Labeler, TIE};
 use rlhf::world::tasks::{Category, Task};
 use rlhf::world::World;
@@ -36,7 +37,6 @@ pub fn run(config: &RunConfig, seconds_before: f64) -> anyhow::Result<()> {
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let (world, pools) = super::world::world_of_run(config)?;
     let labeler = Labeler { disagreement: 0.0 };
-    let template = ChatTemplate::default();
     let test = &pools.test;
     let prose = read_pretrain(&layout.data("prose_heldout.jsonl"))?;
 
@@ -49,22 +49,22 @@ pub fn run(config: &RunConfig, seconds_before: f64) -> anyhow::Result<()> {
         let stage = if name == "base" { "pretrain" } else { name };
         let dir = layout.model(stage);
         let (model, _) = Model::load(&dir, Head::LanguageModel, ppo.dtype, parse_device("cpu")?)?;
-        let tokenizer = Tokenizer::from_dir(&dir)?;
-        let prompts: Vec<String> = test
+        let text = TextSide::load(&dir, &ChatConfig::builtin())?;
+        let prompts = test
             .iter()
             .map(|t| {
-                let prompt = template.prompt(&t.prompt);
+                let mut conversation = Vec::new();
                 if name == "base" {
-                    one_shot(&world, &pools.sft, t, &template, &labeler) + &prompt
-                } else {
-                    prompt
+                    conversation = one_shot(&world, &pools.sft, t, &labeler);
                 }
+                conversation.push(Message::new(Role::User, t.prompt.clone()));
+                text.template.render(&conversation, true)
             })
-            .collect();
+            .collect::<Result<Vec<String>, _>>()?;
         // The same seed for every model: their answers to a prompt share random numbers.
         let responses = sample_responses(
             &model,
-            &tokenizer,
+            &text,
             &prompts,
             ppo.max_new_tokens,
             &pipeline.eval_sampling,
@@ -75,7 +75,7 @@ pub fn run(config: &RunConfig, seconds_before: f64) -> anyhow::Result<()> {
             .zip(&responses)
             .map(|(t, r)| labeler.score(&world, t, r))
             .collect();
-        let perplexity = perplexity(&model, &tokenizer, &prose)?;
+        let perplexity = perplexity(&model, &text.tokenizer, &prose)?;
         info!(model = name, perplexity, "evaluated");
         models.push(Answers {
             name: name.to_string(),
@@ -178,23 +178,16 @@ fn label_agreement(layout: &Layout, disagreement: f64) -> anyhow::Result<String>
 }
 
 /// The few-shot prefix of the prompted base model: one demonstration of the same category
-/// from the SFT pool, in the chat template.
-fn one_shot(
-    world: &World,
-    sft: &[Task],
-    task: &Task,
-    template: &ChatTemplate,
-    labeler: &Labeler,
-) -> String {
+/// from the SFT pool, as the turns before the test prompt.
+fn one_shot(world: &World, sft: &[Task], task: &Task, labeler: &Labeler) -> Vec<Message> {
     let Some(example) = sft.iter().find(|t| t.category == task.category) else {
-        return String::new();
+        return Vec::new();
     };
     let demo = labeler.demonstrate(world, example, &mut rlhf::rng::Rng::new(0));
-    format!(
-        "{}{demo}{}",
-        template.prompt(&example.prompt),
-        template.turn_end
-    )
+    vec![
+        Message::new(Role::User, example.prompt.clone()),
+        Message::new(Role::Assistant, demo),
+    ]
 }
 
 /// Share of a probe category's answers that behave as they should (None: no such probe).
@@ -234,14 +227,14 @@ fn rm_accuracy(
     rm_pool: &[Task],
     labeler: &Labeler,
 ) -> anyhow::Result<RmAccuracy> {
-    let template = ChatTemplate::default();
+    let template = ChatTemplate::builtin();
     let dir = layout.model("rm");
     let (model, _) = Model::load(&dir, Head::Scalar, DType::F32, parse_device("cpu")?)?;
-    let tokenizer = Tokenizer::from_dir(&dir)?;
-    let by_prompt: BTreeMap<String, &Task> = rm_pool
-        .iter()
-        .map(|t| (template.prompt(&t.prompt), t))
-        .collect();
+    let tokenizer = rlhf::tokenizer::Tokenizer::from_dir(&dir)?;
+    let mut by_prompt: BTreeMap<String, &Task> = BTreeMap::new();
+    for t in rm_pool {
+        by_prompt.insert(template.prompt(&t.prompt)?, t);
+    }
     let path = layout.data("rm_heldout.jsonl");
     let mut counts = [(0usize, 0usize); 2];
     for example in read_rm(&path, &template)? {

@@ -6,8 +6,10 @@ use crate::completions::complete;
 use anyhow::Context;
 use rlhf::config::RunConfig;
 use rlhf::device::parse_device;
+use rlhf::generation_config::GenerationConfig;
 use rlhf::model::{Head, Model, ModelConfig};
-use rlhf::template::ChatTemplate;
+use rlhf::template::{ChatTemplate, BUILTIN_MARKERS};
+use rlhf::text_side::TextSide;
 use rlhf::tokenizer::Tokenizer;
 use rlhf::world::prose;
 use std::path::Path;
@@ -17,11 +19,16 @@ use tracing::info;
 pub fn run(config_path: &Path) -> anyhow::Result<()> {
     let config = RunConfig::load(config_path)?;
     write_resolved(&config)?;
-    let (model, tokenizer) = build(&config, config_path)?;
+    let (model, text) = build(&config, config_path)?;
     if !config.generate.prompts.is_empty() {
+        // The demo prompts are plain text, completed as given.
+        let plain = TextSide {
+            template: ChatTemplate::None,
+            ..text
+        };
         let completions = complete(
             &model,
-            &tokenizer,
+            &plain,
             &config.generate.prompts,
             config.generate.max_new_tokens,
             config.generate.sampling.clone(),
@@ -44,8 +51,9 @@ pub fn write_resolved(config: &RunConfig) -> anyhow::Result<()> {
 }
 
 /// Train the tokenizer on the prose corpus and save it with a randomly initialised model
-/// of the config's shape into `<run_dir>/init/`.
-pub fn build(config: &RunConfig, config_path: &Path) -> anyhow::Result<(Model, Tokenizer)> {
+/// of the config's shape into `<run_dir>/init/`; the folder advertises the built-in chat
+/// template, the one the embedded world's stages use.
+pub fn build(config: &RunConfig, config_path: &Path) -> anyhow::Result<(Model, TextSide)> {
     let start = Instant::now();
     let corpus = prose::corpus(config.seed, config.world.documents);
     let bytes: usize = corpus.iter().map(String::len).sum();
@@ -53,10 +61,8 @@ pub fn build(config: &RunConfig, config_path: &Path) -> anyhow::Result<(Model, T
         documents = corpus.len(),
         bytes, "generated the prose corpus"
     );
-    let template = ChatTemplate::default();
-    let mut specials = vec!["<|endoftext|>".to_string()];
-    specials.extend(template.special_tokens());
-    let specials: Vec<&str> = specials.iter().map(String::as_str).collect();
+    let mut specials = vec!["<|endoftext|>"];
+    specials.extend(BUILTIN_MARKERS);
     let tokenizer = Tokenizer::train_bpe(&corpus, config.tokenizer.vocab_size, &specials)?;
     info!(
         vocab = tokenizer.vocab_size(),
@@ -75,11 +81,13 @@ pub fn build(config: &RunConfig, config_path: &Path) -> anyhow::Result<(Model, T
         device,
     )?;
     model.save(&init_dir)?;
-    tokenizer.save(&init_dir)?;
+    let generation = GenerationConfig::for_tokenizer(&tokenizer);
+    let text = TextSide::new(tokenizer, ChatTemplate::builtin(), generation);
+    text.save(&init_dir)?;
     info!(
         parameters = model.config().num_parameters(),
         dir = %init_dir.display(),
         "saved the randomly initialised model (pretraining makes it a base model)"
     );
-    Ok((model, tokenizer))
+    Ok((model, text))
 }

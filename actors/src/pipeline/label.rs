@@ -6,14 +6,13 @@ use super::layout::Layout;
 use crate::completions::sample_responses;
 use crate::stages::run_dir::write_jsonl;
 use anyhow::Context;
-use rlhf::config::RunConfig;
+use rlhf::config::{ChatConfig, RunConfig};
 use rlhf::device::parse_device;
 use rlhf::eval::pairwise_agreement;
 use rlhf::model::{Head, Model};
 use rlhf::rng::Rng;
 use rlhf::sampling::Sampling;
-use rlhf::template::ChatTemplate;
-use rlhf::tokenizer::Tokenizer;
+use rlhf::text_side::TextSide;
 use rlhf::world::labeler::{Labeler, TIE};
 use serde_json::json;
 use tracing::info;
@@ -32,15 +31,14 @@ pub fn run(config: &RunConfig) -> anyhow::Result<()> {
         sft.dtype,
         parse_device(&sft.device)?,
     )?;
-    let tokenizer = Tokenizer::from_dir(&sft_dir)?;
+    let text = TextSide::load(&sft_dir, &ChatConfig::builtin())?;
     let k = pipeline.responses_per_prompt;
-    let template = ChatTemplate::default();
     // Response j of every prompt at temperature j (cycled): one generation pass each.
-    let texts: Vec<String> = pools
+    let texts = pools
         .rm
         .iter()
-        .map(|t| template.prompt(&t.prompt))
-        .collect();
+        .map(|t| text.template.prompt(&t.prompt))
+        .collect::<Result<Vec<String>, _>>()?;
     let mut responses = vec![String::new(); pools.rm.len() * k];
     for (j, &temperature) in pipeline
         .label_temperatures
@@ -55,7 +53,7 @@ pub fn run(config: &RunConfig) -> anyhow::Result<()> {
         };
         let sampled = sample_responses(
             &model,
-            &tokenizer,
+            &text,
             &texts,
             ppo.max_new_tokens,
             &sampling,

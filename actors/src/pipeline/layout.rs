@@ -3,7 +3,7 @@
 //! pipeline run with the same config file).
 
 use anyhow::bail;
-use rlhf::config::RunConfig;
+use rlhf::config::{RunConfig, TemplateKind};
 use std::path::{Path, PathBuf};
 
 pub struct Layout {
@@ -102,6 +102,19 @@ impl Layout {
                 );
             }
         }
+        // The labeler and the evaluation match prompts in the built-in template; "model" is
+        // the same template here, as the pipeline's init folder advertises it.
+        if !matches!(
+            config.chat.template,
+            TemplateKind::Builtin | TemplateKind::Model
+        ) {
+            bail!(
+                "{}: `chat.template` must be \"builtin\" (or \"model\", the init folder's, which \
+                 is the built-in one) for `rlhf pipeline`: the embedded world's labeler reads \
+                 prompts in that template",
+                config_path.display()
+            );
+        }
         if let Some(demos) = &rm.demonstrations {
             if demos != &self.data("sft.jsonl") {
                 bail!(
@@ -139,6 +152,21 @@ mod tests {
             err,
             "default.toml: `sft.data` must be \"runs/default/data/sft.jsonl\" for `rlhf pipeline` \
              (it writes that), got \"elsewhere/sft.jsonl\""
+        );
+        // The embedded world keeps its built-in template.
+        for file in ["configs/default.toml", "configs/small.toml"] {
+            let config = RunConfig::load(&root.join(file)).unwrap();
+            assert_eq!(config.chat.template, TemplateKind::Builtin, "{file}");
+        }
+        let mut config = RunConfig::load(&path).unwrap();
+        config.chat.template = TemplateKind::None;
+        let err = Layout::new(&config.run_dir)
+            .check(&config, Path::new("default.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("default.toml: `chat.template` must be \"builtin\""),
+            "{err}"
         );
     }
 }

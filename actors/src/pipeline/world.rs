@@ -27,18 +27,17 @@ pub fn world_of_run(config: &RunConfig) -> anyhow::Result<(World, Pools)> {
     let pipeline = config.pipeline.as_ref().expect("checked by the pipeline");
     let (world, pools) = world(config, pipeline)?;
     let layout = Layout::new(&config.run_dir);
-    let template = rlhf::template::ChatTemplate::default();
+    let template = rlhf::template::ChatTemplate::builtin();
     for (file, tasks) in [
         ("ppo_prompts.jsonl", &pools.ppo),
         ("test_prompts.jsonl", &pools.test),
     ] {
         let path = layout.data(file);
         let written = rlhf::data::read_prompts(&path, &template)?;
-        let same = written.len() == tasks.len()
-            && written
-                .iter()
-                .zip(tasks.iter())
-                .all(|(w, t)| w.text == template.prompt(&t.prompt));
+        let mut same = written.len() == tasks.len();
+        for (w, t) in written.iter().zip(tasks.iter()) {
+            same = same && w.text == template.prompt(&t.prompt)?;
+        }
         if !same {
             bail!(
                 "{}: these prompts are not the world's of seed {} as this version of rlhf \

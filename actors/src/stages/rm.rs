@@ -18,7 +18,7 @@ use rlhf::generate::left_pad;
 use rlhf::model::Head;
 use rlhf::rng::Rng;
 use rlhf::template::ChatTemplate;
-use rlhf::tokenizer::Tokenizer;
+use rlhf::text_side::TextSide;
 use rlhf::train::Batch;
 use serde_json::json;
 use std::path::Path;
@@ -45,21 +45,21 @@ pub async fn run(config_path: &Path, resume: bool) -> anyhow::Result<()> {
     let config = RunConfig::load(config_path)?;
     let stage = RunConfig::section(&config.rm, "rm", config_path)?.clone();
     let mut dir = RunDir::create(&config.run_dir.join("rm"), &config)?;
-    let tokenizer = Tokenizer::from_dir(&stage.init)?;
-    let template = ChatTemplate::default();
-    let ranked = read_rm(&stage.data, &template)?;
+    let text = TextSide::load(&stage.init, &config.chat)?;
+    let template = &text.template;
+    let ranked = read_rm(&stage.data, template)?;
     let (train_ranked, held_out) = match &stage.validation {
-        Some(path) => (ranked, read_rm(path, &template)?),
+        Some(path) => (ranked, read_rm(path, template)?),
         None => split_holdout(
             ranked,
             stage.holdout_fraction,
             &mut Rng::new(config.seed ^ 0x7a3),
         ),
     };
-    let demonstrations = demonstrations(&config, &stage, &template, &train_ranked)?;
+    let demonstrations = demonstrations(&config, &stage, template, &train_ranked)?;
     let mut sets = Vec::new();
     for (split, examples) in [("train", &train_ranked), ("validation", &held_out)] {
-        let (items, skipped) = tokenize_rm(examples, &tokenizer, stage.max_seq_len)?;
+        let (items, skipped) = tokenize_rm(examples, &text.tokenizer, template, stage.max_seq_len)?;
         if skipped > 0 {
             info!(
                 split,
@@ -71,7 +71,7 @@ pub async fn run(config_path: &Path, resume: bool) -> anyhow::Result<()> {
         dir.log(&json!({"stage": "rm", "split": split, "prompts": items.len(), "skipped_too_long": skipped}))?;
         sets.push(RankedSet {
             items,
-            pad_id: tokenizer.pad_id(),
+            pad_id: text.tokenizer.pad_id(),
         });
     }
     let val_set = sets.pop().expect("two splits");
@@ -90,7 +90,7 @@ pub async fn run(config_path: &Path, resume: bool) -> anyhow::Result<()> {
             stage: &stage,
             seed: config.seed,
             learner: &learner,
-            tokenizer: &tokenizer,
+            text: &text,
             resume,
         },
         &mut dir,
@@ -104,7 +104,7 @@ pub async fn run(config_path: &Path, resume: bool) -> anyhow::Result<()> {
     }
 
     // Centre both kept checkpoints on the demonstrations, then report the final figures.
-    let demo = demo_batches(&demonstrations, &tokenizer, &stage)?;
+    let demo = demo_batches(&demonstrations, &text, &stage)?;
     for kept in ["last", "best"] {
         let path = dir.path(&format!("checkpoints/{kept}"));
         let mut reload = stage.clone();
@@ -122,7 +122,7 @@ pub async fn run(config_path: &Path, resume: bool) -> anyhow::Result<()> {
             SupervisedMsg::CenterScores(batches, reply)
         })
         .await?;
-        save(&learner, &tokenizer, &path).await?;
+        save(&learner, &text, &path).await?;
         let eval = evaluate(&learner, &val_set, stage.batch_size).await?;
         info!(checkpoint = kept, demonstration_mean_before = mean, accuracy = ?eval.accuracy, margin = ?eval.margin, "rm: centred on demonstrations");
         dir.log(&json!({"stage": "rm", "checkpoint": kept, "demonstration_mean_score": mean, "reward_bias": -mean,
@@ -159,10 +159,10 @@ fn demonstrations(
 /// Demonstrations as left-padded (ids, valid) batches of reward-model inputs.
 fn demo_batches(
     demos: &[SftExample],
-    tokenizer: &Tokenizer,
+    text: &TextSide,
     stage: &StageConfig,
 ) -> anyhow::Result<Vec<(Tensor, Tensor)>> {
-    let (seqs, skipped) = tokenize_sft(demos, tokenizer, stage.max_seq_len)?;
+    let (seqs, skipped) = tokenize_sft(demos, &text.tokenizer, &text.template, stage.max_seq_len)?;
     if skipped > 0 {
         info!(skipped, "skipped over-long demonstrations");
     }
@@ -173,6 +173,6 @@ fn demo_batches(
     let ids: Vec<Vec<i64>> = seqs.into_iter().map(|s| s.ids).collect();
     Ok(ids
         .chunks(stage.batch_size.max(8))
-        .map(|chunk| left_pad(chunk, tokenizer.pad_id()))
+        .map(|chunk| left_pad(chunk, text.tokenizer.pad_id()))
         .collect())
 }

@@ -7,7 +7,7 @@ use rlhf::data::{collate_sft, read_sft, split_holdout, tokenize_sft, SftExample,
 use rlhf::model::Head;
 use rlhf::rng::Rng;
 use rlhf::template::ChatTemplate;
-use rlhf::tokenizer::Tokenizer;
+use rlhf::text_side::TextSide;
 use rlhf::train::Batch;
 use serde_json::json;
 use std::path::Path;
@@ -33,18 +33,18 @@ impl Examples for SftSet {
 pub async fn run(config_path: &Path, resume: bool) -> anyhow::Result<()> {
     let config = RunConfig::load(config_path)?;
     let stage = RunConfig::section(&config.sft, "sft", config_path)?.clone();
-    let tokenizer = Tokenizer::from_dir(&stage.init)?;
-    let template = ChatTemplate::default();
-    let (train_examples, held_out) = load_split(&stage, &template, config.seed)?;
+    let text = TextSide::load(&stage.init, &config.chat)?;
+    let (train_examples, held_out) = load_split(&stage, &text.template, config.seed)?;
     let tokenized = [&train_examples, &held_out].map(|examples| {
-        tokenize_sft(examples, &tokenizer, stage.max_seq_len).map_err(anyhow::Error::from)
+        tokenize_sft(examples, &text.tokenizer, &text.template, stage.max_seq_len)
+            .map_err(anyhow::Error::from)
     });
     let [train_seqs, val_seqs] = tokenized;
     train_lm(
         "sft",
         &config,
         &stage,
-        &tokenizer,
+        &text,
         [train_seqs?, val_seqs?],
         resume,
     )
@@ -57,7 +57,7 @@ pub async fn train_lm(
     name: &'static str,
     config: &RunConfig,
     stage: &StageConfig,
-    tokenizer: &Tokenizer,
+    text: &TextSide,
     sequences: [(Vec<SftSequence>, usize); 2],
     resume: bool,
 ) -> anyhow::Result<()> {
@@ -76,7 +76,7 @@ pub async fn train_lm(
         dir.log(&json!({"stage": name, "split": split, "examples": seqs.len(), "skipped_too_long": skipped}))?;
         sets.push(SftSet {
             seqs,
-            pad_id: tokenizer.pad_id(),
+            pad_id: text.tokenizer.pad_id(),
             loss_on_prompt: stage.loss_on_prompt,
         });
     }
@@ -95,7 +95,7 @@ pub async fn train_lm(
             stage,
             seed: config.seed,
             learner: &learner,
-            tokenizer,
+            text,
             resume,
         },
         &mut dir,

@@ -19,7 +19,7 @@ use rlhf::device::parse_device;
 use rlhf::metric_names as m;
 use rlhf::model::{Head, Model};
 use rlhf::rng::Rng;
-use rlhf::tokenizer::Tokenizer;
+use rlhf::text_side::TextSide;
 use rlhf::train::{Batch, Stats, Trainer};
 use serde_json::json;
 use std::time::Instant;
@@ -129,8 +129,8 @@ pub struct Session<'a> {
     /// Seeds the batch order.
     pub seed: u64,
     pub learner: &'a ActorRef<SupervisedMsg>,
-    /// Saved beside every checkpoint.
-    pub tokenizer: &'a Tokenizer,
+    /// Saved beside every checkpoint (tokenizer, chat template, generation config).
+    pub text: &'a TextSide,
     /// Continue from the newest valid training-state checkpoint, if any.
     pub resume: bool,
 }
@@ -148,7 +148,7 @@ pub async fn train(
         stage,
         seed,
         learner,
-        tokenizer,
+        text,
         resume,
     } = session;
     let (train_set, held_out) = data;
@@ -262,9 +262,9 @@ pub async fn train(
         record["perplexity"] = json!(eval.loss.exp());
         dir.log(&record)?;
         tracing::info!(stage = name, epoch, loss = eval.loss, accuracy = ?eval.accuracy, "held-out evaluation");
-        save(learner, tokenizer, &dir.path("checkpoints/last")).await?;
+        save(learner, text, &dir.path("checkpoints/last")).await?;
         if best.as_ref().is_none_or(|b| best_by.better(&eval, b)) {
-            save(learner, tokenizer, &dir.path("checkpoints/best")).await?;
+            save(learner, text, &dir.path("checkpoints/best")).await?;
             best = Some(eval);
         }
         // The next epoch starts here: a resume from this point redoes nothing.
@@ -301,16 +301,16 @@ pub async fn evaluate(
     .await
 }
 
-/// Model and tokenizer into one Hugging Face folder.
+/// Model, tokenizer (with the chat template used) and generation config into one Hugging
+/// Face folder.
 pub async fn save<M: LearnerMsg>(
     learner: &ActorRef<M>,
-    tokenizer: &Tokenizer,
+    text: &TextSide,
     dir: &std::path::Path,
 ) -> anyhow::Result<()> {
     let target = dir.to_path_buf();
     ask_common(learner, |reply| Common::Save(target, reply)).await?;
-    tokenizer
-        .save(dir)
+    text.save(dir)
         .with_context(|| format!("saving the tokenizer into {}", dir.display()))
 }
 

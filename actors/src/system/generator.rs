@@ -71,7 +71,7 @@ impl Sampler {
             ids,
             mask,
             out,
-            self.options.eos_token_id,
+            &self.options.eos_token_ids,
         ))
     }
 

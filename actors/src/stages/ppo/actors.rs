@@ -55,11 +55,12 @@ impl Actors {
     }
 }
 
-/// What the actors need to know about tokens: EOS (None: always generate max_new_tokens),
-/// padding, and how the reward actor turns rollouts into text.
+/// What the actors need to know about tokens: the EOS ids a response stops at (none:
+/// always generate max_new_tokens), padding, and how the reward actor turns rollouts into
+/// text.
 #[derive(Clone)]
 pub struct Tokens {
-    pub eos: Option<i64>,
+    pub eos: Vec<i64>,
     pub pad: i64,
     pub decoder: Decoder,
 }
@@ -137,7 +138,7 @@ pub(super) async fn spawn_with(
     let options = GenerateOptions {
         sampling: stage.sampling.clone(),
         max_new_tokens: stage.max_new_tokens,
-        eos_token_id: tokens.eos,
+        eos_token_ids: tokens.eos,
         pad_token_id: tokens.pad,
     };
     let (policy, device) = (source.policy.clone(), a.generator.device.clone());

@@ -35,7 +35,7 @@ use crate::stages::supervised::save;
 use consume::NonFiniteStop;
 use rlhf::checkpoint::Checkpoints;
 use rlhf::config::{PpoStage, RunConfig};
-use rlhf::tokenizer::Tokenizer;
+use rlhf::text_side::TextSide;
 use std::path::Path;
 use tracing::info;
 
@@ -58,21 +58,23 @@ pub async fn run_variant(
 ) -> anyhow::Result<()> {
     let stage = stage.clone();
     let mut dir = RunDir::create(&config.run_dir.join(name), config)?;
-    let tokenizer = Tokenizer::from_dir(&stage.policy)?;
-    let (prompts, raw) = prompts::tokenize_prompts(&stage, &tokenizer, &mut dir)?;
+    let text = TextSide::load(&stage.policy, &config.chat)?;
+    let tokenizer = &text.tokenizer;
+    let (prompts, raw) = prompts::tokenize_prompts(&stage, &text, &mut dir)?;
     let ptx = match (&stage.pretrain, stage.algo.ptx_coef > 0.0) {
         (Some(path), true) => Some(prompts::pretrain_sequences(
             path,
-            &tokenizer,
+            tokenizer,
             stage.ptx_seq_len,
         )?),
         _ => None,
     };
     let tokens = Tokens {
-        eos: Some(tokenizer.eos_id()),
+        eos: text.eos_token_ids().to_vec(),
         pad: tokenizer.pad_id(),
         decoder: crate::system::reward::Decoder::new(
             tokenizer.clone(),
+            text.eos_token_ids().to_vec(),
             prompts.iter().cloned().zip(raw),
         ),
     };
@@ -107,7 +109,7 @@ pub async fn run_variant(
             "ppo: not saving the policy of a stopped non-finite update"
         );
     } else {
-        match save(&actors.learner, &tokenizer, &last).await {
+        match save(&actors.learner, &text, &last).await {
             Ok(()) => info!(run = name, dir = %last.display(), "ppo: saved the policy"),
             Err(e) => tracing::error!("ppo: could not save a checkpoint: {e:#}"),
         }

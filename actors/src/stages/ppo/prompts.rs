@@ -6,7 +6,7 @@ use crate::stages::run_dir::RunDir;
 use rlhf::config::PpoStage;
 use rlhf::data::{read_pretrain, read_prompts, sample_batch, SftBatch, SftSequence};
 use rlhf::rng::Rng;
-use rlhf::template::ChatTemplate;
+use rlhf::text_side::TextSide;
 use rlhf::tokenizer::Tokenizer;
 use serde_json::json;
 use std::path::Path;
@@ -45,17 +45,17 @@ impl PromptCycle {
     }
 }
 
-/// Prompt token ids (templated) and raw texts; prompts over `max_prompt_len` tokens are
-/// skipped and counted.
+/// Prompt token ids (in the run's chat template) and raw texts; prompts over
+/// `max_prompt_len` tokens are skipped and counted.
 pub fn tokenize_prompts(
     stage: &PpoStage,
-    tokenizer: &Tokenizer,
+    text: &TextSide,
     dir: &mut RunDir,
 ) -> anyhow::Result<(Vec<Vec<i64>>, Vec<String>)> {
-    let prompts = read_prompts(&stage.prompts, &ChatTemplate::default())?;
+    let prompts = read_prompts(&stage.prompts, &text.template)?;
     let (mut kept, mut raw) = (Vec::with_capacity(prompts.len()), Vec::new());
     for p in prompts.iter() {
-        let ids = tokenizer.encode(&p.text)?;
+        let ids = text.encode_prompt(&p.text)?;
         if ids.len() <= stage.max_prompt_len {
             kept.push(ids);
             raw.push(p.raw.clone());

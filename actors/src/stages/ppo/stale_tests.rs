@@ -17,7 +17,7 @@ const CAP: f64 = 1.02;
 
 fn tokens() -> Tokens {
     Tokens {
-        eos: Some(63),
+        eos: vec![63],
         pad: 0,
         decoder: Decoder::ids_only(),
     }

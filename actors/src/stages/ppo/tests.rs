@@ -108,7 +108,7 @@ impl PlainLoop {
         let options = GenerateOptions {
             sampling: stage.sampling.clone(),
             max_new_tokens: stage.max_new_tokens,
-            eos_token_id: Some(63),
+            eos_token_ids: vec![63],
             pad_token_id: 0,
         };
         PlainLoop {
@@ -152,7 +152,7 @@ async fn a_ppo_run_exports_its_metrics_under_the_documented_names() {
     let mut stage = stage();
     stage.algo.ptx_coef = 0.5;
     let tokens = Tokens {
-        eos: Some(63),
+        eos: vec![63],
         pad: 0,
         decoder: Decoder::ids_only(),
     };
@@ -231,7 +231,7 @@ async fn a_skipped_nan_update_is_counted_and_changes_nothing() {
     let mut stage = stage();
     stage.algo.on_nan = OnNan::Skip;
     let tokens = Tokens {
-        eos: Some(63),
+        eos: vec![63],
         pad: 0,
         decoder: Decoder::ids_only(),
     };
@@ -307,7 +307,7 @@ async fn synchronous_actor_system_equals_a_plain_loop() {
         stage(),
         5,
         Tokens {
-            eos: Some(63),
+            eos: vec![63],
             pad: 0,
             decoder: Decoder::ids_only(),
         },

@@ -74,18 +74,23 @@ pub fn checked_scores(
 #[derive(Clone)]
 pub struct Decoder {
     tokenizer: Option<Tokenizer>,
+    /// The ids that end a response, dropped from its text.
+    eos: Vec<i64>,
     /// Raw prompt text under the token ids of its templated form.
     prompts: Arc<HashMap<Vec<i64>, String>>,
 }
 
 impl Decoder {
-    /// `prompts`: (templated prompt ids, raw prompt text) for every prompt of the run.
+    /// `prompts`: (templated prompt ids, raw prompt text) for every prompt of the run;
+    /// `eos`: the ids that end a response.
     pub fn new(
         tokenizer: Tokenizer,
+        eos: Vec<i64>,
         prompts: impl IntoIterator<Item = (Vec<i64>, String)>,
     ) -> Self {
         Decoder {
             tokenizer: Some(tokenizer),
+            eos,
             prompts: Arc::new(prompts.into_iter().collect()),
         }
     }
@@ -94,6 +99,7 @@ impl Decoder {
     pub fn ids_only() -> Decoder {
         Decoder {
             tokenizer: None,
+            eos: Vec::new(),
             prompts: Arc::new(HashMap::new()),
         }
     }
@@ -103,7 +109,6 @@ impl Decoder {
         let response_ids = unpadded(&batch.response_ids, &batch.response_mask)?;
         let (mut prompts, mut responses) = (Vec::new(), Vec::new());
         if let Some(tokenizer) = &self.tokenizer {
-            let eos = tokenizer.eos_id();
             for (row, ids) in prompt_ids.iter().enumerate() {
                 let text = match self.prompts.get(ids) {
                     Some(text) => text.clone(),
@@ -114,7 +119,11 @@ impl Decoder {
                 prompts.push(text);
             }
             for (row, ids) in response_ids.iter().enumerate() {
-                let body: Vec<i64> = ids.iter().copied().filter(|&t| t != eos).collect();
+                let body: Vec<i64> = ids
+                    .iter()
+                    .copied()
+                    .filter(|t| !self.eos.contains(t))
+                    .collect();
                 responses.push(tokenizer.decode(&body).with_context(|| {
                     format!("decoding response {row} of rollout batch {}", batch.id)
                 })?);
