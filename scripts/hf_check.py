@@ -2,7 +2,7 @@
 """Check that a checkpoint directory loads cleanly in transformers and reproduces expected outputs.
 
 Usage:
-    hf_check.py MODEL_DIR EXPECTED_SAFETENSORS [--score]
+    hf_check.py MODEL_DIR EXPECTED_SAFETENSORS [--score [--pooled]]
 
 MODEL_DIR is loaded with AutoModelForCausalLM (or AutoModelForSequenceClassification with
 --score) in fp32 eval mode. Loading must report no missing, unexpected or mismatched keys.
@@ -12,6 +12,11 @@ either `logits` ([B, T, V], compared at positions with mask 1) or, with --score,
 `score_logits` ([B], compared at the last position with mask 1 of each row, computed as
 model.score(hidden_states[-1]) so it does not depend on HF's pad-token based pooling).
 position_ids = cumsum(mask) - 1, with 1 at pad positions (HF left-padding rule).
+
+With --score --pooled the model is called as a user of a reward model calls it,
+model(input_ids, attention_mask).logits[:, 0]: transformers' own pooling (the last token
+that is not config.pad_token_id, so the config must have one at batch > 1) and its default
+positions (so the batch must be right padded).
 
 Exit status: 0 when the max abs diff is <= --atol (default 1e-4); 1 on a numeric mismatch;
 2 on a loading problem (missing/unexpected/mismatched keys, bad files, bad arguments).
@@ -34,6 +39,8 @@ def main():
     ap.add_argument("model_dir")
     ap.add_argument("expected")
     ap.add_argument("--score", action="store_true", help="load as sequence classification, compare score_logits")
+    ap.add_argument("--pooled", action="store_true",
+                    help="with --score: transformers' own pad-token pooling, as a user calls the model")
     ap.add_argument("--atol", type=float, default=1e-4)
     args = ap.parse_args()
 
@@ -110,7 +117,17 @@ def main():
     valid = mask.bool()
 
     with torch.no_grad():
-        if args.score:
+        if args.score and args.pooled:
+            try:
+                got = model(input_ids=ids, attention_mask=mask).logits[:, 0].float()
+            except ValueError as e:  # e.g. no pad_token_id at batch > 1
+                fail(f"{type(model).__name__} refused the batch: {e}")
+            want = exp["score_logits"].float().reshape(-1)
+            if got.shape != want.shape:
+                fail(f"score_logits shape {tuple(want.shape)} != model output {tuple(got.shape)}")
+            diff = (got - want).abs().max().item()
+            detail = f"pooled by transformers: got={got.tolist()} want={want.tolist()}"
+        elif args.score:
             out = model(input_ids=ids, attention_mask=mask, position_ids=pos, output_hidden_states=True)
             hidden = out.hidden_states[-1]  # final norm already applied in transformers
             # last position with mask 1 in each row (== T-1 for left padding)

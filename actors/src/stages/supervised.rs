@@ -301,7 +301,9 @@ pub async fn evaluate(
     .await
 }
 
-/// Model and tokenizer into one Hugging Face folder.
+/// Model and tokenizer into one Hugging Face folder. config.json gets the tokenizer's
+/// pad id where it has none: transformers' sequence classification (a reward model) needs
+/// it at batch > 1.
 pub async fn save<M: LearnerMsg>(
     learner: &ActorRef<M>,
     tokenizer: &Tokenizer,
@@ -309,6 +311,7 @@ pub async fn save<M: LearnerMsg>(
 ) -> anyhow::Result<()> {
     let target = dir.to_path_buf();
     ask_common(learner, |reply| Common::Save(target, reply)).await?;
+    rlhf::model::config::fill_pad_token_id(dir, tokenizer.pad_id())?;
     tokenizer
         .save(dir)
         .with_context(|| format!("saving the tokenizer into {}", dir.display()))
