@@ -9,7 +9,7 @@ Run by hand from the repository root:
 
 Deterministic: every random draw happens on CPU after torch.manual_seed.
 
-For each architecture (gpt2, llama, qwen2, qwen3, llama3, neox, neox-seq) this writes
+For each architecture (gpt2, llama, qwen2, qwen3, llama3, neox, neox-seq, gemma2, mistral) this writes
   tests/fixtures/<name>-tiny/        config.json, model.safetensors (fp32),
                                      expected.safetensors
 and, for gpt2, llama and qwen2 only,
@@ -42,6 +42,9 @@ import transformers
 from safetensors import safe_open
 from safetensors.torch import save_file
 from transformers import (
+    Gemma2Config,
+    Gemma2ForCausalLM,
+    Gemma2ForSequenceClassification,
     GPT2Config,
     GPT2ForSequenceClassification,
     GPT2LMHeadModel,
@@ -51,6 +54,9 @@ from transformers import (
     LlamaConfig,
     LlamaForCausalLM,
     LlamaForSequenceClassification,
+    MistralConfig,
+    MistralForCausalLM,
+    MistralForSequenceClassification,
     Qwen2Config,
     Qwen2ForCausalLM,
     Qwen2ForSequenceClassification,
@@ -151,6 +157,11 @@ def llama3_config(rope=None):
     )
 
 
+def mistral_config(sliding_window=4):
+    # Mistral v0.1: every layer attends within a window, here shorter than the inputs.
+    return llama_family(MistralConfig, num_hidden_layers=1, sliding_window=sliding_window, tie_word_embeddings=False)
+
+
 def neox_config(parallel=True, layers=2, hidden=32, heads=4, rotary_pct=0.5):
     return GPTNeoXConfig(
         vocab_size=VOCAB,
@@ -179,6 +190,23 @@ def neox_seq_config():
     return neox_config(parallel=False, layers=1, hidden=16, heads=2, rotary_pct=0.25)
 
 
+def gemma2_config(**overrides):
+    # Everything Gemma 2 adds is sized to matter at 10-22 tokens: a window of 4 on layer 0
+    # (transformers' default pattern: even layers slide), caps near the score and logit
+    # ranges, a query scale other than head_dim.
+    gemma = dict(
+        head_dim=16,
+        query_pre_attn_scalar=12,
+        sliding_window=4,
+        attn_logit_softcapping=4.0,
+        final_logit_softcapping=5.0,
+        hidden_activation="gelu_pytorch_tanh",
+        tie_word_embeddings=True,
+    )
+    gemma.update(overrides)
+    return llama_family(Gemma2Config, **gemma)
+
+
 # name, config factory, causal LM class, seq-cls class, seed.
 # Seeds were picked (from a small scan) so that greedy decoding is not a single repeated token, the
 # top-1/top-2 logit margin at every greedy step is >= 5e-3 (so a correct fp32 reimplementation
@@ -191,6 +219,8 @@ SPECS = [
     ("llama3", llama3_config, LlamaForCausalLM, LlamaForSequenceClassification, 5679),
     ("neox", neox_config, GPTNeoXForCausalLM, GPTNeoXForSequenceClassification, 6790),
     ("neox-seq", neox_seq_config, GPTNeoXForCausalLM, GPTNeoXForSequenceClassification, 7891),
+    ("gemma2", gemma2_config, Gemma2ForCausalLM, Gemma2ForSequenceClassification, 8901),
+    ("mistral", mistral_config, MistralForCausalLM, MistralForSequenceClassification, 9014),
 ]
 # Fixtures made before the score head moved into expected.safetensors keep a -score dir.
 SCORE_DIRS = {"gpt2", "llama", "qwen2"}
@@ -358,6 +388,9 @@ def build(name, cfg_fn, lm_cls, cls_cls, seed):
     assert hf_pooled_diff < 1e-6, hf_pooled_diff
     # Check the causal LM's lm_head applied to the same hidden state gives the fixture logits.
     lm_from_hidden = model.get_output_embeddings()(hs_last)
+    cap = getattr(cfg, "final_logit_softcapping", None)
+    if cap:
+        lm_from_hidden = torch.tanh(lm_from_hidden / cap) * cap
     lm_diff = (lm_from_hidden - logits)[valid].abs().max().item()
     assert lm_diff < 1e-5, lm_diff
 
@@ -410,15 +443,31 @@ def build(name, cfg_fn, lm_cls, cls_cls, seed):
 
 
 @torch.no_grad()
+def logit_gap(lm_cls, cfg, model, ids, mask, pos, logits, valid):
+    """Max |logit difference| of the same weights under another config."""
+    other = lm_cls(cfg).to(torch.float32).eval()
+    other.load_state_dict(model.state_dict())
+    return (other(input_ids=ids, attention_mask=mask, position_ids=pos).logits - logits)[valid].abs().max().item()
+
+
+@torch.no_grad()
 def variant_checks(name, cfg_fn, lm_cls, model, ids, mask, pos, logits, valid, out_dir):
-    """What makes a fixture able to catch a wrong implementation of its feature."""
-    if name == "llama3":
-        # The scaled rope must change the logits, or the fixture could not tell it apart.
-        plain = lm_cls(cfg_fn(rope=ROPE)).to(torch.float32).eval()
-        plain.load_state_dict(model.state_dict())
-        gap = (plain(input_ids=ids, attention_mask=mask, position_ids=pos).logits - logits)[valid].abs().max().item()
-        print(f"   llama3 rope vs default rope: max |logit diff| {gap:.3e}")
-        assert gap > 1e-2, gap
+    """What makes a fixture able to catch a wrong implementation of its feature: the same
+    weights without the feature must give other logits."""
+    changes = {
+        "llama3": [(dict(rope=ROPE), 1e-2)],
+        "mistral": [(dict(sliding_window=None), 1e-2)],
+        "gemma2": [
+            (dict(layer_types=["full_attention", "full_attention"]), 1e-3),
+            (dict(attn_logit_softcapping=None), 1e-3),
+            (dict(final_logit_softcapping=None), 1e-3),
+            (dict(query_pre_attn_scalar=16), 1e-3),
+        ],
+    }
+    for change, least in changes.get(name, []):
+        gap = logit_gap(lm_cls, cfg_fn(**change), model, ids, mask, pos, logits, valid)
+        print(f"   {name} with {change}: max |logit diff| {gap:.3e}")
+        assert gap > least, (change, gap)
     if name == "neox-seq":
         # Older Pythia files spell the rope `rotary_pct` / `rotary_emb_base` at the top level:
         # write this one that way, and check transformers reads it back to the same logits.
@@ -440,11 +489,13 @@ README = """# Test fixtures (generated, do not edit by hand)
 
 Produced by `scripts/make_fixtures.py`, run from the repository root:
 
-    .venv/bin/python scripts/make_fixtures.py
+    .venv/bin/python scripts/make_fixtures.py [NAME ...]
 
 with torch {torch_version}, transformers {tf_version}, safetensors {st_version}, python {py_version},
 on CPU, fp32. The script is deterministic (fixed `torch.manual_seed` per model, one thread); re-running
-it with the same versions reproduces byte-identical files.
+it with the same versions on the same machine reproduces byte-identical files. Another CPU may change the
+last bits of the expected values, so rebuild only the fixtures you add or change:
+`scripts/make_fixtures.py NAME ...` (e.g. `qwen3 neox`) leaves the others, and their rows below, as they are.
 
 ## Directories
 
@@ -457,6 +508,8 @@ it with the same versions reproduces byte-identical files.
 | `llama3-tiny/` | `LlamaForCausalLM` | as llama-tiny with Llama 3.1 rope scaling (`rope_type` llama3, factor 8, low/high freq factors 1/4, original context 64: one frequency kept, one blended, two divided), tied embeddings, max positions 128, rms eps 1e-5 |
 | `neox-tiny/` | `GPTNeoXForCausalLM` | vocab 96, hidden 32, intermediate 64, 2 layers, 4 heads, `rotary_pct` 0.5 (4 of 8 head dims rotate), parallel residual, gelu, untied `embed_out` |
 | `neox-seq-tiny/` | `GPTNeoXForCausalLM` | hidden 16, 1 layer, 2 heads, `use_parallel_residual: false`, `rotary_pct` 0.25 (2 of 8 head dims rotate); its config.json spells the rope the old way (`rotary_pct`, `rotary_emb_base` at the top level) |
+| `gemma2-tiny/` | `Gemma2ForCausalLM` | vocab 96, hidden 32, intermediate 64, 2 layers, 4 heads / 2 kv heads, `head_dim` 16, `query_pre_attn_scalar` 12, `sliding_window` 4 on layer 0 (layer 1 full), attention / final logit soft-caps 4 / 5, gelu_pytorch_tanh, tied embeddings |
+| `mistral-tiny/` | `MistralForCausalLM` | as llama-tiny with 1 layer and `sliding_window` 4 (Mistral v0.1's sliding window, shorter than the inputs) |
 | `<name>-tiny-score/` | `*ForSequenceClassification`, num_labels 1 | gpt2, llama and qwen2 only: same backbone weights as `<name>-tiny` plus a random `score.weight` [1, 32] |
 
 Each model dir holds only `config.json` and `model.safetensors` (float32; `generation_config.json` is
@@ -481,7 +534,9 @@ The script cross-checks: greedy ids equal a cache-free greedy loop; the top-1/to
 greedy step is >= 5e-3; eager vs sdpa attention agree (< 1e-5); the left-padded row's logits match the
 same row run unpadded; generate's own position rule (pads filled with 0 in transformers 5.x) gives the
 same logits at real positions; llama3-tiny's logits differ from the same weights with the default rope
-(> 1e-2); neox-seq-tiny's rewritten config.json loads back to the same logits.
+(> 1e-2); gemma2-tiny's logits change (> 1e-3) without its window, either soft-cap, or with another query
+scale; mistral-tiny's without its window (> 1e-2); neox-seq-tiny's rewritten config.json loads back to the
+same logits.
 
 Values at generation time:
 

@@ -15,14 +15,15 @@ use rlhf::rng::Rng;
 use rlhf::sampling::Sampling;
 use rlhf::schedule::ScheduleConfig;
 use rlhf::train::{last_token_scores, Batch, Trainer};
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::Command;
 use tch::{Device, Kind, Tensor};
 
 /// One fixture per architecture and variant: GPT-2, Llama, Qwen2, Qwen3 (q/k norms,
 /// head_dim != hidden / heads), Llama 3.1 rope scaling, GPT-NeoX with parallel and with
-/// sequential residuals.
-const MODELS: [&str; 7] = [
+/// sequential residuals, Gemma 2 (soft-caps, a sliding window shorter than the inputs),
+/// Mistral v0.1 (a sliding window on every layer).
+const MODELS: [&str; 9] = [
     "gpt2-tiny",
     "llama-tiny",
     "qwen2-tiny",
@@ -30,6 +31,8 @@ const MODELS: [&str; 7] = [
     "llama3-tiny",
     "neox-tiny",
     "neox-seq-tiny",
+    "gemma2-tiny",
+    "mistral-tiny",
 ];
 
 /// A fixture's sequence-classification model: its `-score` folder, or (for the fixtures
@@ -51,22 +54,63 @@ fn scalar(name: &str) -> Model {
     model
 }
 
-/// `scripts/hf_check.py DIR EXPECTED FLAGS...` must pass: transformers loads the folder
-/// strictly and computes the expected outputs.
-fn hf_check(dir: &Path, expected: &Path, flags: &[&str], what: &str) {
+/// One folder for transformers to load strictly and the outputs it must compute.
+struct Check {
+    dir: PathBuf,
+    expected: PathBuf,
+    /// As `AutoModelForSequenceClassification` (else `AutoModelForCausalLM`).
+    score: bool,
+    /// transformers' own pad-token pooling on a right-padded batch (with `score`).
+    pooled: bool,
+}
+
+/// `scripts/hf_check.py --jobs` over every check in one process (transformers imports
+/// once); all must pass. The folders are removed afterwards.
+fn hf_check(checks: &[Check], what: &str) {
+    let jobs: Vec<serde_json::Value> = checks
+        .iter()
+        .map(|c| {
+            serde_json::json!({"model_dir": c.dir, "expected": c.expected,
+                "score": c.score, "pooled": c.pooled})
+        })
+        .collect();
+    let list_dir = temp_dir(&format!("jobs-{}", what.replace(' ', "-")));
+    let list = list_dir.join("jobs.json");
+    std::fs::write(&list, serde_json::to_string(&jobs).unwrap()).unwrap();
     let result = Command::new(python())
         .arg(fixture("../../scripts/hf_check.py"))
-        .arg(dir)
-        .arg(expected)
-        .args(flags)
+        .arg("--jobs")
+        .arg(&list)
         .output()
         .unwrap();
     assert!(
         result.status.success(),
-        "{what}: transformers rejected the saved checkpoint:\n{}{}",
+        "{what}: transformers rejected a saved checkpoint:\n{}{}",
         String::from_utf8_lossy(&result.stdout),
         String::from_utf8_lossy(&result.stderr)
     );
+    for dir in checks.iter().map(|c| &c.dir).chain([&list_dir]) {
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
+
+/// Saves `model` into a fresh folder with the outputs transformers must reproduce from
+/// it (named tensors in expected.safetensors).
+fn saved(model: &Model, tag: &str, outputs: Vec<(&str, Tensor)>, pooled: bool) -> Check {
+    let dir = temp_dir(tag);
+    model.save(&dir).unwrap();
+    let expected = dir.join("expected.safetensors");
+    let named: Vec<(String, Tensor)> = outputs
+        .into_iter()
+        .map(|(n, t)| (n.to_string(), t))
+        .collect();
+    weights::write(&expected, &named).unwrap();
+    Check {
+        dir,
+        expected,
+        score: model.head() == Head::Scalar,
+        pooled,
+    }
 }
 
 #[test]
@@ -133,18 +177,24 @@ fn scalar_head_matches_sequence_classification() {
 /// reproduce the fixture's outputs.
 #[test]
 fn checkpoints_written_here_load_in_transformers() {
+    let mut checks = Vec::new();
     for name in MODELS {
-        for (variant, model, flags) in [
-            (name.to_string(), load(name, Head::LanguageModel), &[][..]),
-            (format!("{name}-score"), scalar(name), &["--score"][..]),
+        for (variant, model, score) in [
+            (name.to_string(), load(name, Head::LanguageModel), false),
+            (format!("{name}-score"), scalar(name), true),
         ] {
-            let out = temp_dir(&format!("save-{variant}"));
-            model.save(&out).unwrap();
+            let dir = temp_dir(&format!("save-{variant}"));
+            model.save(&dir).unwrap();
             let expected = fixture(name).join("expected.safetensors");
-            hf_check(&out, &expected, flags, &variant);
-            std::fs::remove_dir_all(&out).unwrap();
+            checks.push(Check {
+                dir,
+                expected,
+                score,
+                pooled: false,
+            });
         }
     }
+    hf_check(&checks, "saved fixtures");
 }
 
 /// One SFT step (language-model head) and one reward-model step (scalar head) on each
@@ -157,18 +207,10 @@ fn a_training_steps_output_loads_strictly_in_transformers() {
         ..OptimizerConfig::default()
     };
     let schedule = ScheduleConfig::default();
+    let mut checks = Vec::new();
     for name in MODELS {
         let exp = expected(name);
         let (ids, mask) = (&exp["input_ids"], &exp["attention_mask"]);
-        let out = temp_dir(&format!("step-{name}"));
-        let written = out.join("expected.safetensors");
-        let save = |tensors: Vec<(&str, Tensor)>| {
-            let named: Vec<(String, Tensor)> = tensors
-                .into_iter()
-                .map(|(n, t)| (n.to_string(), t))
-                .collect();
-            weights::write(&written, &named).unwrap();
-        };
 
         let mut lm = Trainer::new(load(name, Head::LanguageModel), &optimizer, &schedule, 1, 1);
         lm.train_step(&[sft_batch(ids, mask)]).unwrap();
@@ -182,13 +224,15 @@ fn a_training_steps_output_loads_strictly_in_transformers() {
             moved.max().double_value(&[]) > 1e-3,
             "{name}: the step changed nothing"
         );
-        model.save(&out).unwrap();
-        save(vec![
-            ("input_ids", ids.shallow_clone()),
-            ("attention_mask", mask.shallow_clone()),
-            ("logits", logits),
-        ]);
-        hf_check(&out, &written, &[], &format!("{name} after an SFT step"));
+        let with_inputs = |name, output| {
+            vec![
+                ("input_ids", ids.shallow_clone()),
+                ("attention_mask", mask.shallow_clone()),
+                (name, output),
+            ]
+        };
+        let outputs = with_inputs("logits", logits);
+        checks.push(saved(model, &format!("sft-step-{name}"), outputs, false));
 
         let mut rm = Trainer::new(scalar(name), &optimizer, &schedule, 1, 1);
         let ranked = Batch::Rm(RmBatch {
@@ -199,26 +243,19 @@ fn a_training_steps_output_loads_strictly_in_transformers() {
         });
         rm.train_step(&[ranked]).unwrap();
         let scores = last_token_scores(rm.model(), ids, mask);
-        let before = &exp["score_logits"];
         assert!(
-            max_abs_diff(&scores, before) > 1e-3,
+            max_abs_diff(&scores, &exp["score_logits"]) > 1e-3,
             "{name}: the RM step changed nothing"
         );
-        std::fs::remove_dir_all(&out).unwrap();
-        rm.model().save(&out).unwrap();
-        save(vec![
-            ("input_ids", ids.shallow_clone()),
-            ("attention_mask", mask.shallow_clone()),
-            ("score_logits", scores),
-        ]);
-        hf_check(
-            &out,
-            &written,
-            &["--score"],
-            &format!("{name} after an RM step"),
-        );
-        std::fs::remove_dir_all(&out).unwrap();
+        let outputs = with_inputs("score_logits", scores);
+        checks.push(saved(
+            rm.model(),
+            &format!("rm-step-{name}"),
+            outputs,
+            false,
+        ));
     }
+    hf_check(&checks, "after a training step");
 }
 
 /// The fixture's left-padded rows as an SFT batch: every real token after the first is
@@ -249,11 +286,13 @@ fn sft_batch(ids: &Tensor, mask: &Tensor) -> Batch {
 #[test]
 fn exported_reward_models_score_in_transformers_as_here() {
     let bias = 0.75;
+    let mut checks = Vec::new();
     for (name, folds) in [
         ("gpt2-tiny", true),
         ("neox-tiny", true),
         ("llama-tiny", false),
         ("qwen3-tiny", false),
+        ("gemma2-tiny", false),
     ] {
         let mut model = scalar(name);
         model.set_score_bias(bias);
@@ -269,33 +308,28 @@ fn exported_reward_models_score_in_transformers_as_here() {
             let alone = seq.unsqueeze(0);
             here.push(last_token_scores(&model, &alone, &alone.ones_like()).double_value(&[0]));
         }
-        let out = temp_dir(&format!("export-{name}"));
-        model.save(&out).unwrap();
+        let offset = if folds { 0.0 } else { bias };
+        let want: Vec<f32> = here.iter().map(|s| (s - offset) as f32).collect();
+        let outputs = vec![
+            ("input_ids", ids),
+            ("attention_mask", mask),
+            ("score_logits", Tensor::from_slice(&want)),
+        ];
+        let check = saved(&model, &format!("export-{name}"), outputs, true);
         // As the embedded world's configs: no pad id until the export fills it in.
-        let path = config::config_path(&out);
+        let path = config::config_path(&check.dir);
         let mut raw: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         raw.as_object_mut().unwrap().remove("pad_token_id");
         std::fs::write(&path, raw.to_string()).unwrap();
-        config::fill_pad_token_id(&out, 0).unwrap();
+        config::fill_pad_token_id(&check.dir, 0).unwrap();
         let raw: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         assert_eq!(raw["pad_token_id"], 0, "{name}");
         assert_eq!(raw["reward_bias"], bias, "{name}");
         assert_eq!(raw.get("reward_bias_folded").is_some(), folds, "{name}");
 
-        let offset = if folds { 0.0 } else { bias };
-        let want: Vec<f32> = here.iter().map(|s| (s - offset) as f32).collect();
-        let written = out.join("expected.safetensors");
-        let named = [
-            ("input_ids".to_string(), ids.shallow_clone()),
-            ("attention_mask".to_string(), mask.shallow_clone()),
-            ("score_logits".to_string(), Tensor::from_slice(&want)),
-        ];
-        weights::write(&written, &named).unwrap();
-        hf_check(&out, &written, &["--score", "--pooled"], name);
-
-        let (back, _) = Model::load(&out, Head::Scalar, DType::F32, Device::Cpu).unwrap();
+        let (back, _) = Model::load(&check.dir, Head::Scalar, DType::F32, Device::Cpu).unwrap();
         assert_eq!(back.score_bias(), bias, "{name}");
         for (n, original) in model.var_store().variables() {
             let reloaded = &back.var_store().variables()[&n];
@@ -304,6 +338,7 @@ fn exported_reward_models_score_in_transformers_as_here() {
                 "{name}: `{n}` differs after reloading"
             );
         }
-        std::fs::remove_dir_all(&out).unwrap();
+        checks.push(check);
     }
+    hf_check(&checks, "exported reward models");
 }

@@ -5,7 +5,7 @@
 //! HF's `score` layers have no bias. Where the last norm before them is a LayerNorm with a
 //! bias (GPT-2's `ln_f`, GPT-NeoX's `final_layer_norm`), raising coordinate j of that bias
 //! by c / s_j adds exactly c to every score (s: the score weight; j: its largest entry, the
-//! smallest change). RMSNorm backbones (the Llama family) have no such term, and their
+//! smallest change). RMSNorm backbones (the Llama family, Gemma 2) have no such term, and their
 //! scores are odd in the residual stream, so no weight can hold a constant: there
 //! `reward_bias` stays a config key that transformers keeps but does not add.
 //!
@@ -30,7 +30,7 @@ pub fn target(arch: Architecture) -> Option<&'static str> {
     match arch {
         Architecture::Gpt2 => Some("transformer.ln_f.bias"),
         Architecture::NeoX => Some("gpt_neox.final_layer_norm.bias"),
-        Architecture::Llama => None,
+        Architecture::Llama | Architecture::Gemma2 => None,
     }
 }
 

@@ -3,9 +3,10 @@
 //! The raw JSON is kept beside the resolved config so that saving writes back every key the
 //! user's checkpoint had (tokenizer ids, custom fields) and only updates what we own.
 
-use super::rope::{self, Rope};
+use super::families::{self, Keys};
+use super::rope::Rope;
 use crate::{Error, Result};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -17,27 +18,22 @@ pub enum Architecture {
     Llama,
     /// GPT-NeoX (Pythia): fused per-head QKV, partial rotary, LayerNorm, parallel residual.
     NeoX,
+    /// Gemma 2: scaled embeddings, (1 + w) RMSNorms before and after attention and MLP,
+    /// GeGLU, soft-capped attention scores and logits, sliding windows on alternate layers.
+    Gemma2,
 }
 
 /// Every `model_type` accepted, as error messages list them.
-pub const MODEL_TYPES: &str = "gpt2, llama, mistral, qwen2, qwen3, gpt_neox";
+pub const MODEL_TYPES: &str = "gpt2, llama, mistral, qwen2, qwen3, gpt_neox, gemma2";
 
-/// `architectures[0]` prefixes (lower case, no underscores) and the `model_type` each means.
-const CLASS_PREFIXES: [(&str, &str); 6] = [
-    ("gpt2", "gpt2"),
-    ("gptneox", "gpt_neox"),
-    ("llama", "llama"),
-    ("mistral", "mistral"),
-    ("qwen2", "qwen2"),
-    ("qwen3", "qwen3"),
-];
-
-/// GPT-2's MLP activations that we implement.
+/// The MLP activations implemented.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Activation {
     GeluTanh,
     GeluExact,
     Relu,
+    /// The Llama family's SwiGLU gate.
+    Silu,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -61,6 +57,13 @@ pub struct ModelConfig {
     pub qk_norm: bool,
     /// Attention and MLP both read the block's input and add to it (GPT-NeoX).
     pub parallel_residual: bool,
+    /// Attention score scale when not 1 / sqrt(head_dim) (Gemma 2's `query_pre_attn_scalar`).
+    pub attn_scale: Option<f64>,
+    /// cap * tanh(x / cap) on attention scores and on the logits (Gemma 2).
+    pub attn_softcap: Option<f64>,
+    pub final_softcap: Option<f64>,
+    /// Per layer: the sliding window it attends within, or None for the whole context.
+    pub layer_windows: Vec<Option<i64>>,
     /// Biases on the q/k/v projections (Qwen2, Llama `attention_bias`).
     pub qkv_bias: bool,
     /// Bias on the attention output projection (Llama `attention_bias`).
@@ -71,76 +74,6 @@ pub struct ModelConfig {
     pub attn_dropout: f64,
     pub resid_dropout: f64,
     pub eos_token_id: Option<i64>,
-}
-
-/// Reads typed keys from the raw JSON with errors that name the file and the key.
-pub(super) struct Keys<'a> {
-    path: &'a Path,
-    map: &'a Map<String, Value>,
-}
-
-impl<'a> Keys<'a> {
-    pub(super) fn new(path: &'a Path, map: &'a Map<String, Value>) -> Self {
-        Keys { path, map }
-    }
-
-    pub(super) fn err(&self, what: String) -> Error {
-        Error::format(self.path, what)
-    }
-
-    pub(super) fn get(&self, key: &str) -> Option<&Value> {
-        self.map.get(key).filter(|v| !v.is_null())
-    }
-
-    fn int(&self, key: &str) -> Result<i64> {
-        self.opt_int(key)?
-            .ok_or_else(|| self.err(format!("missing key `{key}`")))
-    }
-
-    fn opt_int(&self, key: &str) -> Result<Option<i64>> {
-        match self.get(key) {
-            None => Ok(None),
-            Some(v) => match v.as_i64() {
-                Some(i) if i > 0 || key.ends_with("token_id") => Ok(Some(i)),
-                _ => Err(self.err(format!("key `{key}`: expected a positive integer, got {v}"))),
-            },
-        }
-    }
-
-    pub(super) fn float_or(&self, key: &str, default: f64) -> Result<f64> {
-        match self.get(key) {
-            None => Ok(default),
-            Some(v) => v
-                .as_f64()
-                .ok_or_else(|| self.err(format!("key `{key}`: expected a number, got {v}"))),
-        }
-    }
-
-    fn bool_or(&self, key: &str, default: bool) -> Result<bool> {
-        match self.get(key) {
-            None => Ok(default),
-            Some(v) => v
-                .as_bool()
-                .ok_or_else(|| self.err(format!("key `{key}`: expected true or false, got {v}"))),
-        }
-    }
-
-    fn str_or<'b>(&'b self, key: &str, default: &'b str) -> Result<&'b str> {
-        match self.get(key) {
-            None => Ok(default),
-            Some(v) => v
-                .as_str()
-                .ok_or_else(|| self.err(format!("key `{key}`: expected a string, got {v}"))),
-        }
-    }
-
-    /// A first entry of `eos_token_id` that may be an integer or a list of them.
-    fn eos(&self) -> Result<Option<i64>> {
-        match self.get("eos_token_id") {
-            Some(Value::Array(ids)) => Ok(ids.first().and_then(Value::as_i64)),
-            _ => self.opt_int("eos_token_id"),
-        }
-    }
 }
 
 impl ModelConfig {
@@ -161,12 +94,13 @@ impl ModelConfig {
         let keys = Keys::new(path, map);
         let model_type = match keys.get("model_type").and_then(Value::as_str) {
             Some(t) => t.to_string(),
-            None => from_architectures(&keys)?,
+            None => families::from_architectures(&keys)?,
         };
         let config = match model_type.as_str() {
-            "gpt2" => gpt2(&keys)?,
-            "llama" | "qwen2" | "qwen3" | "mistral" => llama(&keys, &model_type)?,
-            "gpt_neox" => neox(&keys)?,
+            "gpt2" => families::gpt2(&keys)?,
+            "llama" | "qwen2" | "qwen3" | "mistral" => families::llama(&keys, &model_type)?,
+            "gpt_neox" => families::neox(&keys)?,
+            "gemma2" => families::gemma2(&keys)?,
             other => {
                 return Err(keys.err(format!(
                     "unknown architecture `{other}` (key `model_type`); supported: {MODEL_TYPES}"
@@ -241,6 +175,30 @@ impl ModelConfig {
                 "eos_token_id": shape.eos_token_id,
                 "tie_word_embeddings": false,
             }),
+            Architecture::Gemma2 => json!({
+                "architectures": ["Gemma2ForCausalLM"],
+                "model_type": "gemma2",
+                "vocab_size": shape.vocab_size,
+                "max_position_embeddings": shape.max_positions,
+                "hidden_size": shape.hidden_size,
+                "intermediate_size": 4 * shape.hidden_size,
+                "num_hidden_layers": shape.num_layers,
+                "num_attention_heads": shape.num_heads,
+                "num_key_value_heads": shape.num_kv_heads,
+                "head_dim": shape.hidden_size / shape.num_heads,
+                "query_pre_attn_scalar": shape.hidden_size / shape.num_heads,
+                "hidden_activation": "gelu_pytorch_tanh",
+                "rms_norm_eps": 1e-6,
+                "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0},
+                "sliding_window": shape.max_positions,
+                "attn_logit_softcapping": 50.0,
+                "final_logit_softcapping": 30.0,
+                "attention_dropout": 0.0,
+                "initializer_range": 0.02,
+                "bos_token_id": shape.eos_token_id,
+                "eos_token_id": shape.eos_token_id,
+                "tie_word_embeddings": true,
+            }),
             Architecture::NeoX => json!({
                 "architectures": ["GPTNeoXForCausalLM"],
                 "model_type": "gpt_neox",
@@ -263,6 +221,11 @@ impl ModelConfig {
                 "tie_word_embeddings": false,
             }),
         }
+    }
+
+    /// The sliding window of `layer`, if it has one.
+    pub fn window(&self, layer: i64) -> Option<i64> {
+        self.layer_windows.get(layer as usize).copied().flatten()
     }
 
     pub fn num_parameters(&self) -> i64 {
@@ -290,6 +253,13 @@ impl ModelConfig {
                     + q * d
                     + 3 * d * self.intermediate_size
                     + 2 * d;
+                let head = if self.tie_embeddings { 0 } else { v * d };
+                v * d + l * block + d + head
+            }
+            Architecture::Gemma2 => {
+                let bias = if self.qkv_bias { q + 2 * kv + d } else { 0 };
+                let block =
+                    d * (q + 2 * kv) + bias + q * d + 3 * d * self.intermediate_size + 4 * d;
                 let head = if self.tie_embeddings { 0 } else { v * d };
                 v * d + l * block + d + head
             }
@@ -322,187 +292,6 @@ fn llama_intermediate(d: i64) -> i64 {
     (8 * d / 3 + 31) / 32 * 32
 }
 
-fn from_architectures(keys: &Keys) -> Result<String> {
-    let arch = keys
-        .get("architectures")
-        .and_then(|a| a.get(0))
-        .and_then(Value::as_str)
-        .ok_or_else(|| keys.err("missing key `model_type` (and no `architectures`)".into()))?;
-    let lower = arch.to_ascii_lowercase().replace('_', "");
-    CLASS_PREFIXES
-        .iter()
-        .find(|(prefix, _)| lower.starts_with(prefix))
-        .map(|(_, model_type)| model_type.to_string())
-        .ok_or_else(|| {
-            keys.err(format!(
-                "unknown architecture `{arch}` (key `architectures`); supported: {MODEL_TYPES}"
-            ))
-        })
-}
-
-fn gpt2(k: &Keys) -> Result<ModelConfig> {
-    let hidden = k.int("n_embd")?;
-    let heads = k.int("n_head")?;
-    for (key, default) in [
-        ("scale_attn_by_inverse_layer_idx", false),
-        ("reorder_and_upcast_attn", false),
-        ("add_cross_attention", false),
-    ] {
-        if k.bool_or(key, default)? != default {
-            return Err(k.err(format!("key `{key}`: only {default} is supported")));
-        }
-    }
-    if !k.bool_or("scale_attn_weights", true)? {
-        return Err(k.err("key `scale_attn_weights`: only true is supported".into()));
-    }
-    let activation = activation(k, "activation_function", "gelu_new")?;
-    Ok(ModelConfig {
-        arch: Architecture::Gpt2,
-        model_type: "gpt2".into(),
-        vocab_size: k.int("vocab_size")?,
-        hidden_size: hidden,
-        num_layers: k.int("n_layer")?,
-        num_heads: heads,
-        num_kv_heads: heads,
-        head_dim: hidden / heads,
-        intermediate_size: k.opt_int("n_inner")?.unwrap_or(4 * hidden),
-        max_positions: k.int("n_positions")?,
-        norm_eps: k.float_or("layer_norm_epsilon", 1e-5)?,
-        activation,
-        rope: None,
-        qk_norm: false,
-        parallel_residual: false,
-        qkv_bias: true,
-        out_bias: true,
-        mlp_bias: true,
-        tie_embeddings: true,
-        embd_dropout: k.float_or("embd_pdrop", 0.1)?,
-        attn_dropout: k.float_or("attn_pdrop", 0.1)?,
-        resid_dropout: k.float_or("resid_pdrop", 0.1)?,
-        eos_token_id: k.eos()?,
-    })
-}
-
-fn llama(k: &Keys, model_type: &str) -> Result<ModelConfig> {
-    let hidden = k.int("hidden_size")?;
-    let heads = k.int("num_attention_heads")?;
-    let act = k.str_or("hidden_act", "silu")?;
-    if act != "silu" {
-        return Err(k.err(format!("key `hidden_act`: `{act}` is not supported (silu)")));
-    }
-    let attention_bias = k.bool_or("attention_bias", false)?;
-    let qwen = model_type.starts_with("qwen");
-    refuse_sliding_window(k, qwen)?;
-    // Qwen3's class default is 128, not hidden / heads.
-    let default_head_dim = if model_type == "qwen3" {
-        128
-    } else {
-        hidden / heads
-    };
-    let head_dim = k.opt_int("head_dim")?.unwrap_or(default_head_dim);
-    Ok(ModelConfig {
-        arch: Architecture::Llama,
-        model_type: model_type.into(),
-        vocab_size: k.int("vocab_size")?,
-        hidden_size: hidden,
-        num_layers: k.int("num_hidden_layers")?,
-        num_heads: heads,
-        num_kv_heads: k.opt_int("num_key_value_heads")?.unwrap_or(heads),
-        head_dim,
-        intermediate_size: k.int("intermediate_size")?,
-        max_positions: k.int("max_position_embeddings")?,
-        norm_eps: k.float_or("rms_norm_eps", 1e-6)?,
-        activation: Activation::GeluTanh,
-        rope: Some(rope::parse(k, head_dim, "rope_theta", 1.0)?),
-        qk_norm: model_type == "qwen3",
-        parallel_residual: false,
-        qkv_bias: model_type == "qwen2" || attention_bias,
-        out_bias: attention_bias,
-        mlp_bias: k.bool_or("mlp_bias", false)?,
-        tie_embeddings: k.bool_or("tie_word_embeddings", false)?,
-        embd_dropout: 0.0,
-        attn_dropout: k.float_or("attention_dropout", 0.0)?,
-        resid_dropout: 0.0,
-        eos_token_id: k.eos()?,
-    })
-}
-
-/// Sliding-window attention is refused where a layer would use a window shorter than the
-/// model's context: Mistral applies `sliding_window` to every layer, Qwen only with
-/// `use_sliding_window` (to layers from `max_window_layers` on), and transformers 5
-/// spells the choice out per layer in `layer_types`.
-fn refuse_sliding_window(k: &Keys, qwen: bool) -> Result<()> {
-    let Some(window) = k.opt_int("sliding_window")? else {
-        return Ok(());
-    };
-    let layers = k.int("num_hidden_layers")?;
-    let slides = match k.get("layer_types").and_then(Value::as_array) {
-        Some(types) => types.iter().any(|t| t == "sliding_attention"),
-        None => {
-            k.bool_or("use_sliding_window", !qwen)?
-                && (!qwen || k.opt_int("max_window_layers")?.unwrap_or(0) < layers)
-        }
-    };
-    if slides && window < k.int("max_position_embeddings")? {
-        return Err(k.err(format!(
-            "key `sliding_window`: sliding-window attention ({window}) is not supported"
-        )));
-    }
-    Ok(())
-}
-
-fn neox(k: &Keys) -> Result<ModelConfig> {
-    let hidden = k.int("hidden_size")?;
-    let heads = k.int("num_attention_heads")?;
-    if hidden % heads != 0 {
-        return Err(k.err(format!(
-            "key `hidden_size`: {hidden} is not divisible into {heads} heads"
-        )));
-    }
-    let head_dim = hidden / heads;
-    let bias = k.bool_or("attention_bias", true)?;
-    let hidden_dropout = k.float_or("hidden_dropout", 0.0)?;
-    // Older files: `rotary_pct` and `rotary_emb_base`, with transformers' defaults.
-    let rotary_pct = k.float_or("rotary_pct", 0.25)?;
-    Ok(ModelConfig {
-        arch: Architecture::NeoX,
-        model_type: "gpt_neox".into(),
-        vocab_size: k.int("vocab_size")?,
-        hidden_size: hidden,
-        num_layers: k.int("num_hidden_layers")?,
-        num_heads: heads,
-        num_kv_heads: heads,
-        head_dim,
-        intermediate_size: k.int("intermediate_size")?,
-        max_positions: k.int("max_position_embeddings")?,
-        norm_eps: k.float_or("layer_norm_eps", 1e-5)?,
-        activation: activation(k, "hidden_act", "gelu")?,
-        rope: Some(rope::parse(k, head_dim, "rotary_emb_base", rotary_pct)?),
-        qk_norm: false,
-        parallel_residual: k.bool_or("use_parallel_residual", true)?,
-        qkv_bias: bias,
-        out_bias: bias,
-        mlp_bias: true,
-        tie_embeddings: k.bool_or("tie_word_embeddings", false)?,
-        embd_dropout: hidden_dropout,
-        attn_dropout: k.float_or("attention_dropout", 0.0)?,
-        resid_dropout: hidden_dropout,
-        eos_token_id: k.eos()?,
-    })
-}
-
-/// The GELU / ReLU MLP activations of GPT-2 and GPT-NeoX.
-fn activation(k: &Keys, key: &str, default: &str) -> Result<Activation> {
-    match k.str_or(key, default)? {
-        "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Ok(Activation::GeluTanh),
-        "gelu" => Ok(Activation::GeluExact),
-        "relu" => Ok(Activation::Relu),
-        other => Err(k.err(format!(
-            "key `{key}`: `{other}` is not supported (gelu_new, gelu, relu)"
-        ))),
-    }
-}
-
 /// Where a model's config.json lives in a Hugging Face folder.
 pub fn config_path(dir: &Path) -> PathBuf {
     dir.join("config.json")
@@ -525,6 +314,7 @@ pub fn fill_pad_token_id(dir: &Path, pad: i64) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Map;
 
     fn parse(raw: Value) -> Result<ModelConfig> {
         ModelConfig::from_json(&raw, Path::new("config.json"))
@@ -578,7 +368,7 @@ mod tests {
         ] {
             let map = Map::from_iter([("architectures".to_string(), json!([class]))]);
             let keys = Keys::new(Path::new("config.json"), &map);
-            assert_eq!(from_architectures(&keys).unwrap(), model_type);
+            assert_eq!(families::from_architectures(&keys).unwrap(), model_type);
         }
         let err = parse(llama_like("gemma")).unwrap_err().to_string();
         assert_eq!(
@@ -588,38 +378,45 @@ mod tests {
     }
 
     #[test]
-    fn sliding_windows_are_refused_only_where_a_layer_would_slide() {
-        let with = |extra: Value| {
-            let mut raw = llama_like("mistral");
+    fn sliding_windows_follow_each_familys_rules() {
+        let windows = |model_type: &str, extra: Value| {
+            let mut raw = llama_like(model_type);
             raw.as_object_mut()
                 .unwrap()
                 .extend(extra.as_object().unwrap().clone());
-            parse(raw)
+            parse(raw).unwrap().layer_windows
         };
-        let err = with(json!({"sliding_window": 16})).unwrap_err().to_string();
+        // Mistral: every layer, 4096 when unsaid, none when null or as long as the context.
+        assert_eq!(
+            windows("mistral", json!({"sliding_window": 16})),
+            [Some(16); 2]
+        );
+        assert_eq!(
+            windows("mistral", json!({"sliding_window": null})),
+            [None; 2]
+        );
+        assert_eq!(windows("mistral", json!({"sliding_window": 64})), [None; 2]);
+        let long = json!({"max_position_embeddings": 8192});
+        assert_eq!(windows("mistral", long), [Some(4096); 2]);
+        // Llama has none; Qwen only with use_sliding_window, from max_window_layers on.
+        assert_eq!(windows("llama", json!({"sliding_window": 16})), [None; 2]);
+        assert_eq!(windows("qwen3", json!({"sliding_window": 16})), [None; 2]);
+        let on = json!({"sliding_window": 16, "use_sliding_window": true, "max_window_layers": 1});
+        assert_eq!(windows("qwen2", on.clone()), [None, Some(16)]);
+        // transformers 5 lists each layer's kind.
+        let mut listed = on;
+        listed["layer_types"] = json!(["sliding_attention", "full_attention"]);
+        assert_eq!(windows("qwen2", listed.clone()), [Some(16), None]);
+        listed["layer_types"] = json!(["sliding_attention", "chunked_attention"]);
+        let mut raw = llama_like("qwen2");
+        raw.as_object_mut()
+            .unwrap()
+            .extend(listed.as_object().unwrap().clone());
+        let err = parse(raw).unwrap_err().to_string();
         assert!(
-            err.contains("key `sliding_window`: sliding-window attention (16) is not supported"),
+            err.contains("key `layer_types`: `\"chunked_attention\"` is not supported"),
             "{err}"
         );
-        assert!(
-            with(json!({"sliding_window": 64})).is_ok(),
-            "a window as long as the context"
-        );
-        assert!(with(json!({"sliding_window": null})).is_ok());
-        // Qwen: only with use_sliding_window, from max_window_layers on.
-        let mut qwen = llama_like("qwen3");
-        qwen["sliding_window"] = json!(16);
-        assert!(parse(qwen.clone()).is_ok());
-        qwen["use_sliding_window"] = json!(true);
-        qwen["max_window_layers"] = json!(2);
-        assert!(parse(qwen.clone()).is_ok(), "no layer from 2 on");
-        qwen["max_window_layers"] = json!(1);
-        assert!(parse(qwen.clone()).is_err());
-        // transformers 5 lists each layer's kind.
-        qwen["layer_types"] = json!(["full_attention", "full_attention"]);
-        assert!(parse(qwen.clone()).is_ok());
-        qwen["layer_types"] = json!(["full_attention", "sliding_attention"]);
-        assert!(parse(qwen).is_err());
     }
 
     #[test]

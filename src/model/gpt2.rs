@@ -4,7 +4,7 @@
 // residual stream that autograd saved for the backward pass.
 #![allow(clippy::assign_op_pattern)]
 
-use super::attention::Step;
+use super::attention::{AttendOptions, Step};
 use super::config::ModelConfig;
 use super::layers::{activate, dropout, init, LayerNorm};
 use tch::{nn, Tensor};
@@ -108,6 +108,7 @@ impl Gpt2 {
                 &heads(&parts[1]),
                 &heads(&parts[2]),
                 attn_p,
+                AttendOptions::default(),
             );
             x = x + drop(block.c_proj.forward(&attn), c.resid_dropout);
             let hidden = block.c_fc.forward(&block.ln_2.forward(&x));

@@ -110,11 +110,41 @@ pub fn dropout(x: Tensor, p: f64, train: bool) -> Tensor {
     }
 }
 
-/// The GELU / ReLU of GPT-2's and GPT-NeoX's MLPs.
+/// An MLP's activation.
 pub fn activate(x: &Tensor, activation: Activation) -> Tensor {
     match activation {
         Activation::GeluTanh => x.gelu("tanh"),
         Activation::GeluExact => x.gelu("none"),
         Activation::Relu => x.relu(),
+        Activation::Silu => x.silu(),
+    }
+}
+
+/// down(act(gate(x)) * up(x)): SwiGLU (Llama family) or GeGLU (Gemma), HF's `mlp` names.
+pub struct GatedMlp {
+    gate: Linear,
+    up: Linear,
+    down: Linear,
+    activation: Activation,
+}
+
+impl GatedMlp {
+    pub fn new(p: nn::Path, config: &super::config::ModelConfig) -> Self {
+        let (d, ff, bias) = (
+            config.hidden_size,
+            config.intermediate_size,
+            config.mlp_bias,
+        );
+        GatedMlp {
+            gate: Linear::new(&p / "gate_proj", d, ff, bias),
+            up: Linear::new(&p / "up_proj", d, ff, bias),
+            down: Linear::new(&p / "down_proj", ff, d, bias),
+            activation: config.activation,
+        }
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Tensor {
+        let gated = activate(&self.gate.forward(x), self.activation) * self.up.forward(x);
+        self.down.forward(&gated)
     }
 }

@@ -1,5 +1,5 @@
-//! Causal language models in Hugging Face layout: GPT-2, Llama-family and GPT-NeoX
-//! backbones with either the language-model head (policies, reference) or a scalar head
+//! Causal language models in Hugging Face layout: GPT-2, Llama-family, GPT-NeoX and
+//! Gemma 2 backbones with either the language-model head (policies, reference) or a scalar head
 //! (reward and value models).
 //!
 //! A model folder holds `config.json` and `model.safetensors` (or a sharded index); weight
@@ -8,11 +8,15 @@
 pub mod attention;
 pub mod bias_fold;
 pub mod config;
+mod families;
+pub mod gemma;
 pub mod gpt2;
 pub mod layers;
 pub mod llama;
 pub mod neox;
 pub mod rope;
+pub mod self_attention;
+pub mod trunk;
 pub mod weights;
 
 pub use attention::KvCache;
@@ -39,6 +43,7 @@ enum Backbone {
     Gpt2(gpt2::Gpt2),
     Llama(llama::Llama),
     NeoX(neox::NeoX),
+    Gemma2(gemma::Gemma2),
 }
 
 impl Architecture {
@@ -46,7 +51,7 @@ impl Architecture {
     fn prefix(self) -> &'static str {
         match self {
             Architecture::Gpt2 => "transformer",
-            Architecture::Llama => "model",
+            Architecture::Llama | Architecture::Gemma2 => "model",
             Architecture::NeoX => "gpt_neox",
         }
     }
@@ -103,6 +108,7 @@ impl Model {
             Architecture::Gpt2 => Backbone::Gpt2(gpt2::Gpt2::new(body, &config)),
             Architecture::Llama => Backbone::Llama(llama::Llama::new(body, &config)),
             Architecture::NeoX => Backbone::NeoX(neox::NeoX::new(body, &config)),
+            Architecture::Gemma2 => Backbone::Gemma2(gemma::Gemma2::new(body, &config)),
         };
         let init = nn::Init::Randn {
             mean: 0.0,
@@ -258,6 +264,7 @@ impl Model {
             "qwen3" => "Qwen3",
             "mistral" => "Mistral",
             "gpt_neox" => "GPTNeoX",
+            "gemma2" => "Gemma2",
             _ => "Llama",
         };
         let class = match (self.head, self.config.arch) {
@@ -322,10 +329,12 @@ impl Model {
             Backbone::Gpt2(m) => m.forward(ids, step, train),
             Backbone::Llama(m) => m.forward(ids, step, train),
             Backbone::NeoX(m) => m.forward(ids, step, train),
+            Backbone::Gemma2(m) => m.forward(ids, step, train),
         }
     }
 
-    /// Next-token logits for hidden states [..., d] -> [..., vocab].
+    /// Next-token logits for hidden states [..., d] -> [..., vocab], soft-capped where the
+    /// model says so (Gemma 2).
     pub fn logits(&self, hidden: &Tensor) -> Tensor {
         let weight = match (&self.lm_head, &self.backbone) {
             (Some(w), _) => w,
@@ -333,10 +342,15 @@ impl Model {
                 panic!("this model was loaded with a scalar head and has no LM head")
             }
             (None, Backbone::Gpt2(m)) => m.embedding(),
-            (None, Backbone::Llama(m)) => m.embedding(),
-            (None, Backbone::NeoX(m)) => m.embedding(),
+            (None, Backbone::Llama(m)) => &m.trunk.embed,
+            (None, Backbone::NeoX(m)) => &m.trunk.embed,
+            (None, Backbone::Gemma2(m)) => &m.trunk.embed,
         };
-        hidden.linear(weight, None::<Tensor>)
+        let logits = hidden.linear(weight, None::<Tensor>);
+        match self.config.final_softcap {
+            Some(cap) => (logits / cap).tanh() * cap,
+            None => logits,
+        }
     }
 
     /// Scalar outputs for hidden states [..., d] -> [...].
@@ -369,8 +383,9 @@ impl Model {
     pub fn set_dropout(&mut self, p: f64) {
         let config = match &mut self.backbone {
             Backbone::Gpt2(m) => m.config_mut(),
-            Backbone::Llama(m) => m.config_mut(),
-            Backbone::NeoX(m) => m.config_mut(),
+            Backbone::Llama(m) => &mut m.trunk.config,
+            Backbone::NeoX(m) => &mut m.trunk.config,
+            Backbone::Gemma2(m) => &mut m.trunk.config,
         };
         for c in [config, &mut self.config] {
             c.embd_dropout = p;
@@ -464,4 +479,52 @@ fn read_weights(dir: &Path) -> Result<(FileTensors, PathBuf)> {
     }
     let named = if shards.len() == 1 { single } else { index };
     Ok((all, named))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn count(model: &Model) -> i64 {
+        let vars = model.var_store().variables();
+        vars.values().map(|t| t.numel() as i64).sum()
+    }
+
+    /// `num_parameters` (FLOP counts, logs) agrees with the variables each architecture
+    /// creates, for every fixture and for a fresh model of each architecture.
+    #[test]
+    fn parameter_counts_match_the_variables() {
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        for entry in std::fs::read_dir(&fixtures).unwrap() {
+            let dir = entry.unwrap().path();
+            if !dir.join("config.json").exists() || dir.ends_with("-score") {
+                continue;
+            }
+            let (config, raw) = ModelConfig::load(&config::config_path(&dir)).unwrap();
+            let model = Model::new(raw, Head::LanguageModel, DType::F32, Device::Cpu).unwrap();
+            assert_eq!(config.num_parameters(), count(&model), "{}", dir.display());
+        }
+        for arch in [
+            Architecture::Gpt2,
+            Architecture::Llama,
+            Architecture::NeoX,
+            Architecture::Gemma2,
+        ] {
+            let shape = ModelShape {
+                arch,
+                vocab_size: 64,
+                hidden_size: 32,
+                num_layers: 2,
+                num_heads: 4,
+                // GQA where the architecture has it (GPT-2 and NeoX configs ignore it).
+                num_kv_heads: 2,
+                max_positions: 16,
+                eos_token_id: 0,
+            };
+            let raw = ModelConfig::new_json(&shape);
+            let model = Model::new(raw, Head::LanguageModel, DType::F32, Device::Cpu).unwrap();
+            assert_eq!(model.config().arch, arch);
+            assert_eq!(model.config().num_parameters(), count(&model), "{arch:?}");
+        }
+    }
 }

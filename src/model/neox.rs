@@ -6,10 +6,10 @@
 // residual stream that autograd saved for the backward pass.
 #![allow(clippy::assign_op_pattern)]
 
-use super::attention::Step;
+use super::attention::{AttendOptions, Step};
 use super::config::ModelConfig;
-use super::layers::{activate, dropout, init, LayerNorm, Linear};
-use super::rope::RopeTables;
+use super::layers::{activate, dropout, LayerNorm, Linear};
+use super::trunk::Trunk;
 use tch::{nn, Tensor};
 
 struct Block {
@@ -22,11 +22,9 @@ struct Block {
 }
 
 pub struct NeoX {
-    embed: Tensor,
+    pub(super) trunk: Trunk,
     blocks: Vec<Block>,
     norm: LayerNorm,
-    rope: RopeTables,
-    config: ModelConfig,
 }
 
 impl NeoX {
@@ -53,37 +51,21 @@ impl NeoX {
                 }
             })
             .collect();
-        let rope = config
-            .rope
-            .as_ref()
-            .expect("GPT-NeoX has rotary embeddings")
-            .tables(config.max_positions, p.device());
         NeoX {
-            embed: (&p / "embed_in").var("weight", &[config.vocab_size, d], init()),
+            trunk: Trunk::new(&p, "embed_in", config),
             blocks,
             norm: LayerNorm::new(&p / "final_layer_norm", d, eps),
-            rope,
-            config: config.clone(),
         }
-    }
-
-    pub fn config_mut(&mut self) -> &mut ModelConfig {
-        &mut self.config
-    }
-
-    pub fn embedding(&self) -> &Tensor {
-        &self.embed
     }
 
     /// Final hidden states [B, T, d] (after the final LayerNorm).
     pub fn forward(&self, ids: &Tensor, mut step: Step, train: bool) -> Tensor {
-        let c = &self.config;
+        let c = &self.trunk.config;
         let (b, t) = (ids.size()[0], ids.size()[1]);
-        let rotation = self.rope.at(&step.positions, self.embed.kind());
+        let rotation = self.trunk.rotation(&step.positions);
         let attn_p = if train { c.attn_dropout } else { 0.0 };
         let drop = |x: Tensor| dropout(x, c.resid_dropout, train);
-        let embedded = Tensor::embedding(&self.embed, ids, -1, false, false);
-        let mut x = dropout(embedded, c.embd_dropout, train);
+        let mut x = dropout(self.trunk.lookup(ids), c.embd_dropout, train);
         for (i, block) in self.blocks.iter().enumerate() {
             // [B, T, 3d] -> [B, H, T, 3 hd]: each head's q, k and v sit side by side.
             let qkv = block
@@ -94,11 +76,14 @@ impl NeoX {
             let qkv = qkv.chunk(3, 3);
             let q = rotation.apply(&qkv[0]);
             let k = rotation.apply(&qkv[1]);
-            let attn = drop(
-                block
-                    .dense
-                    .forward(&step.attend(i, &q, &k, &qkv[2], attn_p)),
-            );
+            let attn = drop(block.dense.forward(&step.attend(
+                i,
+                &q,
+                &k,
+                &qkv[2],
+                attn_p,
+                AttendOptions::default(),
+            )));
             let mlp = |h: &Tensor| {
                 let hidden = activate(&block.up.forward(&block.post_norm.forward(h)), c.activation);
                 drop(block.down.forward(&hidden))

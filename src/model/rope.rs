@@ -3,7 +3,7 @@
 //! cos/sin tables, and the rotation of the leading `dims` of each head (NeoX rotates only
 //! a fraction of it, `rotary_pct`).
 
-use super::config::Keys;
+use super::families::Keys;
 use crate::Result;
 use tch::{Device, Kind, Tensor};
 
