@@ -2,10 +2,10 @@
 //!
 //! The raw JSON is kept beside the resolved config so that saving writes back every key the
 //! user's checkpoint had (tokenizer ids, custom fields) and only updates what we own.
+//! Reading the keys of each family (`ModelConfig::load`, `from_json`) is `families.rs`.
 
-use super::families::{self, Keys};
 use super::rope::Rope;
-use crate::{Error, Result};
+use crate::Result;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
@@ -77,66 +77,11 @@ pub struct ModelConfig {
 }
 
 impl ModelConfig {
-    /// Parse a config.json file.
-    pub fn load(path: &Path) -> Result<(ModelConfig, Value)> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let raw: Value = serde_json::from_str(&text)
-            .map_err(|e| Error::format(path, format!("invalid JSON at line {}: {e}", e.line())))?;
-        let config = ModelConfig::from_json(&raw, path)?;
-        Ok((config, raw))
-    }
-
-    /// Resolve a raw HF config; `path` is only used in error messages.
-    pub fn from_json(raw: &Value, path: &Path) -> Result<ModelConfig> {
-        let map = raw
-            .as_object()
-            .ok_or_else(|| Error::format(path, "expected a JSON object"))?;
-        let keys = Keys::new(path, map);
-        let model_type = match keys.get("model_type").and_then(Value::as_str) {
-            Some(t) => t.to_string(),
-            None => families::from_architectures(&keys)?,
-        };
-        let config = match model_type.as_str() {
-            "gpt2" => families::gpt2(&keys)?,
-            "llama" | "qwen2" | "qwen3" | "mistral" => families::llama(&keys, &model_type)?,
-            "gpt_neox" => families::neox(&keys)?,
-            "gemma2" => families::gemma2(&keys)?,
-            other => {
-                return Err(keys.err(format!(
-                    "unknown architecture `{other}` (key `model_type`); supported: {MODEL_TYPES}"
-                )))
-            }
-        };
-        config.validate(path)?;
-        Ok(config)
-    }
-
-    fn validate(&self, path: &Path) -> Result<()> {
-        if self.hidden_size != self.num_heads * self.head_dim && self.arch == Architecture::Gpt2 {
-            return Err(Error::format(
-                path,
-                format!(
-                    "hidden size {} is not divisible into {} heads",
-                    self.hidden_size, self.num_heads
-                ),
-            ));
-        }
-        if self.num_heads % self.num_kv_heads != 0 {
-            return Err(Error::format(
-                path,
-                format!(
-                    "num_attention_heads {} is not a multiple of num_key_value_heads {}",
-                    self.num_heads, self.num_kv_heads
-                ),
-            ));
-        }
-        Ok(())
-    }
-
     /// A fresh HF config.json for a randomly initialised model of the given shape.
     pub fn new_json(shape: &ModelShape) -> Value {
-        match shape.arch {
-            Architecture::Gpt2 => json!({
+        let own = match shape.arch {
+            Architecture::Gpt2 => {
+                return json!({
                 "architectures": ["GPT2LMHeadModel"],
                 "model_type": "gpt2",
                 "vocab_size": shape.vocab_size,
@@ -152,75 +97,63 @@ impl ModelConfig {
                 "bos_token_id": shape.eos_token_id,
                 "eos_token_id": shape.eos_token_id,
                 "tie_word_embeddings": true,
-            }),
+                })
+            }
             Architecture::Llama => json!({
                 "architectures": ["LlamaForCausalLM"],
                 "model_type": "llama",
-                "vocab_size": shape.vocab_size,
-                "max_position_embeddings": shape.max_positions,
-                "hidden_size": shape.hidden_size,
                 "intermediate_size": llama_intermediate(shape.hidden_size),
-                "num_hidden_layers": shape.num_layers,
-                "num_attention_heads": shape.num_heads,
                 "num_key_value_heads": shape.num_kv_heads,
                 "head_dim": shape.hidden_size / shape.num_heads,
                 "hidden_act": "silu",
                 "rms_norm_eps": 1e-6,
-                "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0},
                 "attention_bias": false,
                 "mlp_bias": false,
-                "attention_dropout": 0.0,
-                "initializer_range": 0.02,
-                "bos_token_id": shape.eos_token_id,
-                "eos_token_id": shape.eos_token_id,
                 "tie_word_embeddings": false,
             }),
             Architecture::Gemma2 => json!({
                 "architectures": ["Gemma2ForCausalLM"],
                 "model_type": "gemma2",
-                "vocab_size": shape.vocab_size,
-                "max_position_embeddings": shape.max_positions,
-                "hidden_size": shape.hidden_size,
                 "intermediate_size": 4 * shape.hidden_size,
-                "num_hidden_layers": shape.num_layers,
-                "num_attention_heads": shape.num_heads,
                 "num_key_value_heads": shape.num_kv_heads,
                 "head_dim": shape.hidden_size / shape.num_heads,
                 "query_pre_attn_scalar": shape.hidden_size / shape.num_heads,
                 "hidden_activation": "gelu_pytorch_tanh",
                 "rms_norm_eps": 1e-6,
-                "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0},
                 "sliding_window": shape.max_positions,
                 "attn_logit_softcapping": 50.0,
                 "final_logit_softcapping": 30.0,
-                "attention_dropout": 0.0,
-                "initializer_range": 0.02,
-                "bos_token_id": shape.eos_token_id,
-                "eos_token_id": shape.eos_token_id,
                 "tie_word_embeddings": true,
             }),
             Architecture::NeoX => json!({
                 "architectures": ["GPTNeoXForCausalLM"],
                 "model_type": "gpt_neox",
-                "vocab_size": shape.vocab_size,
-                "max_position_embeddings": shape.max_positions,
-                "hidden_size": shape.hidden_size,
                 "intermediate_size": 4 * shape.hidden_size,
-                "num_hidden_layers": shape.num_layers,
-                "num_attention_heads": shape.num_heads,
                 "hidden_act": "gelu",
                 "layer_norm_eps": 1e-5,
                 "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.25},
                 "use_parallel_residual": true,
                 "attention_bias": true,
                 "hidden_dropout": 0.0,
-                "attention_dropout": 0.0,
-                "initializer_range": 0.02,
-                "bos_token_id": shape.eos_token_id,
-                "eos_token_id": shape.eos_token_id,
                 "tie_word_embeddings": false,
             }),
-        }
+        };
+        // What every rotary family spells alike.
+        let mut config = json!({
+            "vocab_size": shape.vocab_size,
+            "max_position_embeddings": shape.max_positions,
+            "hidden_size": shape.hidden_size,
+            "num_hidden_layers": shape.num_layers,
+            "num_attention_heads": shape.num_heads,
+            "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0},
+            "attention_dropout": 0.0,
+            "initializer_range": 0.02,
+            "bos_token_id": shape.eos_token_id,
+            "eos_token_id": shape.eos_token_id,
+        });
+        let map = config.as_object_mut().expect("a JSON object");
+        map.extend(own.as_object().expect("a JSON object").clone());
+        config
     }
 
     /// The sliding window of `layer`, if it has one.
@@ -314,7 +247,6 @@ pub fn fill_pad_token_id(dir: &Path, pad: i64) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::Map;
 
     fn parse(raw: Value) -> Result<ModelConfig> {
         ModelConfig::from_json(&raw, Path::new("config.json"))
@@ -357,24 +289,6 @@ mod tests {
         }
         // transformers' defaults: a quarter of each head rotates.
         assert_eq!(parse(base).unwrap().rope.unwrap().dims, 4);
-    }
-
-    #[test]
-    fn model_types_follow_architectures_when_missing() {
-        for (class, model_type) in [
-            ("GPTNeoXForCausalLM", "gpt_neox"),
-            ("Qwen3ForSequenceClassification", "qwen3"),
-            ("GPT2LMHeadModel", "gpt2"),
-        ] {
-            let map = Map::from_iter([("architectures".to_string(), json!([class]))]);
-            let keys = Keys::new(Path::new("config.json"), &map);
-            assert_eq!(families::from_architectures(&keys).unwrap(), model_type);
-        }
-        let err = parse(llama_like("gemma")).unwrap_err().to_string();
-        assert_eq!(
-            err,
-            format!("config.json: unknown architecture `gemma` (key `model_type`); supported: {MODEL_TYPES}")
-        );
     }
 
     #[test]

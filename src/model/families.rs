@@ -3,10 +3,68 @@
 //! file and the key for what is refused.
 
 use super::config::{Activation, Architecture, ModelConfig, MODEL_TYPES};
-use super::rope;
+use super::rope::{Rope, RopeScaling};
 use crate::{Error, Result};
 use serde_json::{Map, Value};
 use std::path::Path;
+
+impl ModelConfig {
+    /// Parse a config.json file.
+    pub fn load(path: &Path) -> Result<(ModelConfig, Value)> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let raw: Value = serde_json::from_str(&text)
+            .map_err(|e| Error::format(path, format!("invalid JSON at line {}: {e}", e.line())))?;
+        let config = ModelConfig::from_json(&raw, path)?;
+        Ok((config, raw))
+    }
+
+    /// Resolve a raw HF config; `path` is only used in error messages.
+    pub fn from_json(raw: &Value, path: &Path) -> Result<ModelConfig> {
+        let map = raw
+            .as_object()
+            .ok_or_else(|| Error::format(path, "expected a JSON object"))?;
+        let keys = Keys::new(path, map);
+        let model_type = match keys.get("model_type").and_then(Value::as_str) {
+            Some(t) => t.to_string(),
+            None => from_architectures(&keys)?,
+        };
+        let config = match model_type.as_str() {
+            "gpt2" => gpt2(&keys)?,
+            "llama" | "qwen2" | "qwen3" | "mistral" => llama(&keys, &model_type)?,
+            "gpt_neox" => neox(&keys)?,
+            "gemma2" => gemma2(&keys)?,
+            other => {
+                return Err(keys.err(format!(
+                    "unknown architecture `{other}` (key `model_type`); supported: {MODEL_TYPES}"
+                )))
+            }
+        };
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    fn validate(&self, path: &Path) -> Result<()> {
+        if self.hidden_size != self.num_heads * self.head_dim && self.arch == Architecture::Gpt2 {
+            return Err(Error::format(
+                path,
+                format!(
+                    "hidden size {} is not divisible into {} heads",
+                    self.hidden_size, self.num_heads
+                ),
+            ));
+        }
+        if self.num_heads % self.num_kv_heads != 0 {
+            return Err(Error::format(
+                path,
+                format!(
+                    "num_attention_heads {} is not a multiple of num_key_value_heads {}",
+                    self.num_heads, self.num_kv_heads
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
 
 /// `architectures[0]` prefixes (lower case, no underscores) and the `model_type` each means.
 const CLASS_PREFIXES: [(&str, &str); 7] = [
@@ -184,7 +242,7 @@ pub(super) fn llama(k: &Keys, model_type: &str) -> Result<ModelConfig> {
         max_positions: k.int("max_position_embeddings")?,
         norm_eps: k.float_or("rms_norm_eps", 1e-6)?,
         activation: Activation::Silu,
-        rope: Some(rope::parse(k, head_dim, "rope_theta", 1.0)?),
+        rope: Some(rope(k, head_dim, "rope_theta", 1.0)?),
         qk_norm: model_type == "qwen3",
         parallel_residual: false,
         attn_scale: None,
@@ -253,7 +311,7 @@ pub(super) fn neox(k: &Keys) -> Result<ModelConfig> {
         max_positions: k.int("max_position_embeddings")?,
         norm_eps: k.float_or("layer_norm_eps", 1e-5)?,
         activation: activation(k, "hidden_act", "gelu")?,
-        rope: Some(rope::parse(k, head_dim, "rotary_emb_base", rotary_pct)?),
+        rope: Some(rope(k, head_dim, "rotary_emb_base", rotary_pct)?),
         qk_norm: false,
         parallel_residual: k.bool_or("use_parallel_residual", true)?,
         attn_scale: None,
@@ -348,5 +406,200 @@ fn activation(k: &Keys, key: &str, default: &str) -> Result<Activation> {
         other => Err(k.err(format!(
             "key `{key}`: `{other}` is not supported (gelu_new, gelu, relu)"
         ))),
+    }
+}
+
+/// The rope types `rope` accepts, for error messages.
+const ROPE_TYPES: &str = "default, llama3";
+
+/// The rope of a config: `rope_parameters` (transformers 5), else the top-level
+/// `theta_key` (`rope_theta`; NeoX's `rotary_emb_base`) with `rope_scaling` (older
+/// files). `rotary_fraction` is the share of each head that rotates when the parameters
+/// do not say (NeoX's `rotary_pct`); other architectures pass 1.
+fn rope(k: &Keys, head_dim: i64, theta_key: &str, rotary_fraction: f64) -> Result<Rope> {
+    let key = if k.get("rope_parameters").is_some() {
+        "rope_parameters"
+    } else {
+        "rope_scaling"
+    };
+    let params = k.get(key);
+    let field = |name: &str| params.and_then(|p| p.get(name)).filter(|v| !v.is_null());
+    let number = |name: &str| -> Result<Option<f64>> {
+        match field(name) {
+            None => Ok(None),
+            Some(v) => v
+                .as_f64()
+                .map(Some)
+                .ok_or_else(|| k.err(format!("key `{key}.{name}`: expected a number, got {v}"))),
+        }
+    };
+    let kind = field("rope_type")
+        .or_else(|| field("type"))
+        .map(|v| {
+            v.as_str()
+                .ok_or_else(|| k.err(format!("key `{key}.rope_type`: expected a string, got {v}")))
+        })
+        .transpose()?
+        .unwrap_or("default");
+    let theta = match number("rope_theta")? {
+        Some(theta) => theta,
+        None => k.float_or(theta_key, 10000.0)?,
+    };
+    if !(theta > 1.0 && theta.is_finite()) {
+        return Err(k.err(format!(
+            "key `{theta_key}`: expected a number > 1, got {theta}"
+        )));
+    }
+    let fraction = number("partial_rotary_factor")?.unwrap_or(rotary_fraction);
+    if !(fraction > 0.0 && fraction <= 1.0) {
+        return Err(k.err(format!(
+            "key `{key}.partial_rotary_factor`: expected a fraction in (0, 1], got {fraction}"
+        )));
+    }
+    // transformers truncates: int(head_dim * fraction).
+    let dims = (head_dim as f64 * fraction) as i64;
+    if dims < 2 || dims % 2 != 0 {
+        return Err(k.err(format!(
+            "rotary dimensions {dims} (head_dim {head_dim} x {fraction}) must be even and at least 2"
+        )));
+    }
+    let scaling = match kind {
+        "default" => RopeScaling::None,
+        "llama3" => {
+            let need = |name: &str| -> Result<f64> {
+                number(name)?
+                    .ok_or_else(|| k.err(format!("key `{key}`: rope type llama3 needs `{name}`")))
+            };
+            let scaling = RopeScaling::Llama3 {
+                factor: need("factor")?,
+                low_freq_factor: need("low_freq_factor")?,
+                high_freq_factor: need("high_freq_factor")?,
+                original_max_positions: need("original_max_position_embeddings")?,
+            };
+            check_llama3(k, key, &scaling)?;
+            scaling
+        }
+        other => {
+            return Err(k.err(format!(
+                "key `{key}`: rope type `{other}` is not supported ({ROPE_TYPES})"
+            )))
+        }
+    };
+    Ok(Rope {
+        theta,
+        dims,
+        scaling,
+    })
+}
+
+fn check_llama3(k: &Keys, key: &str, scaling: &RopeScaling) -> Result<()> {
+    let RopeScaling::Llama3 {
+        factor,
+        low_freq_factor,
+        high_freq_factor,
+        original_max_positions,
+    } = *scaling
+    else {
+        return Ok(());
+    };
+    let positive = [
+        ("factor", factor),
+        ("low_freq_factor", low_freq_factor),
+        ("high_freq_factor", high_freq_factor),
+        ("original_max_position_embeddings", original_max_positions),
+    ];
+    if let Some((name, v)) = positive.iter().find(|(_, v)| !(*v > 0.0 && v.is_finite())) {
+        return Err(k.err(format!(
+            "key `{key}.{name}`: expected a positive number, got {v}"
+        )));
+    }
+    if high_freq_factor <= low_freq_factor {
+        return Err(k.err(format!(
+            "key `{key}`: high_freq_factor {high_freq_factor} must exceed low_freq_factor {low_freq_factor}"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn rope_of(raw: Value) -> Result<Rope> {
+        let map = raw.as_object().unwrap().clone();
+        let keys = Keys::new(Path::new("config.json"), &map);
+        rope(&keys, 8, "rope_theta", 1.0)
+    }
+
+    #[test]
+    fn llama3_rope_reads_either_spelling() {
+        let new = rope_of(
+            json!({"rope_parameters": {"rope_type": "llama3", "rope_theta": 10.0,
+            "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 64}}),
+        )
+        .unwrap();
+        let old = rope_of(json!({"rope_scaling": {"type": "llama3", "factor": 8.0,
+            "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 64}, "rope_theta": 10.0}))
+        .unwrap();
+        assert_eq!(new, old);
+        assert_eq!(
+            new.scaling,
+            RopeScaling::Llama3 {
+                factor: 8.0,
+                low_freq_factor: 1.0,
+                high_freq_factor: 4.0,
+                original_max_positions: 64.0
+            }
+        );
+    }
+
+    #[test]
+    fn unsupported_rope_types_name_the_key_and_the_accepted_ones() {
+        for (raw, key) in [
+            (
+                json!({"rope_scaling": {"type": "yarn", "factor": 4.0}}),
+                "rope_scaling",
+            ),
+            (
+                json!({"rope_parameters": {"rope_type": "linear", "factor": 2.0}}),
+                "rope_parameters",
+            ),
+        ] {
+            let err = rope_of(raw).unwrap_err().to_string();
+            assert!(
+                err.starts_with("config.json: key `")
+                    && err.contains(key)
+                    && err.contains("is not supported (default, llama3)"),
+                "{err}"
+            );
+        }
+        let err = rope_of(json!({"rope_scaling": {"rope_type": "llama3", "factor": 8.0}}))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("needs `low_freq_factor`"), "{err}");
+    }
+
+    #[test]
+    fn model_types_follow_architectures_when_missing() {
+        for (class, model_type) in [
+            ("GPTNeoXForCausalLM", "gpt_neox"),
+            ("Qwen3ForSequenceClassification", "qwen3"),
+            ("GPT2LMHeadModel", "gpt2"),
+        ] {
+            let map = Map::from_iter([("architectures".to_string(), json!([class]))]);
+            let keys = Keys::new(Path::new("config.json"), &map);
+            assert_eq!(from_architectures(&keys).unwrap(), model_type);
+        }
+        let raw = json!({"model_type": "gemma", "hidden_size": 32});
+        let err = ModelConfig::from_json(&raw, Path::new("config.json"))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            format!("config.json: unknown architecture `gemma` (key `model_type`); supported: {MODEL_TYPES}")
+        );
     }
 }

@@ -3,8 +3,6 @@
 //! cos/sin tables, and the rotation of the leading `dims` of each head (NeoX rotates only
 //! a fraction of it, `rotary_pct`).
 
-use super::families::Keys;
-use crate::Result;
 use tch::{Device, Kind, Tensor};
 
 #[derive(Clone, Debug, PartialEq)]
@@ -28,9 +26,6 @@ pub enum RopeScaling {
         original_max_positions: f64,
     },
 }
-
-/// The rope types `parse` accepts, for error messages.
-const SUPPORTED: &str = "default, llama3";
 
 impl Rope {
     /// Inverse frequencies theta^(-2i/dims), i < dims/2, rescaled as configured.
@@ -137,140 +132,23 @@ impl Rotation {
     }
 }
 
-/// The rope of a config: `rope_parameters` (transformers 5), else the top-level
-/// `theta_key` (`rope_theta`; NeoX's `rotary_emb_base`) with `rope_scaling` (older
-/// files). `rotary_fraction` is the share of each head that rotates when the parameters
-/// do not say (NeoX's `rotary_pct`); other architectures pass 1.
-pub(super) fn parse(
-    k: &Keys,
-    head_dim: i64,
-    theta_key: &str,
-    rotary_fraction: f64,
-) -> Result<Rope> {
-    let key = if k.get("rope_parameters").is_some() {
-        "rope_parameters"
-    } else {
-        "rope_scaling"
-    };
-    let params = k.get(key);
-    let field = |name: &str| params.and_then(|p| p.get(name)).filter(|v| !v.is_null());
-    let number = |name: &str| -> Result<Option<f64>> {
-        match field(name) {
-            None => Ok(None),
-            Some(v) => v
-                .as_f64()
-                .map(Some)
-                .ok_or_else(|| k.err(format!("key `{key}.{name}`: expected a number, got {v}"))),
-        }
-    };
-    let kind = field("rope_type")
-        .or_else(|| field("type"))
-        .map(|v| {
-            v.as_str()
-                .ok_or_else(|| k.err(format!("key `{key}.rope_type`: expected a string, got {v}")))
-        })
-        .transpose()?
-        .unwrap_or("default");
-    let theta = match number("rope_theta")? {
-        Some(theta) => theta,
-        None => k.float_or(theta_key, 10000.0)?,
-    };
-    if !(theta > 1.0 && theta.is_finite()) {
-        return Err(k.err(format!(
-            "key `{theta_key}`: expected a number > 1, got {theta}"
-        )));
-    }
-    let fraction = number("partial_rotary_factor")?.unwrap_or(rotary_fraction);
-    if !(fraction > 0.0 && fraction <= 1.0) {
-        return Err(k.err(format!(
-            "key `{key}.partial_rotary_factor`: expected a fraction in (0, 1], got {fraction}"
-        )));
-    }
-    // transformers truncates: int(head_dim * fraction).
-    let dims = (head_dim as f64 * fraction) as i64;
-    if dims < 2 || dims % 2 != 0 {
-        return Err(k.err(format!(
-            "rotary dimensions {dims} (head_dim {head_dim} x {fraction}) must be even and at least 2"
-        )));
-    }
-    let scaling = match kind {
-        "default" => RopeScaling::None,
-        "llama3" => {
-            let need = |name: &str| -> Result<f64> {
-                number(name)?
-                    .ok_or_else(|| k.err(format!("key `{key}`: rope type llama3 needs `{name}`")))
-            };
-            let scaling = RopeScaling::Llama3 {
-                factor: need("factor")?,
-                low_freq_factor: need("low_freq_factor")?,
-                high_freq_factor: need("high_freq_factor")?,
-                original_max_positions: need("original_max_position_embeddings")?,
-            };
-            check_llama3(k, key, &scaling)?;
-            scaling
-        }
-        other => {
-            return Err(k.err(format!(
-                "key `{key}`: rope type `{other}` is not supported ({SUPPORTED})"
-            )))
-        }
-    };
-    Ok(Rope {
-        theta,
-        dims,
-        scaling,
-    })
-}
-
-fn check_llama3(k: &Keys, key: &str, scaling: &RopeScaling) -> Result<()> {
-    let RopeScaling::Llama3 {
-        factor,
-        low_freq_factor,
-        high_freq_factor,
-        original_max_positions,
-    } = *scaling
-    else {
-        return Ok(());
-    };
-    let positive = [
-        ("factor", factor),
-        ("low_freq_factor", low_freq_factor),
-        ("high_freq_factor", high_freq_factor),
-        ("original_max_position_embeddings", original_max_positions),
-    ];
-    if let Some((name, v)) = positive.iter().find(|(_, v)| !(*v > 0.0 && v.is_finite())) {
-        return Err(k.err(format!(
-            "key `{key}.{name}`: expected a positive number, got {v}"
-        )));
-    }
-    if high_freq_factor <= low_freq_factor {
-        return Err(k.err(format!(
-            "key `{key}`: high_freq_factor {high_freq_factor} must exceed low_freq_factor {low_freq_factor}"
-        )));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::{json, Value};
-    use std::path::Path;
-
-    fn rope(raw: Value) -> Result<Rope> {
-        let map = raw.as_object().unwrap().clone();
-        let keys = Keys::new(Path::new("config.json"), &map);
-        parse(&keys, 8, "rope_theta", 1.0)
-    }
 
     #[test]
     fn llama3_scaling_keeps_short_divides_long_and_blends_between() {
-        let r = rope(
-            json!({"rope_parameters": {"rope_type": "llama3", "rope_theta": 10.0,
-            "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-            "original_max_position_embeddings": 64}}),
-        )
-        .unwrap();
+        let llama3 = |theta: f64, original_max_positions: f64| Rope {
+            theta,
+            dims: 8,
+            scaling: RopeScaling::Llama3 {
+                factor: 8.0,
+                low_freq_factor: 1.0,
+                high_freq_factor: 4.0,
+                original_max_positions,
+            },
+        };
+        let r = llama3(10.0, 64.0);
         // Plain: 1, 10^-1/4, 10^-1/2, 10^-3/4; wavelengths 6.3, 11.2, 19.9, 35.3 against
         // the bounds 16 (high) and 64 (low).
         let f = r.inv_freq();
@@ -284,39 +162,10 @@ mod tests {
         assert!((f[2] - smooth(plain[2])).abs() < 1e-15);
         assert!(f[2] < plain[2] && f[2] > plain[2] / 8.0);
         assert!((f[3] - smooth(plain[3])).abs() < 1e-15);
-        let long = rope(json!({"rope_scaling": {"type": "llama3", "factor": 8.0,
-            "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-            "original_max_position_embeddings": 16}, "rope_theta": 10000.0}))
-        .unwrap();
+        let long = llama3(10000.0, 16.0);
         // theta 10^4: the last wavelength (2 pi 10^3) is beyond 16: divided by 8.
         let last = long.inv_freq()[3];
         assert!((last - 1e-3 / 8.0).abs() < 1e-18, "{last}");
-    }
-
-    #[test]
-    fn unsupported_rope_types_name_the_key_and_the_accepted_ones() {
-        for (raw, key) in [
-            (
-                json!({"rope_scaling": {"type": "yarn", "factor": 4.0}}),
-                "rope_scaling",
-            ),
-            (
-                json!({"rope_parameters": {"rope_type": "linear", "factor": 2.0}}),
-                "rope_parameters",
-            ),
-        ] {
-            let err = rope(raw).unwrap_err().to_string();
-            assert!(
-                err.starts_with("config.json: key `")
-                    && err.contains(key)
-                    && err.contains("is not supported (default, llama3)"),
-                "{err}"
-            );
-        }
-        let err = rope(json!({"rope_scaling": {"rope_type": "llama3", "factor": 8.0}}))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("needs `low_freq_factor`"), "{err}");
     }
 
     #[test]
