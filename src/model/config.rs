@@ -328,7 +328,7 @@ mod tests {
             .extend(listed.as_object().unwrap().clone());
         let err = parse(raw).unwrap_err().to_string();
         assert!(
-            err.contains("key `layer_types`: `\"chunked_attention\"` is not supported"),
+            err.contains("key `layer_types`: `chunked_attention` is not supported"),
             "{err}"
         );
     }

@@ -390,8 +390,9 @@ fn layer_types(k: &Keys, types: &Value, layers: i64) -> Result<Vec<bool>> {
         .map(|t| match t.as_str() {
             Some("sliding_attention") => Ok(true),
             Some("full_attention") => Ok(false),
-            _ => Err(k.err(format!(
-                "key `layer_types`: `{t}` is not supported (full_attention, sliding_attention)"
+            other => Err(k.err(format!(
+                "key `layer_types`: `{}` is not supported (full_attention, sliding_attention)",
+                other.map_or_else(|| t.to_string(), str::to_string)
             ))),
         })
         .collect()
