@@ -2,7 +2,12 @@
 """Check that a checkpoint directory loads cleanly in transformers and reproduces expected outputs.
 
 Usage:
-    hf_check.py MODEL_DIR EXPECTED_SAFETENSORS [--score]
+    hf_check.py MODEL_DIR EXPECTED_SAFETENSORS [--score [--pooled]]
+    hf_check.py --jobs JOBS_JSON
+
+--jobs runs many checks in one process (transformers imports once): JOBS_JSON is a list
+of {"model_dir", "expected", "score": bool, "pooled": bool}; every job runs, each failure
+is reported, and the exit status is the worst one.
 
 MODEL_DIR is loaded with AutoModelForCausalLM (or AutoModelForSequenceClassification with
 --score) in fp32 eval mode. Loading must report no missing, unexpected or mismatched keys.
@@ -12,6 +17,11 @@ either `logits` ([B, T, V], compared at positions with mask 1) or, with --score,
 `score_logits` ([B], compared at the last position with mask 1 of each row, computed as
 model.score(hidden_states[-1]) so it does not depend on HF's pad-token based pooling).
 position_ids = cumsum(mask) - 1, with 1 at pad positions (HF left-padding rule).
+
+With --score --pooled the model is called as a user of a reward model calls it,
+model(input_ids, attention_mask).logits[:, 0]: transformers' own pooling (the last token
+that is not config.pad_token_id, so the config must have one at batch > 1) and its default
+positions (so the batch must be right padded).
 
 Exit status: 0 when the max abs diff is <= --atol (default 1e-4); 1 on a numeric mismatch;
 2 on a loading problem (missing/unexpected/mismatched keys, bad files, bad arguments).
@@ -24,25 +34,59 @@ import sys
 import torch
 
 
+class Failed(Exception):
+    def __init__(self, msg, code):
+        super().__init__(msg)
+        self.code = code
+
+
 def fail(msg, code=2):
-    print(f"hf_check: FAIL: {msg}", file=sys.stderr)
-    sys.exit(code)
+    raise Failed(msg, code)
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("model_dir")
-    ap.add_argument("expected")
+    ap.add_argument("model_dir", nargs="?")
+    ap.add_argument("expected", nargs="?")
     ap.add_argument("--score", action="store_true", help="load as sequence classification, compare score_logits")
+    ap.add_argument("--pooled", action="store_true",
+                    help="with --score: transformers' own pad-token pooling, as a user calls the model")
     ap.add_argument("--atol", type=float, default=1e-4)
+    ap.add_argument("--jobs", help="a JSON list of checks to run in this one process")
     args = ap.parse_args()
 
+    import json
+
     import transformers
-    from safetensors.torch import load_file
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
     transformers.utils.logging.disable_progress_bar()
     torch.set_num_threads(min(2, torch.get_num_threads()))
+
+    if args.jobs:
+        with open(args.jobs) as fh:
+            jobs = json.load(fh)
+    elif args.model_dir and args.expected:
+        jobs = [{"model_dir": args.model_dir, "expected": args.expected, "score": args.score, "pooled": args.pooled}]
+    else:
+        ap.error("give MODEL_DIR EXPECTED, or --jobs JOBS_JSON")
+    worst = 0
+    for job in jobs:
+        try:
+            check(job["model_dir"], job["expected"], job.get("score", False), job.get("pooled", False), args.atol)
+        except Failed as e:
+            print(f"hf_check: FAIL: {job['model_dir']}: {e}", file=sys.stderr)
+            worst = max(worst, e.code)
+    sys.exit(worst)
+
+
+def check(model_dir, expected, score, pooled, atol):
+    """One folder against one expected file; raises Failed (code 1 numbers, 2 loading)."""
+    from argparse import Namespace
+
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    args = Namespace(model_dir=model_dir, expected=expected, score=score, pooled=pooled, atol=atol)
 
     if not os.path.isdir(args.model_dir):
         fail(f"model dir {args.model_dir!r} does not exist")
@@ -110,7 +154,17 @@ def main():
     valid = mask.bool()
 
     with torch.no_grad():
-        if args.score:
+        if args.score and args.pooled:
+            try:
+                got = model(input_ids=ids, attention_mask=mask).logits[:, 0].float()
+            except ValueError as e:  # e.g. no pad_token_id at batch > 1
+                fail(f"{type(model).__name__} refused the batch: {e}")
+            want = exp["score_logits"].float().reshape(-1)
+            if got.shape != want.shape:
+                fail(f"score_logits shape {tuple(want.shape)} != model output {tuple(got.shape)}")
+            diff = (got - want).abs().max().item()
+            detail = f"pooled by transformers: got={got.tolist()} want={want.tolist()}"
+        elif args.score:
             out = model(input_ids=ids, attention_mask=mask, position_ids=pos, output_hidden_states=True)
             hidden = out.hidden_states[-1]  # final norm already applied in transformers
             # last position with mask 1 in each row (== T-1 for left padding)
@@ -136,8 +190,7 @@ def main():
     ok = diff <= args.atol  # NaN -> False
     print(f"hf_check: {want_key} max_abs_diff={diff:.3e} (atol {args.atol:g}) {detail}")
     if not ok:
-        print(f"hf_check: FAIL: {want_key} max abs diff {diff:.3e} > {args.atol:g}", file=sys.stderr)
-        sys.exit(1)
+        fail(f"{want_key} max abs diff {diff:.3e} > {args.atol:g}", 1)
     print("hf_check: OK")
 
 

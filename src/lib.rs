@@ -6,8 +6,8 @@
 //! # Layout
 //!
 //! Models
-//! - [`model`]: GPT-2 and Llama in Hugging Face layout (one file each), the KV cache, LM
-//!   and scalar heads, safetensors I/O.
+//! - [`model`]: GPT-2, the Llama family, GPT-NeoX and Gemma 2 in Hugging Face layout (one
+//!   file per architecture), the KV cache, LM and scalar heads, safetensors I/O.
 //! - [`generate`]: batched generation over left-padded prompts with a caller-owned cache.
 //! - [`sampling`]: greedy, temperature, top-k, top-p on caller-supplied uniforms.
 //! - [`tokenizer`], [`template`]: `tokenizer.json`, BPE training; chat templates (the

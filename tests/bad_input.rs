@@ -61,7 +61,23 @@ fn unknown_architecture_names_the_key() {
     .unwrap();
     let err = load_err(&dir);
     assert!(
-        err.contains("config.json: unknown architecture `bert` (key `model_type`)"),
+        err.contains("config.json: unknown architecture `bert` (key `model_type`); supported: gpt2, llama, mistral, qwen2, qwen3, gpt_neox, gemma2"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unsupported_rope_scaling_names_the_type_and_the_accepted_ones() {
+    let dir = copy_fixture("llama3-tiny", "yarn");
+    let text = std::fs::read_to_string(dir.join("config.json")).unwrap();
+    std::fs::write(
+        dir.join("config.json"),
+        text.replace("\"llama3\"", "\"yarn\""),
+    )
+    .unwrap();
+    let err = load_err(&dir);
+    assert!(
+        err.contains("config.json: key `rope_parameters`: rope type `yarn` is not supported (default, llama3)"),
         "{err}"
     );
 }

@@ -189,6 +189,14 @@ fn sft_loss_falls_reward_model_learns_and_ppo_raises_the_reward() {
         config_json["reward_bias"].is_f64(),
         "the demonstration-centring bias is saved"
     );
+    assert!(
+        config_json["reward_bias_folded"].is_object(),
+        "and folded into the weights for transformers"
+    );
+    assert!(
+        config_json["pad_token_id"].is_i64(),
+        "transformers' sequence classification needs a pad id at batch > 1"
+    );
     assert_eq!(
         config_json["architectures"][0],
         "GPT2ForSequenceClassification"

@@ -2,31 +2,44 @@
 //!
 //! The raw JSON is kept beside the resolved config so that saving writes back every key the
 //! user's checkpoint had (tokenizer ids, custom fields) and only updates what we own.
+//! Reading the keys of each family (`ModelConfig::load`, `from_json`) is `families.rs`.
 
-use crate::{Error, Result};
-use serde_json::{json, Map, Value};
+use super::rope::Rope;
+use crate::Result;
+use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Architecture {
     /// Learned positions, LayerNorm, GELU MLP, fused QKV (Conv1D layout), tied embeddings.
     Gpt2,
-    /// RoPE, RMSNorm, SwiGLU, grouped-query attention. Also Qwen2 (QKV biases) and Mistral.
+    /// RoPE, RMSNorm, SwiGLU, grouped-query attention. Also Qwen2 (QKV biases), Qwen3
+    /// (per-head q/k RMSNorm) and Mistral.
     Llama,
+    /// GPT-NeoX (Pythia): fused per-head QKV, partial rotary, LayerNorm, parallel residual.
+    NeoX,
+    /// Gemma 2: scaled embeddings, (1 + w) RMSNorms before and after attention and MLP,
+    /// GeGLU, soft-capped attention scores and logits, sliding windows on alternate layers.
+    Gemma2,
 }
 
-/// GPT-2's MLP activations that we implement.
+/// Every `model_type` accepted, as error messages list them.
+pub const MODEL_TYPES: &str = "gpt2, llama, mistral, qwen2, qwen3, gpt_neox, gemma2";
+
+/// The MLP activations implemented.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Activation {
     GeluTanh,
     GeluExact,
     Relu,
+    /// The Llama family's SwiGLU gate.
+    Silu,
 }
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct ModelConfig {
     pub arch: Architecture,
-    /// `model_type` as written in config.json (`gpt2`, `llama`, `qwen2`, `mistral`).
+    /// `model_type` as written in config.json (one of [`MODEL_TYPES`]).
     pub model_type: String,
     pub vocab_size: i64,
     pub hidden_size: i64,
@@ -38,7 +51,19 @@ pub struct ModelConfig {
     pub max_positions: i64,
     pub norm_eps: f64,
     pub activation: Activation,
-    pub rope_theta: f64,
+    /// Rotary embeddings (None for GPT-2's learned positions).
+    pub rope: Option<Rope>,
+    /// RMSNorm over each head's queries and keys before the rotation (Qwen3).
+    pub qk_norm: bool,
+    /// Attention and MLP both read the block's input and add to it (GPT-NeoX).
+    pub parallel_residual: bool,
+    /// Attention score scale when not 1 / sqrt(head_dim) (Gemma 2's `query_pre_attn_scalar`).
+    pub attn_scale: Option<f64>,
+    /// cap * tanh(x / cap) on attention scores and on the logits (Gemma 2).
+    pub attn_softcap: Option<f64>,
+    pub final_softcap: Option<f64>,
+    /// Per layer: the sliding window it attends within, or None for the whole context.
+    pub layer_windows: Vec<Option<i64>>,
     /// Biases on the q/k/v projections (Qwen2, Llama `attention_bias`).
     pub qkv_bias: bool,
     /// Bias on the attention output projection (Llama `attention_bias`).
@@ -51,137 +76,12 @@ pub struct ModelConfig {
     pub eos_token_id: Option<i64>,
 }
 
-/// Reads typed keys from the raw JSON with errors that name the file and the key.
-struct Keys<'a> {
-    path: &'a Path,
-    map: &'a Map<String, Value>,
-}
-
-impl Keys<'_> {
-    fn err(&self, what: String) -> Error {
-        Error::format(self.path, what)
-    }
-
-    fn get(&self, key: &str) -> Option<&Value> {
-        self.map.get(key).filter(|v| !v.is_null())
-    }
-
-    fn int(&self, key: &str) -> Result<i64> {
-        self.opt_int(key)?
-            .ok_or_else(|| self.err(format!("missing key `{key}`")))
-    }
-
-    fn opt_int(&self, key: &str) -> Result<Option<i64>> {
-        match self.get(key) {
-            None => Ok(None),
-            Some(v) => match v.as_i64() {
-                Some(i) if i > 0 || key.ends_with("token_id") => Ok(Some(i)),
-                _ => Err(self.err(format!("key `{key}`: expected a positive integer, got {v}"))),
-            },
-        }
-    }
-
-    fn float_or(&self, key: &str, default: f64) -> Result<f64> {
-        match self.get(key) {
-            None => Ok(default),
-            Some(v) => v
-                .as_f64()
-                .ok_or_else(|| self.err(format!("key `{key}`: expected a number, got {v}"))),
-        }
-    }
-
-    fn bool_or(&self, key: &str, default: bool) -> Result<bool> {
-        match self.get(key) {
-            None => Ok(default),
-            Some(v) => v
-                .as_bool()
-                .ok_or_else(|| self.err(format!("key `{key}`: expected true or false, got {v}"))),
-        }
-    }
-
-    fn str_or<'b>(&'b self, key: &str, default: &'b str) -> Result<&'b str> {
-        match self.get(key) {
-            None => Ok(default),
-            Some(v) => v
-                .as_str()
-                .ok_or_else(|| self.err(format!("key `{key}`: expected a string, got {v}"))),
-        }
-    }
-
-    /// A first entry of `eos_token_id` that may be an integer or a list of them.
-    fn eos(&self) -> Result<Option<i64>> {
-        match self.get("eos_token_id") {
-            Some(Value::Array(ids)) => Ok(ids.first().and_then(Value::as_i64)),
-            _ => self.opt_int("eos_token_id"),
-        }
-    }
-}
-
 impl ModelConfig {
-    /// Parse a config.json file.
-    pub fn load(path: &Path) -> Result<(ModelConfig, Value)> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let raw: Value = serde_json::from_str(&text)
-            .map_err(|e| Error::format(path, format!("invalid JSON at line {}: {e}", e.line())))?;
-        let config = ModelConfig::from_json(&raw, path)?;
-        Ok((config, raw))
-    }
-
-    /// Resolve a raw HF config; `path` is only used in error messages.
-    pub fn from_json(raw: &Value, path: &Path) -> Result<ModelConfig> {
-        let map = raw
-            .as_object()
-            .ok_or_else(|| Error::format(path, "expected a JSON object"))?;
-        let keys = Keys { path, map };
-        let model_type = match keys.get("model_type").and_then(Value::as_str) {
-            Some(t) => t.to_string(),
-            None => from_architectures(&keys)?,
-        };
-        let config = match model_type.as_str() {
-            "gpt2" => gpt2(&keys)?,
-            "llama" | "qwen2" | "mistral" => llama(&keys, &model_type)?,
-            other => {
-                return Err(keys.err(format!(
-                    "unknown architecture `{other}` (key `model_type`); supported: gpt2, llama, qwen2, mistral"
-                )))
-            }
-        };
-        config.validate(path)?;
-        Ok(config)
-    }
-
-    fn validate(&self, path: &Path) -> Result<()> {
-        if self.hidden_size != self.num_heads * self.head_dim && self.arch == Architecture::Gpt2 {
-            return Err(Error::format(
-                path,
-                format!(
-                    "hidden size {} is not divisible into {} heads",
-                    self.hidden_size, self.num_heads
-                ),
-            ));
-        }
-        if self.num_heads % self.num_kv_heads != 0 {
-            return Err(Error::format(
-                path,
-                format!(
-                    "num_attention_heads {} is not a multiple of num_key_value_heads {}",
-                    self.num_heads, self.num_kv_heads
-                ),
-            ));
-        }
-        if self.arch == Architecture::Llama && self.head_dim % 2 != 0 {
-            return Err(Error::format(
-                path,
-                "head_dim must be even for rotary embeddings",
-            ));
-        }
-        Ok(())
-    }
-
     /// A fresh HF config.json for a randomly initialised model of the given shape.
     pub fn new_json(shape: &ModelShape) -> Value {
-        match shape.arch {
-            Architecture::Gpt2 => json!({
+        let own = match shape.arch {
+            Architecture::Gpt2 => {
+                return json!({
                 "architectures": ["GPT2LMHeadModel"],
                 "model_type": "gpt2",
                 "vocab_size": shape.vocab_size,
@@ -197,30 +97,68 @@ impl ModelConfig {
                 "bos_token_id": shape.eos_token_id,
                 "eos_token_id": shape.eos_token_id,
                 "tie_word_embeddings": true,
-            }),
+                })
+            }
             Architecture::Llama => json!({
                 "architectures": ["LlamaForCausalLM"],
                 "model_type": "llama",
-                "vocab_size": shape.vocab_size,
-                "max_position_embeddings": shape.max_positions,
-                "hidden_size": shape.hidden_size,
                 "intermediate_size": llama_intermediate(shape.hidden_size),
-                "num_hidden_layers": shape.num_layers,
-                "num_attention_heads": shape.num_heads,
                 "num_key_value_heads": shape.num_kv_heads,
                 "head_dim": shape.hidden_size / shape.num_heads,
                 "hidden_act": "silu",
                 "rms_norm_eps": 1e-6,
-                "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0},
                 "attention_bias": false,
                 "mlp_bias": false,
-                "attention_dropout": 0.0,
-                "initializer_range": 0.02,
-                "bos_token_id": shape.eos_token_id,
-                "eos_token_id": shape.eos_token_id,
                 "tie_word_embeddings": false,
             }),
-        }
+            Architecture::Gemma2 => json!({
+                "architectures": ["Gemma2ForCausalLM"],
+                "model_type": "gemma2",
+                "intermediate_size": 4 * shape.hidden_size,
+                "num_key_value_heads": shape.num_kv_heads,
+                "head_dim": shape.hidden_size / shape.num_heads,
+                "query_pre_attn_scalar": shape.hidden_size / shape.num_heads,
+                "hidden_activation": "gelu_pytorch_tanh",
+                "rms_norm_eps": 1e-6,
+                "sliding_window": shape.max_positions,
+                "attn_logit_softcapping": 50.0,
+                "final_logit_softcapping": 30.0,
+                "tie_word_embeddings": true,
+            }),
+            Architecture::NeoX => json!({
+                "architectures": ["GPTNeoXForCausalLM"],
+                "model_type": "gpt_neox",
+                "intermediate_size": 4 * shape.hidden_size,
+                "hidden_act": "gelu",
+                "layer_norm_eps": 1e-5,
+                "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.25},
+                "use_parallel_residual": true,
+                "attention_bias": true,
+                "hidden_dropout": 0.0,
+                "tie_word_embeddings": false,
+            }),
+        };
+        // What every rotary family spells alike.
+        let mut config = json!({
+            "vocab_size": shape.vocab_size,
+            "max_position_embeddings": shape.max_positions,
+            "hidden_size": shape.hidden_size,
+            "num_hidden_layers": shape.num_layers,
+            "num_attention_heads": shape.num_heads,
+            "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0},
+            "attention_dropout": 0.0,
+            "initializer_range": 0.02,
+            "bos_token_id": shape.eos_token_id,
+            "eos_token_id": shape.eos_token_id,
+        });
+        let map = config.as_object_mut().expect("a JSON object");
+        map.extend(own.as_object().expect("a JSON object").clone());
+        config
+    }
+
+    /// The sliding window of `layer`, if it has one.
+    pub fn window(&self, layer: i64) -> Option<i64> {
+        self.layer_windows.get(layer as usize).copied().flatten()
     }
 
     pub fn num_parameters(&self) -> i64 {
@@ -241,10 +179,29 @@ impl ModelConfig {
             }
             Architecture::Llama => {
                 let bias = if self.qkv_bias { q + 2 * kv } else { 0 };
-                let block =
-                    d * (q + 2 * kv) + bias + q * d + 3 * d * self.intermediate_size + 2 * d;
+                let qk_norm = if self.qk_norm { 2 * self.head_dim } else { 0 };
+                let block = d * (q + 2 * kv)
+                    + bias
+                    + qk_norm
+                    + q * d
+                    + 3 * d * self.intermediate_size
+                    + 2 * d;
                 let head = if self.tie_embeddings { 0 } else { v * d };
                 v * d + l * block + d + head
+            }
+            Architecture::Gemma2 => {
+                let bias = if self.qkv_bias { q + 2 * kv + d } else { 0 };
+                let block =
+                    d * (q + 2 * kv) + bias + q * d + 3 * d * self.intermediate_size + 4 * d;
+                let head = if self.tie_embeddings { 0 } else { v * d };
+                v * d + l * block + d + head
+            }
+            Architecture::NeoX => {
+                let ff = self.intermediate_size;
+                let bias = if self.qkv_bias { 4 * d } else { 0 };
+                let block = 4 * d * d + bias + 2 * d * ff + ff + d + 4 * d;
+                let head = if self.tie_embeddings { 0 } else { v * d };
+                v * d + l * block + 2 * d + head
             }
         }
     }
@@ -268,137 +225,126 @@ fn llama_intermediate(d: i64) -> i64 {
     (8 * d / 3 + 31) / 32 * 32
 }
 
-fn from_architectures(keys: &Keys) -> Result<String> {
-    let arch = keys
-        .get("architectures")
-        .and_then(|a| a.get(0))
-        .and_then(Value::as_str)
-        .ok_or_else(|| keys.err("missing key `model_type` (and no `architectures`)".into()))?;
-    let lower = arch.to_ascii_lowercase();
-    ["gpt2", "llama", "qwen2", "mistral"]
-        .iter()
-        .find(|t| lower.starts_with(*t))
-        .map(|t| t.to_string())
-        .ok_or_else(|| {
-            keys.err(format!(
-                "unknown architecture `{arch}` (key `architectures`); supported: gpt2, llama, qwen2, mistral"
-            ))
-        })
-}
-
-fn gpt2(k: &Keys) -> Result<ModelConfig> {
-    let hidden = k.int("n_embd")?;
-    let heads = k.int("n_head")?;
-    for (key, default) in [
-        ("scale_attn_by_inverse_layer_idx", false),
-        ("reorder_and_upcast_attn", false),
-        ("add_cross_attention", false),
-    ] {
-        if k.bool_or(key, default)? != default {
-            return Err(k.err(format!("key `{key}`: only {default} is supported")));
-        }
-    }
-    if !k.bool_or("scale_attn_weights", true)? {
-        return Err(k.err("key `scale_attn_weights`: only true is supported".into()));
-    }
-    let activation = match k.str_or("activation_function", "gelu_new")? {
-        "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Activation::GeluTanh,
-        "gelu" => Activation::GeluExact,
-        "relu" => Activation::Relu,
-        other => {
-            return Err(k.err(format!(
-                "key `activation_function`: `{other}` is not supported (gelu_new, gelu, relu)"
-            )))
-        }
-    };
-    Ok(ModelConfig {
-        arch: Architecture::Gpt2,
-        model_type: "gpt2".into(),
-        vocab_size: k.int("vocab_size")?,
-        hidden_size: hidden,
-        num_layers: k.int("n_layer")?,
-        num_heads: heads,
-        num_kv_heads: heads,
-        head_dim: hidden / heads,
-        intermediate_size: k.opt_int("n_inner")?.unwrap_or(4 * hidden),
-        max_positions: k.int("n_positions")?,
-        norm_eps: k.float_or("layer_norm_epsilon", 1e-5)?,
-        activation,
-        rope_theta: 0.0,
-        qkv_bias: true,
-        out_bias: true,
-        mlp_bias: true,
-        tie_embeddings: true,
-        embd_dropout: k.float_or("embd_pdrop", 0.1)?,
-        attn_dropout: k.float_or("attn_pdrop", 0.1)?,
-        resid_dropout: k.float_or("resid_pdrop", 0.1)?,
-        eos_token_id: k.eos()?,
-    })
-}
-
-fn llama(k: &Keys, model_type: &str) -> Result<ModelConfig> {
-    let hidden = k.int("hidden_size")?;
-    let heads = k.int("num_attention_heads")?;
-    let act = k.str_or("hidden_act", "silu")?;
-    if act != "silu" {
-        return Err(k.err(format!("key `hidden_act`: `{act}` is not supported (silu)")));
-    }
-    let attention_bias = k.bool_or("attention_bias", false)?;
-    let qwen = model_type == "qwen2";
-    if let Some(window) = k.opt_int("sliding_window")? {
-        if k.bool_or("use_sliding_window", !qwen)? && window < k.int("max_position_embeddings")? {
-            return Err(k.err(format!(
-                "key `sliding_window`: sliding-window attention ({window}) is not supported"
-            )));
-        }
-    }
-    Ok(ModelConfig {
-        arch: Architecture::Llama,
-        model_type: model_type.into(),
-        vocab_size: k.int("vocab_size")?,
-        hidden_size: hidden,
-        num_layers: k.int("num_hidden_layers")?,
-        num_heads: heads,
-        num_kv_heads: k.opt_int("num_key_value_heads")?.unwrap_or(heads),
-        head_dim: k.opt_int("head_dim")?.unwrap_or(hidden / heads),
-        intermediate_size: k.int("intermediate_size")?,
-        max_positions: k.int("max_position_embeddings")?,
-        norm_eps: k.float_or("rms_norm_eps", 1e-6)?,
-        activation: Activation::GeluTanh,
-        rope_theta: rope_theta(k)?,
-        qkv_bias: qwen || attention_bias,
-        out_bias: attention_bias,
-        mlp_bias: k.bool_or("mlp_bias", false)?,
-        tie_embeddings: k.bool_or("tie_word_embeddings", false)?,
-        embd_dropout: 0.0,
-        attn_dropout: k.float_or("attention_dropout", 0.0)?,
-        resid_dropout: 0.0,
-        eos_token_id: k.eos()?,
-    })
-}
-
-/// `rope_parameters` (transformers 5) or `rope_theta` + `rope_scaling` (older files).
-fn rope_theta(k: &Keys) -> Result<f64> {
-    let params = k.get("rope_parameters").or_else(|| k.get("rope_scaling"));
-    if let Some(p) = params {
-        let kind = p
-            .get("rope_type")
-            .or_else(|| p.get("type"))
-            .and_then(Value::as_str)
-            .unwrap_or("default");
-        if kind != "default" {
-            return Err(k.err(format!(
-                "key `rope_parameters`: rope type `{kind}` is not supported (default)"
-            )));
-        }
-        if let Some(theta) = p.get("rope_theta").and_then(Value::as_f64) {
-            return Ok(theta);
-        }
-    }
-    k.float_or("rope_theta", 10000.0)
-}
-
 /// Where a model's config.json lives in a Hugging Face folder.
 pub fn config_path(dir: &Path) -> PathBuf {
     dir.join("config.json")
+}
+
+/// Writes `pad_token_id` into the config.json of a saved folder that has none (or null):
+/// transformers' sequence classification needs it at batch > 1 to find each row's last
+/// token. An id already there is kept.
+pub fn fill_pad_token_id(dir: &Path, pad: i64) -> Result<()> {
+    let path = config_path(dir);
+    let (_, mut raw) = ModelConfig::load(&path)?;
+    if raw.get("pad_token_id").is_some_and(|v| !v.is_null()) {
+        return Ok(());
+    }
+    raw["pad_token_id"] = json!(pad);
+    let text = serde_json::to_string_pretty(&raw).expect("JSON value serialises");
+    super::weights::write_atomic(&path, text.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(raw: Value) -> Result<ModelConfig> {
+        ModelConfig::from_json(&raw, Path::new("config.json"))
+    }
+
+    fn llama_like(model_type: &str) -> Value {
+        json!({"model_type": model_type, "vocab_size": 96, "hidden_size": 32,
+            "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+            "max_position_embeddings": 64})
+    }
+
+    #[test]
+    fn qwen3_has_qk_norms_no_qkv_bias_and_its_own_head_dim_default() {
+        let c = parse(llama_like("qwen3")).unwrap();
+        assert!(c.qk_norm && !c.qkv_bias);
+        assert_eq!(c.head_dim, 128, "transformers' Qwen3Config default");
+        assert_eq!(c.rope.unwrap().dims, 128);
+        let q2 = parse(llama_like("qwen2")).unwrap();
+        assert!(!q2.qk_norm && q2.qkv_bias && q2.head_dim == 8);
+    }
+
+    #[test]
+    fn neox_reads_old_and_new_rope_keys() {
+        let base = json!({"model_type": "gpt_neox", "vocab_size": 96, "hidden_size": 64,
+            "intermediate_size": 256, "num_hidden_layers": 2, "num_attention_heads": 4,
+            "max_position_embeddings": 64});
+        let mut old = base.clone();
+        old["rotary_pct"] = json!(0.25);
+        old["rotary_emb_base"] = json!(500);
+        let mut new = base.clone();
+        new["rope_parameters"] =
+            json!({"rope_type": "default", "rope_theta": 500.0, "partial_rotary_factor": 0.25});
+        for raw in [old, new] {
+            let c = parse(raw).unwrap();
+            assert_eq!(c.arch, Architecture::NeoX);
+            assert!(c.parallel_residual && c.qkv_bias);
+            assert_eq!(c.activation, Activation::GeluExact);
+            let rope = c.rope.unwrap();
+            assert_eq!((rope.theta, rope.dims), (500.0, 4));
+        }
+        // transformers' defaults: a quarter of each head rotates.
+        assert_eq!(parse(base).unwrap().rope.unwrap().dims, 4);
+    }
+
+    #[test]
+    fn sliding_windows_follow_each_familys_rules() {
+        let windows = |model_type: &str, extra: Value| {
+            let mut raw = llama_like(model_type);
+            raw.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            parse(raw).unwrap().layer_windows
+        };
+        // Mistral: every layer, 4096 when unsaid, none when null or as long as the context.
+        assert_eq!(
+            windows("mistral", json!({"sliding_window": 16})),
+            [Some(16); 2]
+        );
+        assert_eq!(
+            windows("mistral", json!({"sliding_window": null})),
+            [None; 2]
+        );
+        assert_eq!(windows("mistral", json!({"sliding_window": 64})), [None; 2]);
+        let long = json!({"max_position_embeddings": 8192});
+        assert_eq!(windows("mistral", long), [Some(4096); 2]);
+        // Llama has none; Qwen only with use_sliding_window, from max_window_layers on.
+        assert_eq!(windows("llama", json!({"sliding_window": 16})), [None; 2]);
+        assert_eq!(windows("qwen3", json!({"sliding_window": 16})), [None; 2]);
+        let on = json!({"sliding_window": 16, "use_sliding_window": true, "max_window_layers": 1});
+        assert_eq!(windows("qwen2", on.clone()), [None, Some(16)]);
+        // transformers 5 lists each layer's kind.
+        let mut listed = on;
+        listed["layer_types"] = json!(["sliding_attention", "full_attention"]);
+        assert_eq!(windows("qwen2", listed.clone()), [Some(16), None]);
+        listed["layer_types"] = json!(["sliding_attention", "chunked_attention"]);
+        let mut raw = llama_like("qwen2");
+        raw.as_object_mut()
+            .unwrap()
+            .extend(listed.as_object().unwrap().clone());
+        let err = parse(raw).unwrap_err().to_string();
+        assert!(
+            err.contains("key `layer_types`: `chunked_attention` is not supported"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn pad_token_id_is_filled_in_only_where_missing() {
+        let dir = std::env::temp_dir().join(format!("rlhf-pad-id-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut raw = llama_like("llama");
+        raw["pad_token_id"] = Value::Null;
+        std::fs::write(config_path(&dir), raw.to_string()).unwrap();
+        fill_pad_token_id(&dir, 7).unwrap();
+        fill_pad_token_id(&dir, 9).unwrap();
+        let (_, back) = ModelConfig::load(&config_path(&dir)).unwrap();
+        assert_eq!(back["pad_token_id"], 7);
+        assert_eq!(back["hidden_size"], 32, "the other keys stay");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -4,30 +4,10 @@
 // residual stream that autograd saved for the backward pass.
 #![allow(clippy::assign_op_pattern)]
 
-use super::attention::Step;
-use super::config::{Activation, ModelConfig};
+use super::attention::{AttendOptions, Step};
+use super::config::ModelConfig;
+use super::layers::{activate, dropout, init, LayerNorm};
 use tch::{nn, Tensor};
-
-struct LayerNorm {
-    weight: Tensor,
-    bias: Tensor,
-    eps: f64,
-}
-
-impl LayerNorm {
-    fn new(p: nn::Path, dim: i64, eps: f64) -> Self {
-        LayerNorm {
-            weight: p.ones("weight", &[dim]),
-            bias: p.zeros("bias", &[dim]),
-            eps,
-        }
-    }
-
-    fn forward(&self, x: &Tensor) -> Tensor {
-        let dim = *self.weight.size().last().expect("1-D weight");
-        x.layer_norm([dim], Some(&self.weight), Some(&self.bias), self.eps, true)
-    }
-}
 
 /// HF's Conv1D: y = x W + b with W stored as [in, out].
 struct Conv1D {
@@ -37,12 +17,8 @@ struct Conv1D {
 
 impl Conv1D {
     fn new(p: nn::Path, inputs: i64, outputs: i64) -> Self {
-        let init = nn::Init::Randn {
-            mean: 0.0,
-            stdev: 0.02,
-        };
         Conv1D {
-            weight: p.var("weight", &[inputs, outputs], init),
+            weight: p.var("weight", &[inputs, outputs], init()),
             bias: p.zeros("bias", &[outputs]),
         }
     }
@@ -73,10 +49,6 @@ impl Gpt2 {
     /// Creates the variables under `p` (the `transformer.` prefix) with HF names.
     pub fn new(p: nn::Path, config: &ModelConfig) -> Self {
         let d = config.hidden_size;
-        let init = nn::Init::Randn {
-            mean: 0.0,
-            stdev: 0.02,
-        };
         let h = &p / "h";
         let blocks = (0..config.num_layers)
             .map(|i| {
@@ -92,7 +64,7 @@ impl Gpt2 {
             })
             .collect();
         Gpt2 {
-            wte: (&p / "wte").var("weight", &[config.vocab_size, d], init),
+            wte: (&p / "wte").var("weight", &[config.vocab_size, d], init()),
             wpe: (&p / "wpe").var(
                 "weight",
                 &[config.max_positions, d],
@@ -119,13 +91,7 @@ impl Gpt2 {
     /// Final hidden states [B, T, d] (after ln_f).
     pub fn forward(&self, ids: &Tensor, mut step: Step, train: bool) -> Tensor {
         let c = &self.config;
-        let drop = |x: Tensor, p: f64| {
-            if train && p > 0.0 {
-                x.dropout(p, true)
-            } else {
-                x
-            }
-        };
+        let drop = |x: Tensor, p: f64| dropout(x, p, train);
         let attn_p = if train { c.attn_dropout } else { 0.0 };
         let embedded = Tensor::embedding(&self.wte, ids, -1, false, false)
             + Tensor::embedding(&self.wpe, &step.positions, -1, false, false);
@@ -142,14 +108,11 @@ impl Gpt2 {
                 &heads(&parts[1]),
                 &heads(&parts[2]),
                 attn_p,
+                AttendOptions::default(),
             );
             x = x + drop(block.c_proj.forward(&attn), c.resid_dropout);
             let hidden = block.c_fc.forward(&block.ln_2.forward(&x));
-            let hidden = match c.activation {
-                Activation::GeluTanh => hidden.gelu("tanh"),
-                Activation::GeluExact => hidden.gelu("none"),
-                Activation::Relu => hidden.relu(),
-            };
+            let hidden = activate(&hidden, c.activation);
             x = x + drop(block.mlp_proj.forward(&hidden), c.resid_dropout);
         }
         step.finish();

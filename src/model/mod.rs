@@ -1,13 +1,22 @@
-//! Causal language models in Hugging Face layout: GPT-2 and Llama backbones with either the
-//! language-model head (policies, reference) or a scalar head (reward and value models).
+//! Causal language models in Hugging Face layout: GPT-2, Llama-family, GPT-NeoX and
+//! Gemma 2 backbones with either the language-model head (policies, reference) or a scalar head
+//! (reward and value models).
 //!
 //! A model folder holds `config.json` and `model.safetensors` (or a sharded index); weight
 //! names and shapes are exactly those of `transformers`, so folders go both ways.
 
 pub mod attention;
+pub mod bias_fold;
 pub mod config;
+mod families;
+pub mod gemma;
 pub mod gpt2;
+pub mod layers;
 pub mod llama;
+pub mod neox;
+pub mod rope;
+pub mod self_attention;
+pub mod trunk;
 pub mod weights;
 
 pub use attention::KvCache;
@@ -33,6 +42,27 @@ pub enum Head {
 enum Backbone {
     Gpt2(gpt2::Gpt2),
     Llama(llama::Llama),
+    NeoX(neox::NeoX),
+    Gemma2(gemma::Gemma2),
+}
+
+impl Architecture {
+    /// The backbone's prefix in `*ForCausalLM` / `*ForSequenceClassification` files.
+    fn prefix(self) -> &'static str {
+        match self {
+            Architecture::Gpt2 => "transformer",
+            Architecture::Llama | Architecture::Gemma2 => "model",
+            Architecture::NeoX => "gpt_neox",
+        }
+    }
+
+    /// The untied output projection's name (transformers 5 writes NeoX's as `embed_out`).
+    fn lm_head(self) -> &'static str {
+        match self {
+            Architecture::NeoX => "embed_out",
+            _ => "lm_head",
+        }
+    }
 }
 
 pub struct Model {
@@ -73,9 +103,12 @@ impl Model {
         let config = ModelConfig::from_json(&raw_config, path)?;
         let mut vs = nn::VarStore::new(device);
         let root = vs.root();
+        let body = &root / config.arch.prefix();
         let backbone = match config.arch {
-            Architecture::Gpt2 => Backbone::Gpt2(gpt2::Gpt2::new(&root / "transformer", &config)),
-            Architecture::Llama => Backbone::Llama(llama::Llama::new(&root / "model", &config)),
+            Architecture::Gpt2 => Backbone::Gpt2(gpt2::Gpt2::new(body, &config)),
+            Architecture::Llama => Backbone::Llama(llama::Llama::new(body, &config)),
+            Architecture::NeoX => Backbone::NeoX(neox::NeoX::new(body, &config)),
+            Architecture::Gemma2 => Backbone::Gemma2(gemma::Gemma2::new(body, &config)),
         };
         let init = nn::Init::Randn {
             mean: 0.0,
@@ -83,7 +116,7 @@ impl Model {
         };
         let d = config.hidden_size;
         let lm_head = (head == Head::LanguageModel && !config.tie_embeddings)
-            .then(|| (&root / "lm_head").var("weight", &[config.vocab_size, d], init));
+            .then(|| (&root / config.arch.lm_head()).var("weight", &[config.vocab_size, d], init));
         let score = (head == Head::Scalar).then(|| (&root / "score").var("weight", &[1, d], init));
         vs.set_kind(dtype.kind());
         let score_bias = raw_config
@@ -118,26 +151,50 @@ impl Model {
         }
         let config_path = config::config_path(dir);
         let (_, raw) = ModelConfig::load(&config_path)?;
-        let model = Model::build(raw, &config_path, head, dtype, device)?;
+        let mut model = Model::build(raw, &config_path, head, dtype, device)?;
         let (file_tensors, files) = read_weights(dir)?;
         let report = model.fill(&file_tensors, &files)?;
+        model.unfold(&file_tensors, &config_path)?;
         Ok((model, report))
+    }
+
+    /// Undoes what `save` folded into the weights for transformers (see `bias_fold`).
+    fn unfold(&mut self, file: &FileTensors, config_path: &Path) -> Result<()> {
+        let Some(fold) = bias_fold::Fold::read(&self.raw_config, config_path)? else {
+            return Ok(());
+        };
+        let mut vars = self.vs.variables();
+        let in_file = file.get(&fold.tensor).map(|(t, _)| t);
+        if !fold.restore(&mut vars, in_file, config_path)? {
+            // Changed since: the weights already carry the constant, as transformers reads them.
+            self.set_score_bias(0.0);
+        }
+        if let Some(map) = self.raw_config.as_object_mut() {
+            map.remove(bias_fold::FOLD_KEY);
+        }
+        Ok(())
     }
 
     fn fill(&self, file: &BTreeMap<String, (Tensor, PathBuf)>, files: &Path) -> Result<LoadReport> {
         let mut report = LoadReport::default();
         let mut used = BTreeSet::new();
-        let prefix = match self.config.arch {
-            Architecture::Gpt2 => "transformer.",
-            Architecture::Llama => "model.",
-        };
+        let arch = self.config.arch;
+        let prefix = format!("{}.", arch.prefix());
+        let lm_head = format!("{}.weight", arch.lm_head());
         let _guard = tch::no_grad_guard();
         for (name, mut var) in self.vs.variables() {
-            // Bare backbones (GPT2Model, LlamaModel) are saved without the prefix.
-            let found = file.get_key_value(&name).or_else(|| {
-                name.strip_prefix(prefix)
-                    .and_then(|bare| file.get_key_value(bare))
-            });
+            // Bare backbones (GPT2Model, LlamaModel) are saved without the prefix; NeoX's
+            // output projection is `lm_head` inside transformers 5, `embed_out` in files.
+            let found = file
+                .get_key_value(&name)
+                .or_else(|| {
+                    name.strip_prefix(&prefix)
+                        .and_then(|bare| file.get_key_value(bare))
+                })
+                .or_else(|| {
+                    file.get_key_value("lm_head.weight")
+                        .filter(|_| name == lm_head)
+                });
             let Some((key, (tensor, path))) = found else {
                 if name == "score.weight" {
                     report.initialized.push(name);
@@ -168,20 +225,33 @@ impl Model {
         report.ignored = file
             .keys()
             .filter(|k| !used.contains(*k))
-            .filter(|k| !(is_buffer(k) || (tied_head && k.as_str() == "lm_head.weight")))
+            .filter(|k| !(is_buffer(k) || (tied_head && is_lm_head(k))))
             .cloned()
             .collect();
         Ok(report)
     }
 
-    /// Write config.json and model.safetensors into `dir` (created if needed).
+    /// Write config.json and model.safetensors into `dir` (created if needed). A scalar
+    /// head's `reward_bias` is folded into the weights where the architecture allows, so
+    /// transformers scores as `rlhf` does (see `bias_fold`).
     pub fn save(&self, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let mut tensors: Vec<(String, Tensor)> = self.vs.variables().into_iter().collect();
         tensors.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut hf_config = self.hf_config();
+        let fold = match self.head {
+            Head::Scalar => bias_fold::fold(&mut tensors, self.config.arch, self.score_bias),
+            Head::LanguageModel => None,
+        };
+        let map = hf_config
+            .as_object_mut()
+            .expect("config validated as an object");
+        match fold {
+            Some(record) => map.insert(bias_fold::FOLD_KEY.into(), record),
+            None => map.remove(bias_fold::FOLD_KEY),
+        };
         weights::write(&dir.join("model.safetensors"), &tensors)?;
-        let config =
-            serde_json::to_string_pretty(&self.hf_config()).expect("JSON value serialises");
+        let config = serde_json::to_string_pretty(&hf_config).expect("JSON value serialises");
         weights::write_atomic(&config::config_path(dir), config.as_bytes())
     }
 
@@ -191,12 +261,15 @@ impl Model {
         let family = match self.config.model_type.as_str() {
             "gpt2" => "GPT2",
             "qwen2" => "Qwen2",
+            "qwen3" => "Qwen3",
             "mistral" => "Mistral",
+            "gpt_neox" => "GPTNeoX",
+            "gemma2" => "Gemma2",
             _ => "Llama",
         };
         let class = match (self.head, self.config.arch) {
             (Head::LanguageModel, Architecture::Gpt2) => format!("{family}LMHeadModel"),
-            (Head::LanguageModel, Architecture::Llama) => format!("{family}ForCausalLM"),
+            (Head::LanguageModel, _) => format!("{family}ForCausalLM"),
             (Head::Scalar, _) => format!("{family}ForSequenceClassification"),
         };
         let map = raw.as_object_mut().expect("config validated as an object");
@@ -255,10 +328,13 @@ impl Model {
         match &self.backbone {
             Backbone::Gpt2(m) => m.forward(ids, step, train),
             Backbone::Llama(m) => m.forward(ids, step, train),
+            Backbone::NeoX(m) => m.forward(ids, step, train),
+            Backbone::Gemma2(m) => m.forward(ids, step, train),
         }
     }
 
-    /// Next-token logits for hidden states [..., d] -> [..., vocab].
+    /// Next-token logits for hidden states [..., d] -> [..., vocab], soft-capped where the
+    /// model says so (Gemma 2).
     pub fn logits(&self, hidden: &Tensor) -> Tensor {
         let weight = match (&self.lm_head, &self.backbone) {
             (Some(w), _) => w,
@@ -266,9 +342,15 @@ impl Model {
                 panic!("this model was loaded with a scalar head and has no LM head")
             }
             (None, Backbone::Gpt2(m)) => m.embedding(),
-            (None, Backbone::Llama(m)) => m.embedding(),
+            (None, Backbone::Llama(m)) => &m.trunk.embed,
+            (None, Backbone::NeoX(m)) => &m.trunk.embed,
+            (None, Backbone::Gemma2(m)) => &m.trunk.embed,
         };
-        hidden.linear(weight, None::<Tensor>)
+        let logits = hidden.linear(weight, None::<Tensor>);
+        match self.config.final_softcap {
+            Some(cap) => (logits / cap).tanh() * cap,
+            None => logits,
+        }
     }
 
     /// Scalar outputs for hidden states [..., d] -> [...].
@@ -285,9 +367,9 @@ impl Model {
         }
     }
 
-    /// A constant added to every score. HF's `score` layer has no bias, so it is saved as
-    /// `reward_bias` in config.json (transformers keeps the key but does not apply it).
-    /// InstructGPT sets it so that demonstrations score 0 on average.
+    /// A constant added to every score, saved as `reward_bias` in config.json; `save` also
+    /// folds it into the weights where transformers can see it (GPT-2, GPT-NeoX: see
+    /// `bias_fold`). InstructGPT sets it so that demonstrations score 0 on average.
     pub fn set_score_bias(&mut self, bias: f64) {
         self.score_bias = bias;
         self.raw_config[REWARD_BIAS_KEY] = serde_json::json!(bias);
@@ -301,7 +383,9 @@ impl Model {
     pub fn set_dropout(&mut self, p: f64) {
         let config = match &mut self.backbone {
             Backbone::Gpt2(m) => m.config_mut(),
-            Backbone::Llama(m) => m.config_mut(),
+            Backbone::Llama(m) => &mut m.trunk.config,
+            Backbone::NeoX(m) => &mut m.trunk.config,
+            Backbone::Gemma2(m) => &mut m.trunk.config,
         };
         for c in [config, &mut self.config] {
             c.embd_dropout = p;
@@ -347,11 +431,23 @@ pub fn load_weights(model: &mut Model, weights: &[(String, Tensor)]) -> Result<(
 
 const REWARD_BIAS_KEY: &str = "reward_bias";
 
-/// Buffers that some HF checkpoints store but that are recomputed here.
+/// Buffers that some HF checkpoints store but that are recomputed here (GPT-2's and old
+/// Pythia files' causal masks, rotary frequencies).
 fn is_buffer(name: &str) -> bool {
-    name.ends_with(".attn.bias")
-        || name.ends_with(".attn.masked_bias")
+    [
+        ".attn.bias",
+        ".attn.masked_bias",
+        ".attention.bias",
+        ".attention.masked_bias",
+    ]
+    .iter()
+    .any(|suffix| name.ends_with(suffix))
         || name.ends_with("rotary_emb.inv_freq")
+}
+
+/// An output projection a tied or scalar-head model has no use for.
+fn is_lm_head(name: &str) -> bool {
+    name == "lm_head.weight" || name == "embed_out.weight"
 }
 
 type FileTensors = BTreeMap<String, (Tensor, PathBuf)>;
@@ -383,4 +479,52 @@ fn read_weights(dir: &Path) -> Result<(FileTensors, PathBuf)> {
     }
     let named = if shards.len() == 1 { single } else { index };
     Ok((all, named))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn count(model: &Model) -> i64 {
+        let vars = model.var_store().variables();
+        vars.values().map(|t| t.numel() as i64).sum()
+    }
+
+    /// `num_parameters` (FLOP counts, logs) agrees with the variables each architecture
+    /// creates, for every fixture and for a fresh model of each architecture.
+    #[test]
+    fn parameter_counts_match_the_variables() {
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        for entry in std::fs::read_dir(&fixtures).unwrap() {
+            let dir = entry.unwrap().path();
+            if !dir.join("config.json").exists() || dir.ends_with("-score") {
+                continue;
+            }
+            let (config, raw) = ModelConfig::load(&config::config_path(&dir)).unwrap();
+            let model = Model::new(raw, Head::LanguageModel, DType::F32, Device::Cpu).unwrap();
+            assert_eq!(config.num_parameters(), count(&model), "{}", dir.display());
+        }
+        for arch in [
+            Architecture::Gpt2,
+            Architecture::Llama,
+            Architecture::NeoX,
+            Architecture::Gemma2,
+        ] {
+            let shape = ModelShape {
+                arch,
+                vocab_size: 64,
+                hidden_size: 32,
+                num_layers: 2,
+                num_heads: 4,
+                // GQA where the architecture has it (GPT-2 and NeoX configs ignore it).
+                num_kv_heads: 2,
+                max_positions: 16,
+                eos_token_id: 0,
+            };
+            let raw = ModelConfig::new_json(&shape);
+            let model = Model::new(raw, Head::LanguageModel, DType::F32, Device::Cpu).unwrap();
+            assert_eq!(model.config().arch, arch);
+            assert_eq!(model.config().num_parameters(), count(&model), "{arch:?}");
+        }
+    }
 }

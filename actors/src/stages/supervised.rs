@@ -302,7 +302,8 @@ pub async fn evaluate(
 }
 
 /// Model, tokenizer (with the chat template used) and generation config into one Hugging
-/// Face folder.
+/// Face folder. config.json gets the tokenizer's pad id where it has none: transformers'
+/// sequence classification (a reward model) needs it at batch > 1.
 pub async fn save<M: LearnerMsg>(
     learner: &ActorRef<M>,
     text: &TextSide,
@@ -310,6 +311,7 @@ pub async fn save<M: LearnerMsg>(
 ) -> anyhow::Result<()> {
     let target = dir.to_path_buf();
     ask_common(learner, |reply| Common::Save(target, reply)).await?;
+    rlhf::model::config::fill_pad_token_id(dir, text.tokenizer.pad_id())?;
     text.save(dir)
         .with_context(|| format!("saving the tokenizer into {}", dir.display()))
 }

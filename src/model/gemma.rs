@@ -1,0 +1,78 @@
+//! Gemma 2: embeddings scaled by sqrt(hidden), RMSNorms that scale by (1 + w) around both
+//! the attention and the MLP (before and after each), a GeGLU MLP (tanh GELU), attention
+//! scores scaled by `query_pre_attn_scalar`^-1/2 and soft-capped, sliding windows on
+//! alternate layers. The logits' soft-cap is applied with the head (`Model::logits`).
+// `x = x + f(x)`, not `x += f(x)`: Tensor's `+=` adds in place and would clobber the
+// residual stream that autograd saved for the backward pass.
+#![allow(clippy::assign_op_pattern)]
+
+use super::attention::Step;
+use super::config::ModelConfig;
+use super::layers::{GatedMlp, RmsNorm};
+use super::self_attention::SelfAttention;
+use super::trunk::Trunk;
+use tch::{nn, Tensor};
+
+struct Block {
+    input_norm: RmsNorm,
+    attn: SelfAttention,
+    post_attn_norm: RmsNorm,
+    pre_mlp_norm: RmsNorm,
+    mlp: GatedMlp,
+    post_mlp_norm: RmsNorm,
+}
+
+pub struct Gemma2 {
+    pub(super) trunk: Trunk,
+    blocks: Vec<Block>,
+    norm: RmsNorm,
+}
+
+impl Gemma2 {
+    /// Creates the variables under `p` (the `model.` prefix) with HF names.
+    pub fn new(p: nn::Path, config: &ModelConfig) -> Self {
+        let (d, eps) = (config.hidden_size, config.norm_eps);
+        let layers = &p / "layers";
+        let blocks = (0..config.num_layers)
+            .map(|i| {
+                let b = &layers / i;
+                let norm = |name: &str| RmsNorm::plus_one(&b / name, d, eps);
+                Block {
+                    input_norm: norm("input_layernorm"),
+                    attn: SelfAttention::new(&b / "self_attn", config, i),
+                    post_attn_norm: norm("post_attention_layernorm"),
+                    pre_mlp_norm: norm("pre_feedforward_layernorm"),
+                    mlp: GatedMlp::new(&b / "mlp", config),
+                    post_mlp_norm: norm("post_feedforward_layernorm"),
+                }
+            })
+            .collect();
+        Gemma2 {
+            trunk: Trunk::new(&p, "embed_tokens", config),
+            blocks,
+            norm: RmsNorm::plus_one(&p / "norm", d, eps),
+        }
+    }
+
+    /// Final hidden states [B, T, d] (after the last RMSNorm).
+    pub fn forward(&self, ids: &Tensor, mut step: Step, train: bool) -> Tensor {
+        let c = &self.trunk.config;
+        let embed = &self.trunk.embed;
+        let rotation = self.trunk.rotation(&step.positions);
+        let attn_p = if train { c.attn_dropout } else { 0.0 };
+        // The scale is rounded to the model's dtype first, as transformers does.
+        let scale = Tensor::from((c.hidden_size as f64).sqrt())
+            .to_kind(embed.kind())
+            .to_device(embed.device());
+        let mut x = self.trunk.lookup(ids) * scale;
+        for (i, block) in self.blocks.iter().enumerate() {
+            let h = block.input_norm.forward(&x);
+            let attn = block.attn.forward(&h, &rotation, &mut step, i, attn_p);
+            x = x + block.post_attn_norm.forward(&attn);
+            let h = block.mlp.forward(&block.pre_mlp_norm.forward(&x));
+            x = x + block.post_mlp_norm.forward(&h);
+        }
+        step.finish();
+        self.norm.forward(&x)
+    }
+}
