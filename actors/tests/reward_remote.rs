@@ -57,12 +57,20 @@ fn fixture() -> &'static Fixture {
     })
 }
 
+/// A port to listen on, below Linux's ephemeral range (32768-60999): a port the kernel hands
+/// out (`bind :0`) can meanwhile become the local port of another test's outgoing
+/// connection, and the trainer's listen then fails with "address in use". Each call of this
+/// process takes the next candidate (tests run in parallel), from an offset set by the pid.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let base = 20_000 + (std::process::id() % 1_000) as u16 * 10;
+    loop {
+        let port = base + NEXT.fetch_add(1, Ordering::Relaxed) % 2_000;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// A test's own folder with a secret file holding `secret`.
