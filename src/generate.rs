@@ -106,6 +106,7 @@ pub fn generate(
     let mut logits = model.logits(&hidden.select(1, prompt_len - 1));
     let mut done = Tensor::zeros([batch], (Kind::Bool, device));
     let pad = Tensor::from(options.pad_token_id).to_device(device);
+    let eos = eos_ids(&options.eos_token_ids, device);
     let (mut tokens, mut logprobs, mut masks) = (vec![], vec![], vec![]);
     for t in 0..steps {
         let (next, logprob) = options.sampling.sample(&logits, &noise.get(t));
@@ -113,9 +114,7 @@ pub fn generate(
         let next = next.where_self(&live, &pad);
         logprobs.push(logprob * live.to_kind(Kind::Float));
         masks.push(live);
-        for &eos in &options.eos_token_ids {
-            done = done.logical_or(&next.eq(eos));
-        }
+        done = done.logical_or(&Tensor::isin(&next, &eos, false, false));
         tokens.push(next.shallow_clone());
         let all_done = !options.eos_token_ids.is_empty() && done.all().int64_value(&[]) == 1;
         if t + 1 == steps || all_done {
@@ -129,4 +128,10 @@ pub fn generate(
         logprobs: Tensor::stack(&logprobs, 1),
         mask: Tensor::stack(&masks, 1),
     })
+}
+
+/// The EOS ids as a tensor on `device`, for `Tensor::isin` (one comparison a step,
+/// whatever the number of ids).
+pub fn eos_ids(ids: &[i64], device: tch::Device) -> Tensor {
+    Tensor::from_slice(ids).to_device(device)
 }

@@ -76,11 +76,14 @@ impl RolloutBatch {
             prompt_mask.size(),
             "from_generation: prompt mask"
         );
-        let mut is_eos = Tensor::zeros_like(&mask);
-        for &id in eos {
-            is_eos = is_eos.logical_or(&generation.tokens.eq(id));
-        }
-        let ended_with_eos = is_eos.logical_and(&mask).any_dim(1, false);
+        let ended_with_eos = Tensor::isin(
+            &generation.tokens,
+            &crate::generate::eos_ids(eos, device),
+            false,
+            false,
+        )
+        .logical_and(&mask)
+        .any_dim(1, false);
         RolloutBatch {
             id,
             policy_version,
