@@ -7,7 +7,7 @@ mod common;
 
 use proptest::prelude::*;
 use rlhf::checkpoint::verify;
-use rlhf::config::{ChatConfig, RunConfig, TemplateKind};
+use rlhf::config::{AssistantTurns, ChatConfig, DataKeys, RunConfig, TemplateKind};
 use rlhf::data::{read_pretrain, read_prompts, read_rm, read_sft};
 use rlhf::device::DType;
 use rlhf::model::{weights, Head, Model};
@@ -83,6 +83,7 @@ proptest! {
         let mistral = common::fixture("chat/mistral");
         let tokenizer = Tokenizer::from_dir(&mistral).unwrap();
         let model = ChatConfig { template: TemplateKind::Model, file: None };
+        let keys = DataKeys::default();
         let templates = [
             ChatTemplate::builtin(),
             ChatTemplate::None,
@@ -93,16 +94,16 @@ proptest! {
             std::fs::write(&path, bytes).unwrap();
             for template in &templates {
                 let outcome = match name {
-                    "sft.jsonl" => read_sft(&path, template).map(|_| ()),
-                    "rm.jsonl" => read_rm(&path, template).map(|_| ()),
-                    _ => read_prompts(&path, template).map(|_| ()),
+                    "sft.jsonl" => read_sft(&path, template, &keys, AssistantTurns::All).map(|_| ()),
+                    "rm.jsonl" => read_rm(&path, template, &keys).map(|_| ()),
+                    _ => read_prompts(&path, template, &keys).map(|_| ()),
                 };
                 if let Err(e) = outcome {
                     check_error(e.to_string(), &path);
                 }
             }
             // The same bytes as pretraining text (JSONL or plain).
-            if let Err(e) = read_pretrain(&path) {
+            if let Err(e) = read_pretrain(&path, &keys) {
                 check_error(e.to_string(), &path);
             }
         }

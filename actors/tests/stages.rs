@@ -120,14 +120,14 @@ fn pretrain_nll(model_dir: &Path, text: &Path) -> f64 {
         tch::Device::Cpu,
     )
     .unwrap();
-    let seqs: Vec<SftSequence> = read_pretrain(text)
+    let seqs: Vec<SftSequence> = read_pretrain(text, &Default::default())
         .unwrap()
         .iter()
         .map(|doc| {
             let mut ids = tokenizer.encode(doc).unwrap();
             ids.truncate(63);
             ids.push(tokenizer.eos_id());
-            SftSequence { ids, prompt_len: 0 }
+            SftSequence::new(ids, 0)
         })
         .collect();
     let batch = collate_sft(&seqs.iter().collect::<Vec<_>>(), tokenizer.pad_id(), true);

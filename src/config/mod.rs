@@ -4,13 +4,15 @@
 //!
 //! One file per section: `ppo.rs` (`[ppo]`, its actors' placement), `reward.rs`
 //! (`[ppo.reward]`), `stage.rs` (`[pretrain]`, `[sft]`, `[rm]`), `pipeline.rs`
-//! (`[pipeline]`), `model.rs` (`[model]`), `sections.rs` (`[world]`, `[tokenizer]`,
+//! (`[pipeline]`), `model.rs` (`[model]`), `data.rs` (the data keys, `truncate`,
+//! `assistant_turns` of the stages), `sections.rs` (`[world]`, `[tokenizer]`,
 //! `[chat]`, `[generate]`, `[metrics]`); `defaults.rs` holds the defaults several sections share.
 //! Everything is re-exported here, as `rlhf::config::*`. Every default is a named constant
 //! next to its section.
 
 use crate::{Error, Result};
 
+mod data;
 mod defaults;
 mod model;
 mod pipeline;
@@ -19,6 +21,7 @@ mod reward;
 mod sections;
 mod stage;
 
+pub use data::{AssistantTurns, DataKeys, Truncate};
 pub use model::{ArchName, ModelSection};
 pub use pipeline::PipelineConfig;
 pub use ppo::{Actors, Placement, PpoStage};
@@ -265,5 +268,66 @@ mod tests {
                 "{err}"
             );
         }
+    }
+
+    #[test]
+    fn data_reading_options_are_checked() {
+        let sft =
+            "[sft]\ninit = \"i\"\ndata = \"d\"\nepochs = 1\nbatch_size = 2\nmax_seq_len = 8\n";
+        let parse =
+            |extra: &str| RunConfig::parse(&format!("{MINIMAL}{extra}"), Path::new("c.toml"));
+        let ok = parse(&format!(
+            "{sft}truncate = \"left\"\nassistant_turns = \"last\"\n[sft.keys]\nprompt = \"question\"\n"
+        ))
+        .unwrap();
+        let stage = ok.sft.unwrap();
+        assert_eq!(
+            (stage.truncate, stage.assistant_turns),
+            (Truncate::Left, AssistantTurns::Last)
+        );
+        assert_eq!(
+            stage.keys.remapped().get("prompt").map(String::as_str),
+            Some("question")
+        );
+        let rm = sft.replace("[sft]", "[rm]");
+        let ppo = "[ppo]\npolicy = \"p\"\nreward_model = \"r\"\nprompts = \"q\"\nsteps = 2\n\
+                   rollout_batch_size = 4\nmax_prompt_len = 8\nmax_new_tokens = 4\n";
+        for (extra, expected) in [
+            (
+                format!("{sft}[sft.keys]\nprompt = \"q\"\nresponse = \"q\"\n"),
+                "sft.keys: prompt and response both read the key \"q\"",
+            ),
+            (
+                format!("{sft}[sft.keys]\nprompt = \"\"\n"),
+                "sft.keys.prompt must not be empty",
+            ),
+            (
+                format!("{sft}[sft.keys]\nquestion = \"q\"\n"),
+                "unknown field `question`",
+            ),
+            (
+                format!("{sft}truncate = \"middle\"\n"),
+                "unknown variant `middle`",
+            ),
+            (
+                format!("{rm}assistant_turns = \"last\"\n"),
+                "rm.assistant_turns: only the sft stage trains assistant turns",
+            ),
+            (
+                format!("{ppo}truncate = \"right\"\n"),
+                "ppo.truncate: \"right\" would cut the generation prompt off a prompt",
+            ),
+            (
+                sft.replace("[sft]", "[pretrain]") + "truncate = \"left\"\n",
+                "pretrain.truncate: plain text is cut into max_seq_len chunks",
+            ),
+        ] {
+            let err = parse(&extra).unwrap_err().to_string();
+            assert!(err.contains(expected), "{extra}: {err}");
+        }
+        parse(&format!(
+            "{ppo}truncate = \"left\"\n[ppo.keys]\nprompt = \"query\"\n"
+        ))
+        .unwrap();
     }
 }

@@ -1,5 +1,6 @@
 //! `[ppo]`: stage 3, PPO and PPO-ptx on the actor system, and where each actor runs.
 
+use super::data::{DataKeys, Truncate};
 use super::defaults::{default_device, DEFAULT_KEEP_CHECKPOINTS};
 use super::reward::RewardConfig;
 use crate::device::DType;
@@ -31,8 +32,11 @@ pub struct PpoStage {
     pub policy: PathBuf,
     /// The reward model: scores responses; the value model starts from it.
     pub reward_model: PathBuf,
-    /// PPO prompts, JSONL `{"prompt"}`.
+    /// PPO prompts: JSONL `{"prompt"}` (a string or a list of messages) or `{"messages"}`.
     pub prompts: PathBuf,
+    /// Field names of `prompts` (and `pretrain`) records when they differ from rlhf's.
+    #[serde(default)]
+    pub keys: DataKeys,
     /// Pretraining text for PPO-ptx (JSONL `{"text"}` or plain text); needed when
     /// `algo.ptx_coef > 0`.
     pub pretrain: Option<PathBuf>,
@@ -41,8 +45,13 @@ pub struct PpoStage {
     /// Responses per rollout batch: `rollout_batch_size / algo.samples_per_prompt`
     /// prompts, each sampled `algo.samples_per_prompt` times.
     pub rollout_batch_size: usize,
-    /// Prompts longer than this (in tokens) are skipped and counted.
+    /// Prompts longer than this (in tokens) are skipped, or cut as `truncate` says, and
+    /// counted.
     pub max_prompt_len: usize,
+    /// Over-long prompts: `skip` (default) or `left` (cut the start, keeping the BOS and
+    /// the generation prompt at the end).
+    #[serde(default)]
+    pub truncate: Truncate,
     /// Longest response; responses that reach it without EOS get `algo.no_eos_penalty`.
     pub max_new_tokens: i64,
     /// Versions a rollout may lag the learner: 0 is synchronous PPO, 1 overlaps the
@@ -149,6 +158,14 @@ impl PpoStage {
                 self.rollout_batch_size
             ));
         }
+        if self.truncate == Truncate::Right {
+            return Err(
+                "ppo.truncate: \"right\" would cut the generation prompt off a prompt; \
+                        use \"left\" or \"skip\""
+                    .into(),
+            );
+        }
+        self.keys.validate("ppo")?;
         if self.algo.ptx_coef > 0.0 && self.pretrain.is_none() {
             return Err("ppo.pretrain: needed when ppo.algo.ptx_coef > 0".into());
         }

@@ -1,5 +1,6 @@
 //! `[pretrain]`, `[sft]`, `[rm]`: the supervised stages the learner runs.
 
+use super::data::{AssistantTurns, DataKeys, Truncate};
 use super::defaults::{default_device, DEFAULT_KEEP_CHECKPOINTS};
 use crate::device::DType;
 use crate::optim::OptimizerConfig;
@@ -34,8 +35,20 @@ pub struct StageConfig {
     /// Examples or prompts per forward pass; gradients accumulate over
     /// batch_size / micro_batch_size passes. Defaults to batch_size.
     pub micro_batch_size: Option<usize>,
-    /// Longest prompt + response + EOS in tokens; longer examples are skipped and counted.
+    /// Longest prompt + response + EOS in tokens; longer examples are skipped, or cut as
+    /// `truncate` says, and counted.
     pub max_seq_len: usize,
+    /// Over-long examples: `skip` (default), `left` (cut the prompt's start) or `right`
+    /// (cut the response's end). Not for `[pretrain]`, whose text is cut into chunks.
+    #[serde(default)]
+    pub truncate: Truncate,
+    /// Field names of `data`/`validation` records when they differ from rlhf's.
+    #[serde(default)]
+    pub keys: DataKeys,
+    /// SFT only: the assistant turns of a `messages` conversation that are trained, `all`
+    /// (default) or `last`.
+    #[serde(default)]
+    pub assistant_turns: AssistantTurns,
     /// Dropout while training (embeddings, attention, residuals); defaults to the model's.
     pub dropout: Option<f64>,
     /// SFT only: also train on prompt tokens (default: response tokens only).
@@ -140,8 +153,20 @@ impl StageConfig {
             "rm" if self.loss_on_prompt => {
                 return Err("rm.loss_on_prompt: only the sft stage has a prompt loss".into())
             }
+            "pretrain" if self.truncate != Truncate::Skip => {
+                return Err("pretrain.truncate: plain text is cut into max_seq_len chunks".into())
+            }
+            "pretrain" if self.keys.remapped().keys().any(|&k| k != "text") => {
+                return Err("pretrain.keys: plain text has only the `text` field".into())
+            }
+            "pretrain" | "rm" if self.assistant_turns != AssistantTurns::All => {
+                return Err(format!(
+                    "{stage}.assistant_turns: only the sft stage trains assistant turns"
+                ))
+            }
             _ => {}
         }
+        self.keys.validate(stage)?;
         crate::device::parse_device(&self.device)
             .map_err(|e| format!("{}: {e}", field("device")))?;
         self.optimizer

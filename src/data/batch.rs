@@ -1,53 +1,12 @@
-//! Tokenization of examples and their collation into left-padded tensors; held-out splits
-//! and shuffled index batches.
+//! Collation of token sequences into left-padded tensors; held-out splits and shuffled
+//! index batches.
 
 use tch::{Kind, Tensor};
 
-use super::rm::{pairs, RankedExample};
-use super::sft::SftExample;
+use super::rm::pairs;
+use super::tokenize::{RankedSequences, SftSequence};
 use crate::generate::left_pad;
 use crate::rng::Rng;
-use crate::template::ChatTemplate;
-use crate::tokenizer::Tokenizer;
-use crate::Result;
-
-/// One SFT sequence: prompt tokens then response tokens then EOS.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SftSequence {
-    pub ids: Vec<i64>,
-    /// Number of prompt tokens at the start of `ids`.
-    pub prompt_len: usize,
-}
-
-/// Tokenizes demonstrations: `encode(prompt) ++ encode(response) ++ [EOS]` (prompt and
-/// response are encoded separately, so the boundary is exactly where generation starts;
-/// the prompt as `template` says, with the tokenizer's BOS when it is used as given).
-///
-/// Over-long rule: an example whose prompt + response + EOS exceeds `max_seq_len` tokens is
-/// skipped, never truncated (a truncated response would teach the model to stop without
-/// EOS). Returns the kept sequences, in order, and the number skipped.
-pub fn tokenize_sft(
-    examples: &[SftExample],
-    tokenizer: &Tokenizer,
-    template: &ChatTemplate,
-    max_seq_len: usize,
-) -> Result<(Vec<SftSequence>, usize)> {
-    let eos = tokenizer.eos_id();
-    let mut out = Vec::with_capacity(examples.len());
-    let mut skipped = 0;
-    for example in examples {
-        let mut ids = template.encode_prompt(tokenizer, &example.prompt)?;
-        let prompt_len = ids.len();
-        ids.extend(tokenizer.encode(&example.response)?);
-        ids.push(eos);
-        if ids.len() > max_seq_len {
-            skipped += 1;
-        } else {
-            out.push(SftSequence { ids, prompt_len });
-        }
-    }
-    Ok((out, skipped))
-}
 
 /// A collated SFT batch; B sequences left-padded to the longest, T.
 #[derive(Debug)]
@@ -59,8 +18,9 @@ pub struct SftBatch {
     /// [B, T] int64: `input_ids` shifted left by one (the token each position predicts),
     /// the pad id in the last column.
     pub targets: Tensor,
-    /// [B, T] f32: 1 where the target is a response token (EOS included); with
-    /// `loss_on_prompt` also where it is a prompt token after the first. Never on padding
+    /// [B, T] f32: 1 where the target is a response token (EOS included) or in one of the
+    /// sequence's `prompt_spans`; with `loss_on_prompt` also where it is a prompt token
+    /// after the first. Never on padding
     /// (neither a padding input nor a padding target).
     pub loss_mask: Tensor,
     /// Sum of `loss_mask`: the number of predicted tokens.
@@ -105,7 +65,8 @@ pub fn collate_sft(seqs: &[&SftSequence], pad_id: i64, loss_on_prompt: bool) -> 
         } else {
             seq.prompt_len.max(1)
         };
-        for j in first..seq.ids.len() {
+        let spans = seq.prompt_spans.iter().filter(|_| !loss_on_prompt);
+        for j in spans.cloned().flatten().chain(first..seq.ids.len()) {
             row[pad + j - 1] = 1.0;
             tokens += 1;
         }
@@ -133,48 +94,6 @@ pub fn sample_batch(
     let picked: Vec<&SftSequence> = (0..size).map(|_| &seqs[rng.below(seqs.len())]).collect();
     let real_tokens = picked.iter().map(|s| s.ids.len() as u64).sum();
     (collate_sft(&picked, pad_id, true), real_tokens)
-}
-
-/// K sequences per prompt: prompt + response_k + EOS, ordered best to worst.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RankedSequences {
-    pub rows: Vec<Vec<i64>>,
-    /// Number of prompt tokens at the start of every row.
-    pub prompt_len: usize,
-}
-
-/// Tokenizes ranked examples like [`tokenize_sft`]. Same over-long rule: if any of a
-/// prompt's K sequences exceeds `max_seq_len`, the whole prompt is skipped (never
-/// truncated, never thinned to fewer responses). Returns the kept groups and the number of
-/// prompts skipped.
-pub fn tokenize_rm(
-    examples: &[RankedExample],
-    tokenizer: &Tokenizer,
-    template: &ChatTemplate,
-    max_seq_len: usize,
-) -> Result<(Vec<RankedSequences>, usize)> {
-    let eos = tokenizer.eos_id();
-    let mut out = Vec::with_capacity(examples.len());
-    let mut skipped = 0;
-    for example in examples {
-        let prompt = template.encode_prompt(tokenizer, &example.prompt)?;
-        let mut rows = Vec::with_capacity(example.responses.len());
-        for response in &example.responses {
-            let mut ids = prompt.clone();
-            ids.extend(tokenizer.encode(response)?);
-            ids.push(eos);
-            rows.push(ids);
-        }
-        if rows.iter().any(|r| r.len() > max_seq_len) {
-            skipped += 1;
-        } else {
-            out.push(RankedSequences {
-                rows,
-                prompt_len: prompt.len(),
-            });
-        }
-    }
-    Ok((out, skipped))
 }
 
 /// A collated reward-model batch: the rows of all its prompts, N in all.
@@ -257,25 +176,6 @@ pub fn batches(len: usize, batch_size: usize, rng: Option<&mut Rng>) -> Vec<Vec<
 mod tests {
     use super::*;
 
-    fn tokenizer() -> Tokenizer {
-        let texts: Vec<String> = [
-            "Ada lives in the town of Dunford.",
-            "The river Avel runs past the mill and into the sea.",
-            "Name a river. The Avel is a river.",
-            "Bram keeps three goats and a dog in the hills.",
-            "What is the capital? The capital is Dunford.",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        Tokenizer::train_bpe(
-            &texts,
-            300,
-            &["<|endoftext|>", "<|system|>", "<|user|>", "<|assistant|>"],
-        )
-        .unwrap()
-    }
-
     fn rows(t: &Tensor) -> Vec<Vec<i64>> {
         Vec::<Vec<i64>>::try_from(t).unwrap()
     }
@@ -285,78 +185,11 @@ mod tests {
         Vec::<Vec<f32>>::try_from(t).unwrap()
     }
 
-    fn sft(prompt: &str, response: &str) -> SftExample {
-        SftExample {
-            prompt: ChatTemplate::builtin().prompt(prompt).unwrap(),
-            response: response.into(),
-            category: None,
-        }
-    }
-
-    #[test]
-    fn tokenize_sft_concatenates_and_skips_over_long() {
-        let tok = tokenizer();
-        let (eos, user, assistant) = (
-            tok.eos_id(),
-            tok.token_id("<|user|>"),
-            tok.token_id("<|assistant|>"),
-        );
-        assert_eq!((eos, user, assistant), (0, Some(2), Some(3)));
-        let examples = [
-            sft("Name a river.", "The Avel."),
-            sft(
-                "Where does Ada live?",
-                "Ada lives in the town of Dunford, past the mill.",
-            ),
-            sft("Hi", "Hello."),
-        ];
-        let expected: Vec<SftSequence> = examples
-            .iter()
-            .map(|e| {
-                let prompt = tok.encode(&e.prompt).unwrap();
-                let mut ids = prompt.clone();
-                ids.extend(tok.encode(&e.response).unwrap());
-                ids.push(eos);
-                SftSequence {
-                    ids,
-                    prompt_len: prompt.len(),
-                }
-            })
-            .collect();
-        // The prompt opens with the user marker and ends with the assistant prefix.
-        assert_eq!(expected[0].ids[0], 2);
-        assert!(expected[0].ids[..expected[0].prompt_len].contains(&3));
-        assert_eq!(*expected[0].ids.last().unwrap(), eos);
-
-        let (all, skipped) = tokenize_sft(&examples, &tok, &ChatTemplate::builtin(), 1000).unwrap();
-        assert_eq!((all, skipped), (expected.clone(), 0));
-
-        // A limit of exactly the first example's length keeps it (and the shorter third),
-        // and skips the longer second one.
-        let (l0, l1, l2) = (
-            expected[0].ids.len(),
-            expected[1].ids.len(),
-            expected[2].ids.len(),
-        );
-        assert!(l1 > l0 && l0 >= l2, "{l0} {l1} {l2}");
-        let (kept, skipped) = tokenize_sft(&examples, &tok, &ChatTemplate::builtin(), l0).unwrap();
-        assert_eq!(kept, [expected[0].clone(), expected[2].clone()]);
-        assert_eq!(skipped, 1);
-        let (kept, skipped) = tokenize_sft(&examples, &tok, &ChatTemplate::builtin(), 0).unwrap();
-        assert_eq!((kept.len(), skipped), (0, 3));
-    }
-
     #[test]
     fn collate_sft_left_pads_shifts_and_masks() {
         // Prompt [5, 6], response [7, 8], EOS 0; prompt [9, 10, 11], response [], EOS 0.
-        let a = SftSequence {
-            ids: vec![5, 6, 7, 8, 0],
-            prompt_len: 2,
-        };
-        let b = SftSequence {
-            ids: vec![9, 10, 11, 0],
-            prompt_len: 3,
-        };
+        let a = SftSequence::new(vec![5, 6, 7, 8, 0], 2);
+        let b = SftSequence::new(vec![9, 10, 11, 0], 3);
         let batch = collate_sft(&[&a, &b], 0, false);
         assert_eq!(rows(&batch.input_ids), [[5, 6, 7, 8, 0], [0, 9, 10, 11, 0]]);
         assert_eq!(rows(&batch.valid), [[1, 1, 1, 1, 1], [0, 1, 1, 1, 1]]);
@@ -388,83 +221,6 @@ mod tests {
         assert_eq!(empty.input_ids.size(), [0, 0]);
         assert_eq!(empty.targets.size(), [0, 0]);
         assert_eq!(empty.tokens, 0);
-    }
-
-    #[test]
-    fn tokenized_sft_mask_covers_exactly_the_response() {
-        let tok = tokenizer();
-        let examples = [sft("Name a river.", "The Avel."), sft("Hi", "Hello.")];
-        let (seqs, _) = tokenize_sft(&examples, &tok, &ChatTemplate::builtin(), 1000).unwrap();
-        let batch = collate_sft(&seqs.iter().collect::<Vec<_>>(), tok.pad_id(), false);
-        let (ids, targets, mask) = (
-            rows(&batch.input_ids),
-            rows(&batch.targets),
-            rows_f32(&batch.loss_mask),
-        );
-        for (i, (example, seq)) in examples.iter().zip(&seqs).enumerate() {
-            let predicted: Vec<i64> = (0..mask[i].len())
-                .filter(|&t| mask[i][t] == 1.0)
-                .map(|t| targets[i][t])
-                .collect();
-            let mut response = tok.encode(&example.response).unwrap();
-            response.push(tok.eos_id());
-            assert_eq!(predicted, response);
-            assert_eq!(ids[i][ids[i].len() - seq.ids.len()..], seq.ids[..]);
-        }
-        assert_eq!(
-            batch.tokens as usize,
-            seqs.iter()
-                .map(|s| s.ids.len() - s.prompt_len)
-                .sum::<usize>()
-        );
-    }
-
-    fn ranked(prompt: &str, responses: &[&str]) -> RankedExample {
-        RankedExample {
-            prompt: ChatTemplate::builtin().prompt(prompt).unwrap(),
-            responses: responses.iter().map(|s| s.to_string()).collect(),
-            category: None,
-        }
-    }
-
-    #[test]
-    fn tokenize_rm_skips_whole_prompts() {
-        let tok = tokenizer();
-        let examples = [
-            ranked("Name a river.", &["The Avel.", "A river.", "Dunford."]),
-            ranked(
-                "Hi",
-                &[
-                    "Hello.",
-                    "The river Avel runs past the mill and into the sea.",
-                ],
-            ),
-        ];
-        let (all, skipped) = tokenize_rm(&examples, &tok, &ChatTemplate::builtin(), 1000).unwrap();
-        assert_eq!(skipped, 0);
-        for (group, example) in all.iter().zip(&examples) {
-            let prompt = tok.encode(&example.prompt).unwrap();
-            assert_eq!(group.prompt_len, prompt.len());
-            let expected: Vec<Vec<i64>> = example
-                .responses
-                .iter()
-                .map(|r| {
-                    let mut ids = prompt.clone();
-                    ids.extend(tok.encode(r).unwrap());
-                    ids.push(tok.eos_id());
-                    ids
-                })
-                .collect();
-            assert_eq!(group.rows, expected);
-        }
-        let longest_first = all[0].rows.iter().map(Vec::len).max().unwrap();
-        let longest_second = all[1].rows.iter().map(Vec::len).max().unwrap();
-        assert!(longest_second > longest_first);
-        // The second prompt's short response fits, its long one does not: all of it goes.
-        assert!(all[1].rows[0].len() <= longest_first);
-        let (kept, skipped) =
-            tokenize_rm(&examples, &tok, &ChatTemplate::builtin(), longest_first).unwrap();
-        assert_eq!((kept, skipped), (vec![all[0].clone()], 1));
     }
 
     #[test]
@@ -550,7 +306,7 @@ mod tests {
     fn sample_batch_draws_in_order_and_counts_real_tokens() {
         let seqs: Vec<SftSequence> = [vec![1i64, 2, 3], vec![4, 5], vec![6, 7, 8, 9, 10]]
             .into_iter()
-            .map(|ids| SftSequence { ids, prompt_len: 1 })
+            .map(|ids| SftSequence::new(ids, 1))
             .collect();
         let mut rng = Rng::new(5);
         let (batch, real) = sample_batch(&seqs, 4, 0, &mut rng);

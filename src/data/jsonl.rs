@@ -1,8 +1,11 @@
 //! Reading JSONL files users bring: one JSON object per line, blank lines ignored.
 //!
 //! Every error names the file and the 1-based line (blank lines count), and, for a field,
-//! the field: ``data.jsonl: line 7: field `response`: missing``.
+//! the field: ``data.jsonl: line 7: field `response`: missing``. Readers ask for fields by
+//! rlhf's names; a stage's `keys` maps them to the user's ([`DataKeys`]), and errors name
+//! the user's key.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -10,7 +13,11 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use crate::config::DataKeys;
 use crate::{Error, Result};
+
+/// rlhf's field name → the key records use instead.
+type KeyMap = Arc<BTreeMap<&'static str, String>>;
 
 /// One non-blank line of a JSONL file; `value` is always a JSON object.
 #[derive(Clone, Debug)]
@@ -19,9 +26,25 @@ pub struct Record {
     /// 1-based line number in the file.
     pub line: usize,
     pub value: Value,
+    keys: KeyMap,
 }
 
 impl Record {
+    /// The key that holds rlhf's field `name` in this file.
+    fn key<'a>(&'a self, name: &'a str) -> &'a str {
+        self.keys.get(name).map_or(name, String::as_str)
+    }
+
+    /// Field `name` as the file spells it, in backquotes, for messages.
+    pub fn quoted(&self, name: &str) -> String {
+        format!("`{}`", self.key(name))
+    }
+
+    /// The value of field `name`, absent or `null` as `None`.
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.value.get(self.key(name)).filter(|v| !v.is_null())
+    }
+
     /// The file the record was read from.
     pub fn path(&self) -> &Path {
         &self.path
@@ -29,7 +52,7 @@ impl Record {
 
     /// True when `field` is present and not `null`.
     pub fn has(&self, field: &str) -> bool {
-        !matches!(self.value.get(field), None | Some(Value::Null))
+        self.get(field).is_some()
     }
 
     /// `<file>: line N: <what>`.
@@ -38,16 +61,16 @@ impl Record {
     }
 
     /// ``<file>: line N: field `<field>`: <what>``; `field` may name an element, e.g.
-    /// `responses[2]`.
+    /// `responses[2]` or `messages[1].role`, and is spelled with the file's key.
     pub fn field_error(&self, field: &str, what: impl std::fmt::Display) -> Error {
-        self.error(format_args!("field `{field}`: {what}"))
+        let end = field.find(['[', '.']).unwrap_or(field.len());
+        let (name, rest) = field.split_at(end);
+        self.error(format_args!("field `{}{rest}`: {what}", self.key(name)))
     }
 
     fn required(&self, field: &str) -> Result<&Value> {
-        match self.value.get(field) {
-            None | Some(Value::Null) => Err(self.field_error(field, "missing")),
-            Some(v) => Ok(v),
-        }
+        self.get(field)
+            .ok_or_else(|| self.field_error(field, "missing"))
     }
 
     /// A required string field.
@@ -102,6 +125,7 @@ pub struct JsonlReader {
     records: usize,
     buf: Vec<u8>,
     done: bool,
+    keys: KeyMap,
 }
 
 impl JsonlReader {
@@ -114,7 +138,14 @@ impl JsonlReader {
             records: 0,
             buf: Vec::new(),
             done: false,
+            keys: KeyMap::default(),
         })
+    }
+
+    /// Reads rlhf's fields from the keys `keys` names.
+    pub fn with_keys(mut self, keys: &DataKeys) -> JsonlReader {
+        self.keys = Arc::new(keys.remapped());
+        self
     }
 
     fn next_record(&mut self) -> Result<Option<Record>> {
@@ -154,6 +185,7 @@ impl JsonlReader {
                 path: self.path.clone(),
                 line: self.line,
                 value,
+                keys: self.keys.clone(),
             }));
         }
     }
@@ -274,6 +306,42 @@ pub(crate) mod tests {
         let path = temp_file("utf8", "{\"a\": 1}\n");
         std::fs::write(&path, b"{\"a\": 1}\n{\"a\": \"\xff\"}\n").unwrap();
         assert!(message(&path, read_jsonl(&path)).starts_with("F: line 2: not valid UTF-8"));
+    }
+
+    #[test]
+    fn remapped_keys_are_read_and_named_in_errors() {
+        let path = temp_file(
+            "keys",
+            "{\"question\": \"Hi\", \"prompt\": \"no\", \"n\": [1, \"x\"]}\n",
+        );
+        let keys = DataKeys {
+            prompt: Some("question".into()),
+            ranking: Some("n".into()),
+            ..DataKeys::default()
+        };
+        let records: Vec<Record> = JsonlReader::open(&path)
+            .unwrap()
+            .with_keys(&keys)
+            .collect::<Result<_>>()
+            .unwrap();
+        let r = &records[0];
+        assert_eq!(r.str("prompt").unwrap(), "Hi");
+        assert!(r.has("prompt"));
+        assert_eq!(
+            message(&path, r.int_array("ranking")),
+            "F: line 1: field `n`: expected an array of integers"
+        );
+        assert_eq!(
+            message(
+                &path,
+                Err::<(), _>(r.field_error("prompt[0].content", "empty"))
+            ),
+            "F: line 1: field `question[0].content`: empty"
+        );
+        assert_eq!(
+            message(&path, r.str("response")),
+            "F: line 1: field `response`: missing"
+        );
     }
 
     #[test]

@@ -1,9 +1,11 @@
-//! PPO prompts (`{"prompt"}` JSONL) and pretraining text for PPO-ptx (`{"text"}` JSONL,
-//! or any other file as plain text, one document per blank-line-separated block).
+//! PPO prompts (`{"prompt"}` or `{"messages"}` JSONL) and pretraining text for PPO-ptx
+//! (`{"text"}` JSONL, or any other file as plain text, one document per blank-line-separated
+//! block).
 
-use super::jsonl::JsonlReader;
-use super::sft::{invalid_message, non_empty};
-use crate::template::ChatTemplate;
+use super::fields::{check_prompt, non_empty, parse_messages, prompt_messages, render_prompt};
+use super::jsonl::{JsonlReader, Record};
+use crate::config::DataKeys;
+use crate::template::{ChatTemplate, Role};
 use crate::{Error, Result};
 use std::path::Path;
 
@@ -12,34 +14,60 @@ use std::path::Path;
 pub struct Prompt {
     /// The prompt in the chat template: what the policy sees.
     pub text: String,
-    /// The prompt as the record gives it: what reward plug-ins see.
+    /// The prompt as the record gives it (of a conversation, its last user message): what
+    /// reward plug-ins see.
     pub raw: String,
     pub category: Option<String>,
 }
 
-/// Reads `{"prompt", "category"?}` records; the prompt is wrapped in the chat template.
-pub fn read_prompts(path: &Path, template: &ChatTemplate) -> Result<Vec<Prompt>> {
+/// Reads `{"prompt", "category"?}` or `{"messages", "category"?}` records, with their fields
+/// under `keys`; the prompt is rendered by the chat template. A `messages` conversation
+/// that ends with an assistant message (a reference answer) is the prompt without it.
+pub fn read_prompts(path: &Path, template: &ChatTemplate, keys: &DataKeys) -> Result<Vec<Prompt>> {
     JsonlReader::open(path)?
-        .map(|record| {
-            let r = record?;
-            let prompt = non_empty(&r, "prompt", r.str("prompt")?)?;
-            let text = template
-                .prompt(prompt)
-                .map_err(|e| r.field_error("prompt", invalid_message(e)))?;
-            Ok(Prompt {
-                text,
-                raw: prompt.to_string(),
-                category: r.opt_str("category")?.map(String::from),
-            })
-        })
+        .with_keys(keys)
+        .map(|record| parse_prompt(&record?, template))
         .collect()
 }
 
-/// Pretraining documents: `{"text"}` records from a `.jsonl` file, else plain text split
-/// at blank lines.
-pub fn read_pretrain(path: &Path) -> Result<Vec<String>> {
+fn parse_prompt(r: &Record, template: &ChatTemplate) -> Result<Prompt> {
+    let (field, messages) = match (r.has("prompt"), r.has("messages")) {
+        (true, true) => {
+            return Err(r.error(format!(
+                "has both {} and {}: give one",
+                r.quoted("prompt"),
+                r.quoted("messages")
+            )))
+        }
+        (false, true) => {
+            let mut messages = parse_messages(r, "messages")?;
+            if messages.last().is_some_and(|m| m.role == Role::Assistant) {
+                messages.pop();
+            }
+            check_prompt(r, "messages", &messages)?;
+            ("messages", messages)
+        }
+        _ => ("prompt", prompt_messages(r, "prompt")?),
+    };
+    let raw = messages
+        .iter()
+        .rev()
+        .find(|m| m.role == Role::User)
+        .map(|m| m.content.clone())
+        .expect("a checked prompt has a user message");
+    Ok(Prompt {
+        text: render_prompt(r, field, template, &messages)?,
+        raw,
+        category: r.opt_str("category")?.map(String::from),
+    })
+}
+
+/// Pretraining documents: `{"text"}` records (the field under `keys`) from a `.jsonl`
+/// file, else plain text split at blank lines.
+pub fn read_pretrain(path: &Path, keys: &DataKeys) -> Result<Vec<String>> {
     if path.extension().is_some_and(|e| e == "jsonl") {
         return JsonlReader::open(path)?
+            .with_keys(keys)
             .map(|record| {
                 let r = record?;
                 Ok(non_empty(&r, "text", r.str("text")?)?.to_string())
@@ -76,7 +104,7 @@ mod tests {
             "p.jsonl",
             "{\"prompt\": \"Hi\", \"category\": \"chat\"}\n{\"prompt\": \"Yo\"}\n",
         );
-        let prompts = read_prompts(&path, &t).unwrap();
+        let prompts = read_prompts(&path, &t, &DataKeys::default()).unwrap();
         assert_eq!(
             prompts[0],
             Prompt {
@@ -87,8 +115,65 @@ mod tests {
         );
         assert_eq!(prompts[1].category, None);
         let bad = write("bad.jsonl", "{\"prompt\": \"Hi\"}\n{\"promt\": \"Yo\"}\n");
-        let err = read_prompts(&bad, &t).unwrap_err().to_string();
+        let err = read_prompts(&bad, &t, &DataKeys::default())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("line 2: field `prompt`: missing"), "{err}");
+    }
+
+    #[test]
+    fn conversational_prompts_and_keys() {
+        let t = ChatTemplate::builtin();
+        let path = write(
+            "conv.jsonl",
+            concat!(
+                r#"{"prompt": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]}"#,
+                "\n",
+                r#"{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."}]}"#,
+                "\n",
+                r#"{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."}, {"role": "user", "content": "Yo"}]}"#,
+                "\n",
+            ),
+        );
+        let prompts = read_prompts(&path, &t, &DataKeys::default()).unwrap();
+        let texts: Vec<&str> = prompts.iter().map(|p| p.text.as_str()).collect();
+        assert_eq!(
+            texts,
+            [
+                "<|system|>\nBe brief.\n<|user|>\nHi\n<|assistant|>\n",
+                // The reference answer at the end is not part of the prompt.
+                "<|user|>\nHi\n<|assistant|>\n",
+                "<|user|>\nHi\n<|assistant|>\nHello.\n<|user|>\nYo\n<|assistant|>\n",
+            ]
+        );
+        let raw: Vec<&str> = prompts.iter().map(|p| p.raw.as_str()).collect();
+        assert_eq!(raw, ["Hi", "Hi", "Yo"]);
+        // A conversation cannot be used as given.
+        let err = read_prompts(&path, &ChatTemplate::None, &DataKeys::default()).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("line 1: field `prompt`: chat.template is \"none\""),
+            "{err}"
+        );
+
+        let keyed = write(
+            "keyed.jsonl",
+            "{\"query\": \"Hi\", \"prompt\": 3}\n{\"query\": []}\n",
+        );
+        let keys = DataKeys {
+            prompt: Some("query".into()),
+            ..DataKeys::default()
+        };
+        let err = read_prompts(&keyed, &t, &keys).unwrap_err().to_string();
+        assert!(err.ends_with("line 2: field `query`: empty"), "{err}");
+        let both = write("both.jsonl", "{\"prompt\": \"Hi\", \"messages\": []}\n");
+        let err = read_prompts(&both, &t, &DataKeys::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.ends_with("line 1: has both `prompt` and `messages`: give one"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -97,14 +182,17 @@ mod tests {
             "t.jsonl",
             "{\"text\": \"A river.\"}\n{\"text\": \"A hill.\"}\n",
         );
-        assert_eq!(read_pretrain(&jsonl).unwrap(), vec!["A river.", "A hill."]);
+        assert_eq!(
+            read_pretrain(&jsonl, &DataKeys::default()).unwrap(),
+            vec!["A river.", "A hill."]
+        );
         let plain = write("t.txt", "First doc\nline two.\n\n\nSecond doc.\n");
         assert_eq!(
-            read_pretrain(&plain).unwrap(),
+            read_pretrain(&plain, &DataKeys::default()).unwrap(),
             vec!["First doc\nline two.", "Second doc."]
         );
         let empty = write("e.txt", "\n\n");
-        assert!(read_pretrain(&empty)
+        assert!(read_pretrain(&empty, &DataKeys::default())
             .unwrap_err()
             .to_string()
             .contains("no text"));

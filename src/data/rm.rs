@@ -1,10 +1,13 @@
 //! Reward-model comparisons: `{"prompt", "responses", "ranking"}` (K-wise) or
-//! `{"prompt", "chosen", "rejected"}` (pairwise) records.
+//! `{"prompt"?, "chosen", "rejected"}` (pairwise, the prompt explicit or implicit) records.
 
 use std::path::Path;
 
+use super::fields::{
+    completion, completion_value, implicit_prompt, prompt_messages, render_prompt,
+};
 use super::jsonl::{JsonlReader, Record};
-use super::sft::{invalid_message, non_empty};
+use crate::config::DataKeys;
 use crate::template::ChatTemplate;
 use crate::Result;
 
@@ -34,9 +37,15 @@ pub(crate) fn pairs(k: usize) -> usize {
     k * k.saturating_sub(1) / 2
 }
 
-/// Reads a reward-model JSONL file (formats in the [module documentation](super)).
-pub fn read_rm(path: &Path, template: &ChatTemplate) -> Result<Vec<RankedExample>> {
+/// Reads a reward-model JSONL file (formats in the [module documentation](super)), with
+/// its fields under `keys`.
+pub fn read_rm(
+    path: &Path,
+    template: &ChatTemplate,
+    keys: &DataKeys,
+) -> Result<Vec<RankedExample>> {
     JsonlReader::open(path)?
+        .with_keys(keys)
         .map(|record| parse_rm(&record?, template))
         .collect()
 }
@@ -44,29 +53,41 @@ pub fn read_rm(path: &Path, template: &ChatTemplate) -> Result<Vec<RankedExample
 fn parse_rm(r: &Record, template: &ChatTemplate) -> Result<RankedExample> {
     let ranked = r.has("responses") || r.has("ranking");
     let pairwise = r.has("chosen") || r.has("rejected");
-    let prompt = non_empty(r, "prompt", r.str("prompt")?)?;
-    let responses = match (ranked, pairwise) {
-        (true, true) => return Err(r.error(
-            "has both `responses`/`ranking` and `chosen`/`rejected`: give one form or the other",
-        )),
-        (false, false) => {
-            return Err(r.error("expected `responses` and `ranking`, or `chosen` and `rejected`"))
+    let (messages, responses) = match (ranked, pairwise) {
+        (true, true) => {
+            return Err(r.error(format!(
+                "has both {}/{} and {}/{}: give one form or the other",
+                r.quoted("responses"),
+                r.quoted("ranking"),
+                r.quoted("chosen"),
+                r.quoted("rejected")
+            )))
         }
-        (true, false) => parse_ranked(r)?,
+        (false, false) => {
+            return Err(r.error(format!(
+                "expected {} and {}, or {} and {}",
+                r.quoted("responses"),
+                r.quoted("ranking"),
+                r.quoted("chosen"),
+                r.quoted("rejected")
+            )))
+        }
+        (true, false) => (prompt_messages(r, "prompt")?, parse_ranked(r)?),
+        (false, true) if r.has("prompt") => {
+            let messages = prompt_messages(r, "prompt")?;
+            let chosen = completion(r, "chosen")?;
+            (messages, vec![chosen, completion(r, "rejected")?])
+        }
         (false, true) => {
-            let chosen = non_empty(r, "chosen", r.str("chosen")?)?;
-            let rejected = non_empty(r, "rejected", r.str("rejected")?)?;
-            if chosen.trim() == rejected.trim() {
-                return Err(r.field_error("rejected", "identical to `chosen`"));
-            }
-            vec![chosen.to_string(), rejected.to_string()]
+            let (messages, pair) = implicit_prompt(r)?;
+            (messages, pair.to_vec())
         }
     };
-    let prompt = template
-        .prompt(prompt)
-        .map_err(|e| r.field_error("prompt", invalid_message(e)))?;
+    if pairwise && responses[0].trim() == responses[1].trim() {
+        return Err(r.field_error("rejected", format!("identical to {}", r.quoted("chosen"))));
+    }
     Ok(RankedExample {
-        prompt,
+        prompt: render_prompt(r, "prompt", template, &messages)?,
         responses,
         category: r.opt_str("category")?.map(String::from),
     })
@@ -74,13 +95,17 @@ fn parse_rm(r: &Record, template: &ChatTemplate) -> Result<RankedExample> {
 
 /// The responses reordered best to worst by `ranking`.
 fn parse_ranked(r: &Record) -> Result<Vec<String>> {
-    let responses = r.str_array("responses")?;
-    let k = responses.len();
+    let k = r.array("responses")?.len();
     if !(MIN_K..=MAX_K).contains(&k) {
         return Err(r.field_error("responses", format!("K = {k}, expected {MIN_K} to {MAX_K}")));
     }
+    let responses: Vec<String> = r
+        .array("responses")?
+        .iter()
+        .enumerate()
+        .map(|(i, item)| completion_value(r, &format!("responses[{i}]"), item))
+        .collect::<Result<_>>()?;
     for (i, response) in responses.iter().enumerate() {
-        non_empty(r, &format!("responses[{i}]"), response)?;
         if let Some(j) = responses[..i]
             .iter()
             .position(|o| o.trim() == response.trim())
@@ -105,7 +130,7 @@ fn parse_ranked(r: &Record) -> Result<Vec<String>> {
     }
     Ok(ranking
         .iter()
-        .map(|&i| responses[i as usize].to_string())
+        .map(|&i| responses[i as usize].clone())
         .collect())
 }
 
@@ -116,7 +141,7 @@ mod tests {
 
     fn read(content: &str) -> (std::path::PathBuf, Result<Vec<RankedExample>>) {
         let path = temp_file("rm", content);
-        let result = read_rm(&path, &ChatTemplate::builtin());
+        let result = read_rm(&path, &ChatTemplate::builtin(), &DataKeys::default());
         (path, result)
     }
 
@@ -161,11 +186,67 @@ mod tests {
     }
 
     #[test]
+    fn trl_forms_parse() {
+        let hi = "<|user|>\nHi\n<|assistant|>\n";
+        let cases = [
+            // Conversational prompt and completions.
+            (
+                r#"{"prompt": [{"role": "user", "content": "Hi"}], "chosen": [{"role": "assistant", "content": "Hello."}], "rejected": [{"role": "assistant", "content": "Go away."}]}"#,
+                hi.to_string(),
+                ["Hello.", "Go away."],
+            ),
+            // Implicit conversational prompt: the messages both lists start with.
+            (
+                r#"{"chosen": [{"role": "system", "content": "Be kind."}, {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."}], "rejected": [{"role": "system", "content": "Be kind."}, {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Go away."}]}"#,
+                format!("<|system|>\nBe kind.\n{hi}"),
+                ["Hello.", "Go away."],
+            ),
+            // Implicit standard prompt: the shared text up to the last whitespace before
+            // the responses differ (never inside a word); the whitespace stays with them.
+            (
+                r#"{"chosen": "The sky is blue.", "rejected": "The sky is black."}"#,
+                "<|user|>\nThe sky is\n<|assistant|>\n".to_string(),
+                [" blue.", " black."],
+            ),
+        ];
+        for (line, prompt, pair) in cases {
+            let examples = read(line).1.unwrap();
+            assert_eq!(examples[0].prompt, prompt, "{line}");
+            assert_eq!(examples[0].responses, pair, "{line}");
+        }
+        // K-wise with a conversational prompt and a response as a message list.
+        let (_, result) = read(
+            r#"{"prompt": [{"role": "user", "content": "Hi"}], "responses": ["a", [{"role": "assistant", "content": "b"}]], "ranking": [1, 0]}"#,
+        );
+        assert_eq!(result.unwrap()[0].responses, ["b", "a"]);
+    }
+
+    #[test]
+    fn keys_remap_fields() {
+        let path = temp_file(
+            "rm-keys",
+            "{\"input\": \"Hi\", \"good\": \"Hello.\", \"bad\": \"Hello.\"}\n",
+        );
+        let keys = DataKeys {
+            prompt: Some("input".into()),
+            chosen: Some("good".into()),
+            rejected: Some("bad".into()),
+            ..DataKeys::default()
+        };
+        let result = read_rm(&path, &ChatTemplate::builtin(), &keys);
+        assert_eq!(
+            message(&path, result),
+            "F: line 1: field `bad`: identical to `good`"
+        );
+    }
+
+    #[test]
     fn errors_name_file_line_and_field() {
         let ok = r#"{"prompt": "p", "chosen": "a", "rejected": "b"}"#;
         let cases = [
             (r#"{"prompt": "p", "chosen": "a", "rejected": }"#, "F: line 2: invalid JSON: expected value (column 44)"),
-            (r#"{"chosen": "a", "rejected": "b"}"#, "F: line 2: field `prompt`: missing"),
+            (r#"{"chosen": "a", "rejected": "b"}"#, "F: line 2: field `chosen`: `chosen` and `rejected` share no prompt (give `prompt`)"),
+            (r#"{"responses": ["a", "b"], "ranking": [0, 1]}"#, "F: line 2: field `prompt`: missing"),
             (r#"{"prompt": " ", "chosen": "a", "rejected": "b"}"#, "F: line 2: field `prompt`: empty"),
             (r#"{"prompt": "p", "response": "a"}"#, "F: line 2: expected `responses` and `ranking`, or `chosen` and `rejected`"),
             (
@@ -178,8 +259,23 @@ mod tests {
             (r#"{"prompt": "p", "chosen": "a ", "rejected": "a"}"#, "F: line 2: field `rejected`: identical to `chosen`"),
             (r#"{"prompt": "p", "responses": ["a", "b"]}"#, "F: line 2: field `ranking`: missing"),
             (r#"{"prompt": "p", "ranking": [0, 1]}"#, "F: line 2: field `responses`: missing"),
-            (r#"{"prompt": "p", "responses": "a", "ranking": [0]}"#, "F: line 2: field `responses`: expected an array of strings"),
-            (r#"{"prompt": "p", "responses": ["a", 1], "ranking": [0, 1]}"#, "F: line 2: field `responses`: expected an array of strings"),
+            (r#"{"prompt": "p", "responses": "a", "ranking": [0]}"#, "F: line 2: field `responses`: expected an array"),
+            (r#"{"prompt": "p", "responses": ["a", 1], "ranking": [0, 1]}"#, "F: line 2: field `responses[1]`: expected a string or a list of messages"),
+            (
+                r#"{"prompt": "p", "responses": ["a", [{"role": "user", "content": "b"}]], "ranking": [0, 1]}"#,
+                "F: line 2: field `responses[1][0].role`: expected \"assistant\", not \"user\"",
+            ),
+            (r#"{"prompt": "p", "chosen": [], "rejected": "b"}"#, "F: line 2: field `chosen`: empty"),
+            (r#"{"chosen": "Q? a", "rejected": ["Q? b"]}"#, "F: line 2: field `rejected`: `chosen` and `rejected` must both be strings or both lists of messages"),
+            (r#"{"chosen": 1, "rejected": "b"}"#, "F: line 2: field `chosen`: expected a string"),
+            (
+                r#"{"chosen": [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "a"}], "rejected": [{"role": "user", "content": "R"}, {"role": "assistant", "content": "b"}]}"#,
+                "F: line 2: field `chosen`: `chosen` and `rejected` do not start with a shared prompt that ends with a user message (give `prompt`)",
+            ),
+            (
+                r#"{"chosen": [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "a"}], "rejected": [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "b"}, {"role": "user", "content": "c"}]}"#,
+                "F: line 2: field `rejected`: expected one assistant message after the shared prompt, found 2",
+            ),
             (r#"{"prompt": "p", "responses": ["a"], "ranking": [0]}"#, "F: line 2: field `responses`: K = 1, expected 2 to 9"),
             (
                 r#"{"prompt": "p", "responses": ["1","2","3","4","5","6","7","8","9","10"], "ranking": [0,1,2,3,4,5,6,7,8,9]}"#,

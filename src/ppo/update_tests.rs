@@ -325,11 +325,11 @@ fn reference_update(
 /// Pretraining batches of random text, `count` of them, each different.
 fn ptx_batches(rng: &mut Rng, count: usize) -> Vec<SftBatch> {
     let seqs: Vec<crate::data::SftSequence> = (0..16)
-        .map(|_| crate::data::SftSequence {
-            ids: (0..3 + rng.below(6))
+        .map(|_| {
+            let ids = (0..3 + rng.below(6))
                 .map(|_| 1 + rng.below(EOS as usize - 1) as i64)
-                .collect(),
-            prompt_len: 0,
+                .collect();
+            crate::data::SftSequence::new(ids, 0)
         })
         .collect();
     (0..count)

@@ -219,6 +219,8 @@ fn stage(shape: &ShapeArgs, s: &PpoBench, max_staleness: u64) -> anyhow::Result<
         policy: folder(shape.model.as_ref()),
         reward_model: folder(s.reward_model.as_ref().or(shape.model.as_ref())),
         prompts: "random".into(),
+        keys: Default::default(),
+        truncate: Default::default(),
         pretrain: None,
         steps: s.steps,
         rollout_batch_size: s.batch,

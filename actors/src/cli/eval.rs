@@ -75,7 +75,11 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
     let seed = args.sampling.seed;
     let chat = chat_config(&args.chat_template);
     // Prompts as the file gives them; each model renders them in its own template.
-    let prompts = read_prompts(&args.prompts, &rlhf::template::ChatTemplate::None)?;
+    let prompts = read_prompts(
+        &args.prompts,
+        &rlhf::template::ChatTemplate::None,
+        &Default::default(),
+    )?;
     if prompts.is_empty() {
         bail!("{}: no prompts", args.prompts.display());
     }
@@ -90,7 +94,11 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         .iter()
         .map(|p| p.category.clone().unwrap_or_else(|| "all".into()))
         .collect();
-    let documents = args.text.as_deref().map(read_pretrain).transpose()?;
+    let documents = args
+        .text
+        .as_deref()
+        .map(|path| read_pretrain(path, &Default::default()))
+        .transpose()?;
     let cpu = parse_device("cpu")?;
     let (judge_model, _) = Model::load(&args.reward_model, Head::Scalar, DType::F32, cpu)?;
     let judge = TextSide::load(&args.reward_model, &chat)?;

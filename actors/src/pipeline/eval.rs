@@ -38,7 +38,7 @@ pub fn run(config: &RunConfig, seconds_before: f64) -> anyhow::Result<()> {
     let (world, pools) = super::world::world_of_run(config)?;
     let labeler = Labeler { disagreement: 0.0 };
     let test = &pools.test;
-    let prose = read_pretrain(&layout.data("prose_heldout.jsonl"))?;
+    let prose = read_pretrain(&layout.data("prose_heldout.jsonl"), &Default::default())?;
 
     let mut names = vec!["base", "sft", "ppo", "ppo_ptx"];
     if pipeline.gold_reference {
@@ -237,7 +237,7 @@ fn rm_accuracy(
     }
     let path = layout.data("rm_heldout.jsonl");
     let mut counts = [(0usize, 0usize); 2];
-    for example in read_rm(&path, &template)? {
+    for example in read_rm(&path, &template, &Default::default())? {
         let task = by_prompt
             .get(&example.prompt)
             .with_context(|| format!("{}: a prompt that is not in the RM pool", path.display()))?;

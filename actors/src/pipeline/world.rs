@@ -33,7 +33,7 @@ pub fn world_of_run(config: &RunConfig) -> anyhow::Result<(World, Pools)> {
         ("test_prompts.jsonl", &pools.test),
     ] {
         let path = layout.data(file);
-        let written = rlhf::data::read_prompts(&path, &template)?;
+        let written = rlhf::data::read_prompts(&path, &template, &Default::default())?;
         let mut same = written.len() == tasks.len();
         for (w, t) in written.iter().zip(tasks.iter()) {
             same = same && w.text == template.prompt(&t.prompt)?;

@@ -3,7 +3,7 @@
 
 use super::sft::train_lm;
 use rlhf::config::RunConfig;
-use rlhf::data::{read_pretrain, split_holdout, SftSequence};
+use rlhf::data::{read_pretrain, split_holdout, Fitted, SftSequence};
 use rlhf::rng::Rng;
 use rlhf::text_side::TextSide;
 use rlhf::tokenizer::Tokenizer;
@@ -15,17 +15,20 @@ pub async fn run(config_path: &Path, resume: bool) -> anyhow::Result<()> {
     // Pretraining renders no prompt: the folder's own chat template is saved unchanged.
     let text = TextSide::load_untemplated(&stage.init)?;
     let tokenizer = &text.tokenizer;
-    let documents = read_pretrain(&stage.data)?;
+    let documents = read_pretrain(&stage.data, &stage.keys)?;
     let (train_docs, held_out) = match &stage.validation {
-        Some(path) => (documents, read_pretrain(path)?),
+        Some(path) => (documents, read_pretrain(path, &stage.keys)?),
         None => split_holdout(
             documents,
             stage.holdout_fraction,
             &mut Rng::new(config.seed ^ 0x9e7),
         ),
     };
-    let chunk = |docs: &[String]| -> anyhow::Result<(Vec<SftSequence>, usize)> {
-        Ok((text_sequences(docs, tokenizer, stage.max_seq_len)?, 0))
+    let chunk = |docs: &[String]| -> anyhow::Result<(Vec<SftSequence>, Fitted)> {
+        Ok((
+            text_sequences(docs, tokenizer, stage.max_seq_len)?,
+            Fitted::default(),
+        ))
     };
     let sequences = [chunk(&train_docs)?, chunk(&held_out)?];
     train_lm("pretrain", &config, &stage, &text, sequences, resume).await
@@ -46,10 +49,7 @@ pub fn text_sequences(
         seqs.extend(
             ids.chunks(len)
                 .filter(|c| c.len() > 1)
-                .map(|c| SftSequence {
-                    ids: c.to_vec(),
-                    prompt_len: 0,
-                }),
+                .map(|c| SftSequence::new(c.to_vec(), 0)),
         );
     }
     Ok(seqs)

@@ -11,8 +11,8 @@ use crate::system::learner::SupervisedMsg;
 use crate::system::rpc::ask;
 use rlhf::config::{RunConfig, StageConfig};
 use rlhf::data::{
-    collate_rm, read_rm, read_sft, split_holdout, tokenize_rm, tokenize_sft, RankedSequences,
-    SftExample,
+    collate_rm, read_rm, read_sft, split_holdout, tokenize_rm, tokenize_sft, Fitted,
+    RankedSequences, SftExample,
 };
 use rlhf::generate::left_pad;
 use rlhf::model::Head;
@@ -47,9 +47,9 @@ pub async fn run(config_path: &Path, resume: bool) -> anyhow::Result<()> {
     let mut dir = RunDir::create(&config.run_dir.join("rm"), &config)?;
     let text = TextSide::load(&stage.init, &config.chat)?;
     let template = &text.template;
-    let ranked = read_rm(&stage.data, template)?;
+    let ranked = read_rm(&stage.data, template, &stage.keys)?;
     let (train_ranked, held_out) = match &stage.validation {
-        Some(path) => (ranked, read_rm(path, template)?),
+        Some(path) => (ranked, read_rm(path, template, &stage.keys)?),
         None => split_holdout(
             ranked,
             stage.holdout_fraction,
@@ -59,16 +59,15 @@ pub async fn run(config_path: &Path, resume: bool) -> anyhow::Result<()> {
     let demonstrations = demonstrations(&config, &stage, template, &train_ranked)?;
     let mut sets = Vec::new();
     for (split, examples) in [("train", &train_ranked), ("validation", &held_out)] {
-        let (items, skipped) = tokenize_rm(examples, &text.tokenizer, template, stage.max_seq_len)?;
-        if skipped > 0 {
-            info!(
-                split,
-                skipped,
-                max_seq_len = stage.max_seq_len,
-                "skipped prompts with over-long responses"
-            );
-        }
-        dir.log(&json!({"stage": "rm", "split": split, "prompts": items.len(), "skipped_too_long": skipped}))?;
+        let (items, fitted) = tokenize_rm(
+            examples,
+            &text.tokenizer,
+            template,
+            stage.max_seq_len,
+            stage.truncate,
+        )?;
+        let limit = ("max_seq_len", stage.max_seq_len);
+        dir.log_fitted("rm", split, ("prompts", items.len()), fitted, limit)?;
         sets.push(RankedSet {
             items,
             pad_id: text.tokenizer.pad_id(),
@@ -141,18 +140,18 @@ fn demonstrations(
     ranked: &[rlhf::data::RankedExample],
 ) -> anyhow::Result<Vec<SftExample>> {
     if let Some(path) = &stage.demonstrations {
-        return Ok(read_sft(path, template)?);
+        let (keys, turns) = match &config.sft {
+            Some(sft) => (&sft.keys, sft.assistant_turns),
+            None => (&stage.keys, Default::default()),
+        };
+        return Ok(read_sft(path, template, keys, turns)?);
     }
     if let Some(sft) = &config.sft {
         return Ok(load_split(sft, template, config.seed)?.0);
     }
     Ok(ranked
         .iter()
-        .map(|r| SftExample {
-            prompt: r.prompt.clone(),
-            response: r.responses[0].clone(),
-            category: r.category.clone(),
-        })
+        .map(|r| SftExample::new(r.prompt.clone(), r.responses[0].clone(), r.category.clone()))
         .collect())
 }
 
@@ -162,9 +161,20 @@ fn demo_batches(
     text: &TextSide,
     stage: &StageConfig,
 ) -> anyhow::Result<Vec<(Tensor, Tensor)>> {
-    let (seqs, skipped) = tokenize_sft(demos, &text.tokenizer, &text.template, stage.max_seq_len)?;
-    if skipped > 0 {
-        info!(skipped, "skipped over-long demonstrations");
+    let (tokenizer, template) = (&text.tokenizer, &text.template);
+    let (seqs, fitted) = tokenize_sft(
+        demos,
+        tokenizer,
+        template,
+        stage.max_seq_len,
+        stage.truncate,
+    )?;
+    if fitted != Fitted::default() {
+        info!(
+            truncated = fitted.truncated,
+            skipped = fitted.skipped,
+            "over-long demonstrations"
+        );
     }
     anyhow::ensure!(
         !seqs.is_empty(),

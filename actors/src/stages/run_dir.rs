@@ -3,10 +3,12 @@
 
 use anyhow::Context;
 use rlhf::config::RunConfig;
-use serde_json::Value;
+use rlhf::data::Fitted;
+use serde_json::{json, Value};
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use tracing::info;
 
 pub struct RunDir {
     root: PathBuf,
@@ -52,6 +54,32 @@ impl RunDir {
             .with_context(|| format!("writing {}", self.root.join("metrics.jsonl").display()))?;
         self.lines += 1;
         Ok(())
+    }
+
+    /// Logs what the over-long rule did to a split's data (a log line when it cut or dropped
+    /// anything) and records `{"stage", "split", <unit>: kept, "skipped_too_long",
+    /// "truncated"}`.
+    pub fn log_fitted(
+        &mut self,
+        stage: &str,
+        split: &str,
+        (unit, kept): (&str, usize),
+        fitted: Fitted,
+        (limit, max): (&str, usize),
+    ) -> anyhow::Result<()> {
+        if fitted != Fitted::default() {
+            info!(
+                stage,
+                split,
+                truncated = fitted.truncated,
+                skipped = fitted.skipped,
+                limit,
+                max,
+                "over-long {unit}"
+            );
+        }
+        self.log(&json!({"stage": stage, "split": split, unit: kept,
+            "skipped_too_long": fitted.skipped, "truncated": fitted.truncated}))
     }
 
     /// Lines in metrics.jsonl so far.

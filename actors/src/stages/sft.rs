@@ -3,13 +3,14 @@
 use super::supervised::{train, Best, Examples, Session};
 use crate::stages::run_dir::RunDir;
 use rlhf::config::{RunConfig, StageConfig};
-use rlhf::data::{collate_sft, read_sft, split_holdout, tokenize_sft, SftExample, SftSequence};
+use rlhf::data::{
+    collate_sft, read_sft, split_holdout, tokenize_sft, Fitted, SftExample, SftSequence,
+};
 use rlhf::model::Head;
 use rlhf::rng::Rng;
 use rlhf::template::ChatTemplate;
 use rlhf::text_side::TextSide;
 use rlhf::train::Batch;
-use serde_json::json;
 use std::path::Path;
 use tracing::info;
 
@@ -36,8 +37,15 @@ pub async fn run(config_path: &Path, resume: bool) -> anyhow::Result<()> {
     let text = TextSide::load(&stage.init, &config.chat)?;
     let (train_examples, held_out) = load_split(&stage, &text.template, config.seed)?;
     let tokenized = [&train_examples, &held_out].map(|examples| {
-        tokenize_sft(examples, &text.tokenizer, &text.template, stage.max_seq_len)
-            .map_err(anyhow::Error::from)
+        let (tokenizer, template) = (&text.tokenizer, &text.template);
+        tokenize_sft(
+            examples,
+            tokenizer,
+            template,
+            stage.max_seq_len,
+            stage.truncate,
+        )
+        .map_err(anyhow::Error::from)
     });
     let [train_seqs, val_seqs] = tokenized;
     train_lm(
@@ -51,29 +59,21 @@ pub async fn run(config_path: &Path, resume: bool) -> anyhow::Result<()> {
     .await
 }
 
-/// Train a language model on token sequences (train, held-out), each with the number of
-/// over-long items skipped; keeps the best held-out checkpoint in `<run_dir>/<name>/`.
+/// Train a language model on token sequences (train, held-out), each with what the
+/// over-long rule did; keeps the best held-out checkpoint in `<run_dir>/<name>/`.
 pub async fn train_lm(
     name: &'static str,
     config: &RunConfig,
     stage: &StageConfig,
     text: &TextSide,
-    sequences: [(Vec<SftSequence>, usize); 2],
+    sequences: [(Vec<SftSequence>, Fitted); 2],
     resume: bool,
 ) -> anyhow::Result<()> {
     let mut dir = RunDir::create(&config.run_dir.join(name), config)?;
     let mut sets = Vec::new();
-    for (split, (seqs, skipped)) in ["train", "validation"].into_iter().zip(sequences) {
-        if skipped > 0 {
-            info!(
-                stage = name,
-                split,
-                skipped,
-                max_seq_len = stage.max_seq_len,
-                "skipped over-long examples"
-            );
-        }
-        dir.log(&json!({"stage": name, "split": split, "examples": seqs.len(), "skipped_too_long": skipped}))?;
+    for (split, (seqs, fitted)) in ["train", "validation"].into_iter().zip(sequences) {
+        let limit = ("max_seq_len", stage.max_seq_len);
+        dir.log_fitted(name, split, ("examples", seqs.len()), fitted, limit)?;
         sets.push(SftSet {
             seqs,
             pad_id: text.tokenizer.pad_id(),
@@ -117,9 +117,10 @@ pub fn load_split(
     template: &ChatTemplate,
     seed: u64,
 ) -> anyhow::Result<(Vec<SftExample>, Vec<SftExample>)> {
-    let examples = read_sft(&stage.data, template)?;
+    let read = |path| read_sft(path, template, &stage.keys, stage.assistant_turns);
+    let examples = read(&stage.data)?;
     Ok(match &stage.validation {
-        Some(path) => (examples, read_sft(path, template)?),
+        Some(path) => (examples, read(path)?),
         None => split_holdout(
             examples,
             stage.holdout_fraction,

@@ -64,6 +64,7 @@ pub async fn run_variant(
     let ptx = match (&stage.pretrain, stage.algo.ptx_coef > 0.0) {
         (Some(path), true) => Some(prompts::pretrain_sequences(
             path,
+            &stage.keys,
             tokenizer,
             stage.ptx_seq_len,
         )?),

@@ -3,14 +3,14 @@
 
 use crate::stages::pretrain::text_sequences;
 use crate::stages::run_dir::RunDir;
-use rlhf::config::PpoStage;
-use rlhf::data::{read_pretrain, read_prompts, sample_batch, SftBatch, SftSequence};
+use rlhf::config::{DataKeys, PpoStage};
+use rlhf::data::{
+    bos_len, fit_prompt, read_pretrain, read_prompts, sample_batch, Fitted, SftBatch, SftSequence,
+};
 use rlhf::rng::Rng;
 use rlhf::text_side::TextSide;
 use rlhf::tokenizer::Tokenizer;
-use serde_json::json;
 use std::path::Path;
-use tracing::info;
 
 /// The prompt order's random stream, derived from the run's seed.
 const PROMPT_STREAM: u64 = 0x51a;
@@ -46,30 +46,29 @@ impl PromptCycle {
 }
 
 /// Prompt token ids (in the run's chat template) and raw texts; prompts over
-/// `max_prompt_len` tokens are skipped and counted.
+/// `max_prompt_len` tokens are skipped or cut (`truncate`) and counted.
 pub fn tokenize_prompts(
     stage: &PpoStage,
     text: &TextSide,
     dir: &mut RunDir,
 ) -> anyhow::Result<(Vec<Vec<i64>>, Vec<String>)> {
-    let prompts = read_prompts(&stage.prompts, &text.template)?;
+    let prompts = read_prompts(&stage.prompts, &text.template, &stage.keys)?;
     let (mut kept, mut raw) = (Vec::with_capacity(prompts.len()), Vec::new());
+    let mut fitted = Fitted::default();
     for p in prompts.iter() {
         let ids = text.encode_prompt(&p.text)?;
-        if ids.len() <= stage.max_prompt_len {
-            kept.push(ids);
-            raw.push(p.raw.clone());
+        let keep = bos_len(&ids, &text.tokenizer);
+        match fit_prompt(ids, stage.max_prompt_len, stage.truncate, keep) {
+            Some((ids, cut)) => {
+                fitted.truncated += usize::from(cut);
+                kept.push(ids);
+                raw.push(p.raw.clone());
+            }
+            None => fitted.skipped += 1,
         }
     }
-    let skipped = prompts.len() - kept.len();
-    if skipped > 0 {
-        info!(
-            skipped,
-            max_prompt_len = stage.max_prompt_len,
-            "skipped over-long prompts"
-        );
-    }
-    dir.log(&json!({"stage": "ppo", "prompts": kept.len(), "skipped_too_long": skipped}))?;
+    let limit = ("max_prompt_len", stage.max_prompt_len);
+    dir.log_fitted("ppo", "train", ("prompts", kept.len()), fitted, limit)?;
     anyhow::ensure!(
         !kept.is_empty(),
         "{}: no prompt fits ppo.max_prompt_len",
@@ -78,13 +77,15 @@ pub fn tokenize_prompts(
     Ok((kept, raw))
 }
 
-/// Pretraining documents as token chunks of at most `len` tokens.
+/// Pretraining documents (their `text` field under `keys`) as token chunks of at most
+/// `len` tokens.
 pub fn pretrain_sequences(
     path: &Path,
+    keys: &DataKeys,
     tokenizer: &Tokenizer,
     len: usize,
 ) -> anyhow::Result<Vec<SftSequence>> {
-    let seqs = text_sequences(&read_pretrain(path)?, tokenizer, len)?;
+    let seqs = text_sequences(&read_pretrain(path, keys)?, tokenizer, len)?;
     anyhow::ensure!(!seqs.is_empty(), "{}: no pretraining text", path.display());
     Ok(seqs)
 }
@@ -114,10 +115,7 @@ mod tests {
     #[test]
     fn each_step_gets_its_own_pretraining_batch() {
         let seqs: Vec<SftSequence> = (0..20)
-            .map(|i| SftSequence {
-                ids: (0..2 + i % 5).map(|t| 100 * i + t).collect(),
-                prompt_len: 0,
-            })
+            .map(|i| SftSequence::new((0..2 + i % 5).map(|t| 100 * i + t).collect(), 0))
             .collect();
         let (batches, tokens) = ptx_batches(&seqs, 4, 3, 0, &mut Rng::new(7));
         assert_eq!(batches.len(), 4);

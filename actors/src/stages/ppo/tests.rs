@@ -58,6 +58,8 @@ pub(super) fn stage() -> PpoStage {
         policy: "mem".into(),
         reward_model: "mem".into(),
         prompts: "mem".into(),
+        keys: Default::default(),
+        truncate: Default::default(),
         pretrain: None,
         steps: 3,
         rollout_batch_size: 4,
@@ -161,10 +163,7 @@ async fn a_ppo_run_exports_its_metrics_under_the_documented_names() {
     let mut run_dir = RunDir::create(&dir, &config).unwrap();
     let actors = spawn(&stage, tokens, 5, &source()).await.unwrap();
     let prompts = vec![vec![5, 6, 7], vec![9, 10]];
-    let ptx = [SftSequence {
-        ids: vec![3, 4, 5, 6, 7],
-        prompt_len: 0,
-    }];
+    let ptx = [SftSequence::new(vec![3, 4, 5, 6, 7], 0)];
     let run = "ppo_metrics_test";
     let spec = Run {
         name: run,
