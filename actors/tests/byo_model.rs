@@ -166,7 +166,8 @@ fn example_config_trains_a_llama_that_transformers_loads() {
         .unwrap();
     let theirs: Vec<i64> = serde_json::from_value(hf["prompt_ids"].clone()).unwrap();
     assert_eq!(theirs, ours, "prompt ids: transformers vs rlhf");
-    assert_eq!(theirs.iter().filter(|&&t| t == 0).count(), 1, "one BOS");
+    let bos = text.tokenizer.bos_id().unwrap();
+    assert_eq!(theirs.iter().filter(|&&t| t == bos).count(), 1, "one BOS");
 
     // The SFT data teaches answers of a dozen tokens or more that end in an EOS, so the
     // comparison covers the stop ids (generation_config.json's two) as well as the argmaxes.
@@ -206,4 +207,5 @@ fn example_config_trains_a_llama_that_transformers_loads() {
         (theirs + bias - score).abs() < 1e-4,
         "reward of {response:?}: transformers {theirs} + bias {bias} vs rlhf {score}"
     );
+    std::fs::remove_dir_all(&dir).unwrap();
 }
