@@ -11,8 +11,8 @@ Prints one JSON object:
                 prompt, cut before the first of generation_config's eos_token_id
   completion:   new_ids decoded, special tokens kept (as `rlhf generate` prints them)
   chat_template: the template AutoTokenizer read from POLICY_DIR and from RM_DIR
-  score:        AutoModelForSequenceClassification(RM_DIR) on the templated PROMPT, then
-                RESPONSE, then the EOS (how `rlhf` reads a reward), and the config's
+  score:        AutoModelForSequenceClassification(RM_DIR) on the templated PROMPT's ids,
+                RESPONSE's, then the EOS (how `rlhf` reads a reward), and the config's
                 reward_bias (transformers' score is rlhf's minus it for Llama models)
 """
 
@@ -55,8 +55,14 @@ def main():
 
     rm_tok = AutoTokenizer.from_pretrained(rm_dir)
     rm = AutoModelForSequenceClassification.from_pretrained(rm_dir, dtype=torch.float32).eval()
-    text = rm_tok.apply_chat_template(user, add_generation_prompt=True, tokenize=False) + response
-    scored = rm_tok(text, add_special_tokens=False)["input_ids"] + [rm_tok.eos_token_id]
+    # The prompt, then the response encoded on its own, then the EOS, as rlhf trains and
+    # scores a reward model.
+    prompt_text = rm_tok.apply_chat_template(user, add_generation_prompt=True, tokenize=False)
+    scored = (
+        rm_tok(prompt_text, add_special_tokens=False)["input_ids"]
+        + rm_tok(response, add_special_tokens=False)["input_ids"]
+        + [rm_tok.eos_token_id]
+    )
     with torch.no_grad():
         score = rm(torch.tensor([scored])).logits[0, 0].item()
 
