@@ -161,9 +161,13 @@ mod tests {
     const MINIMAL: &str = "seed = 1\nrun_dir = \"runs/x\"\n[model]\narch = \"gpt2\"\nlayers = 2\nd_model = 32\nheads = 4\nmax_positions = 64\n";
 
     #[test]
-    fn the_shipped_default_parses() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/default.toml");
-        RunConfig::load(&path).unwrap();
+    fn the_shipped_configs_parse() {
+        for name in ["default.toml", "small.toml", "example-hf.toml"] {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("configs")
+                .join(name);
+            RunConfig::load(&path).unwrap();
+        }
     }
 
     #[test]

@@ -120,7 +120,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
             .cloned()
             .zip(responses.iter().cloned())
             .collect();
-        let scores = reward_scores(&judge_model, &judge.tokenizer, &pairs)?;
+        let scores = reward_scores(&judge_model, &judge.tokenizer, &judge.template, &pairs)?;
         let perplexity = documents
             .as_deref()
             .map(|d| perplexity(&model, &text.tokenizer, d))

@@ -251,7 +251,7 @@ fn rm_accuracy(
             .iter()
             .map(|r| (example.prompt.clone(), r.clone()))
             .collect();
-        let rm = reward_scores(&model, &tokenizer, &inputs)?;
+        let rm = reward_scores(&model, &tokenizer, &template, &inputs)?;
         // "At least CLEAR" up to rounding: the agreement counts gaps above its threshold.
         for (count, gap) in counts.iter_mut().zip([TIE, CLEAR - TIE]) {
             let (agreed, compared) = pairwise_agreement(&gold, &rm, gap);

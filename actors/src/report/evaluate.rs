@@ -12,6 +12,7 @@ use rlhf::data::collate_sft;
 use rlhf::eval::{bootstrap_mean, by_group, judge, win_rate};
 use rlhf::generate::left_pad;
 use rlhf::model::Model;
+use rlhf::template::ChatTemplate;
 use rlhf::tokenizer::Tokenizer;
 use rlhf::train::{evaluate, last_token_scores, Batch};
 use serde_json::{json, Value};
@@ -98,11 +99,16 @@ pub fn perplexity(
     Ok(evaluate(model, &batches).loss.exp())
 }
 
-/// A reward model's score of each (templated prompt, response) pair, read at the EOS that
-/// ends the response, as the reward model was trained.
+/// A reward model's score of each (prompt rendered with `template`, response) pair, read at
+/// the EOS that ends the response. The ids are those the reward model was trained on
+/// (`rlhf::data::tokenize_rm`): the prompt as `template` encodes it (a BOS only where no
+/// template writes one), then the response encoded on its own, then the EOS. Encoding the
+/// joined text instead differs at the join for SentencePiece tokenizers (Llama 2, Mistral),
+/// whose response would lose its word-start marker.
 pub fn reward_scores(
     model: &Model,
     tokenizer: &Tokenizer,
+    template: &ChatTemplate,
     pairs: &[(String, String)],
 ) -> anyhow::Result<Vec<f64>> {
     let mut out = Vec::with_capacity(pairs.len());
@@ -110,7 +116,8 @@ pub fn reward_scores(
         let seqs = chunk
             .iter()
             .map(|(prompt, response)| {
-                let mut ids = tokenizer.encode(&format!("{prompt}{response}"))?;
+                let mut ids = template.encode_prompt(tokenizer, prompt)?;
+                ids.extend(tokenizer.encode(response)?);
                 ids.push(tokenizer.eos_id());
                 Ok(ids)
             })
@@ -174,6 +181,44 @@ mod tests {
             responses: vec![String::new(); scores.len()],
             scores: scores.to_vec(),
             perplexity: None,
+        }
+    }
+
+    /// Scores the ids the reward model was trained on: with Mistral's SentencePiece
+    /// tokenizer the response encoded on its own starts with a word-start marker that the
+    /// joined text would not have; a prompt used as given gets the tokenizer's BOS.
+    #[test]
+    fn reward_scores_read_the_ids_the_reward_model_trained_on() {
+        use rlhf::config::ChatConfig;
+        use rlhf::device::DType;
+        use rlhf::model::Head;
+        use rlhf::text_side::TextSide;
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures");
+        let text = TextSide::load(&fixtures.join("chat/mistral"), &ChatConfig::default()).unwrap();
+        let tok = &text.tokenizer;
+        let mut raw: Value = serde_json::from_str(
+            &std::fs::read_to_string(fixtures.join("llama-tiny/config.json")).unwrap(),
+        )
+        .unwrap();
+        raw["vocab_size"] = json!(tok.vocab_size());
+        tch::manual_seed(0);
+        let model = Model::new(raw, Head::Scalar, DType::F32, tch::Device::Cpu).unwrap();
+        let score = |ids: Vec<i64>| {
+            let (ids, valid) = left_pad(&[ids], tok.pad_id());
+            f64::from(last_token_scores(&model, &ids, &valid).double_value(&[0]) as f32)
+        };
+        let response = "The river Avel.";
+        for template in [&text.template, &ChatTemplate::None] {
+            let prompt = template.prompt("Name a river.").unwrap();
+            let mut trained = template.encode_prompt(tok, &prompt).unwrap();
+            trained.extend(tok.encode(response).unwrap());
+            trained.push(tok.eos_id());
+            let mut joined = tok.encode(&format!("{prompt}{response}")).unwrap();
+            joined.push(tok.eos_id());
+            assert_ne!(trained, joined, "the case this guards");
+            let pairs = [(prompt, response.to_string())];
+            let ours = reward_scores(&model, tok, template, &pairs).unwrap();
+            assert_eq!(ours, vec![score(trained)]);
         }
     }
 
