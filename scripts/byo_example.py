@@ -114,28 +114,36 @@ def write_jsonl(name, records):
     print(f"wrote {path}: {len(records)} records")
 
 
+def user(text):
+    return {"role": "user", "content": text}
+
+
+def assistant(text):
+    return {"role": "assistant", "content": text}
+
+
 def make_data():
+    """Every fact in several of the forms users bring: rlhf's own and TRL's standard and
+    conversational ones (src/data/mod.rs lists them)."""
     os.makedirs(DATA, exist_ok=True)
     sft, rm, prompts = [], [], []
     for i, (q, a) in enumerate(FACTS):
-        # Each fact three ways: a plain pair, a conversation with a system message, and a
-        # follow-up turn after an earlier exchange.
-        sft.append({"prompt": q, "response": a})
-        sft.append({"messages": [
-            {"role": "system", "content": SYSTEM},
-            {"role": "user", "content": q},
-            {"role": "assistant", "content": a},
-        ]})
         p, pa = FACTS[(i + 1) % len(FACTS)]
-        sft.append({"messages": [
-            {"role": "user", "content": p},
-            {"role": "assistant", "content": pa},
-            {"role": "user", "content": q},
-            {"role": "assistant", "content": a},
-        ], "category": "chat"})
+        # SFT: a plain pair, TRL's conversational prompt/completion with a system message,
+        # and a two-turn conversation (both assistant turns are trained).
+        sft.append({"prompt": q, "response": a})
+        sft.append({
+            "prompt": [{"role": "system", "content": SYSTEM}, user(q)],
+            "completion": [assistant(a)],
+        })
+        sft.append({"messages": [user(p), assistant(pa), user(q), assistant(a)], "category": "chat"})
         wrong = [WRONG[(i + k) % len(WRONG)] for k in range(3)]
-        rm.append({"prompt": q, "chosen": a, "rejected": wrong[0]})
-        # K = 3, shown in a rotating order; ranking lists indices best first.
+        # RM: a pair with its prompt implicit in the two conversations (TRL's form), and
+        # K = 3 in a rotating order (ranking lists indices best first).
+        rm.append({
+            "chosen": [user(q), assistant(a)],
+            "rejected": [user(q), assistant(wrong[0])],
+        })
         shown = [wrong[1], a, wrong[2]] if i % 2 else [a, wrong[2], wrong[1]]
         rm.append({
             "prompt": q,
@@ -143,8 +151,9 @@ def make_data():
             "ranking": [shown.index(a), shown.index(wrong[1]), shown.index(wrong[2])],
             "category": "closed_qa",
         })
+        # PPO: a plain prompt, and a conversation whose reference answer is dropped.
         prompts.append({"prompt": q})
-        prompts.append({"prompt": f"{q} Answer in one sentence."})
+        prompts.append({"messages": [user(f"{q} Answer in one sentence."), assistant(a)]})
     write_jsonl("sft.jsonl", sft)
     write_jsonl("rm.jsonl", rm)
     write_jsonl("prompts.jsonl", prompts)
