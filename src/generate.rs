@@ -4,6 +4,10 @@
 //! cache is filled by one prefill forward, then one token per step for all rows. A row
 //! stops at any of its EOS ids (later columns are padding, masked out); the loop stops when
 //! all rows have.
+//!
+//! Every row samples from its own random stream: its t-th token uses its stream's t-th
+//! uniform. A row's tokens therefore depend on its prompt, its stream and the weights, not
+//! on which other rows share its batch or how large the batch is.
 
 use crate::model::{KvCache, Model};
 use crate::rng::Rng;
@@ -51,16 +55,17 @@ pub fn left_pad(seqs: &[Vec<i64>], pad_id: i64) -> (Tensor, Tensor) {
     )
 }
 
-/// Generate continuations of left-padded `prompt` ids [B, P] with validity `prompt_mask`.
-/// The cache must come from `model.new_cache(B, P + max_new_tokens)` (or be reused from an
-/// earlier call of at least that size); it is reset first.
+/// Generate continuations of left-padded `prompt` ids [B, P] with validity `prompt_mask`,
+/// row b drawing from `streams[b]` (B streams; each advances by `max_new_tokens` draws
+/// unless greedy). The cache must come from `model.new_cache(B, P + max_new_tokens)` (or be
+/// reused from an earlier call of at least that size); it is reset first.
 pub fn generate(
     model: &Model,
     cache: &mut KvCache,
     prompt: &Tensor,
     prompt_mask: &Tensor,
     options: &GenerateOptions,
-    rng: &mut Rng,
+    streams: &mut [Rng],
 ) -> Result<Generation> {
     options.sampling.validate().map_err(Error::Invalid)?;
     let (batch, prompt_len) = (prompt.size()[0], prompt.size()[1]);
@@ -78,6 +83,12 @@ pub fn generate(
             config.max_positions
         )));
     }
+    if streams.len() as i64 != batch {
+        return Err(Error::Invalid(format!(
+            "{} random streams for a batch of {batch} prompts",
+            streams.len()
+        )));
+    }
     if !cache.fits(config, batch, prompt_len + steps, model.var_store().kind()) {
         return Err(Error::Invalid(format!(
             "KV cache of {}x{} does not fit a batch of {batch} x {} tokens for this model",
@@ -91,7 +102,13 @@ pub fn generate(
     let noise = if options.sampling.greedy {
         Tensor::ones([steps, batch], (Kind::Float, device))
     } else {
-        let draws: Vec<f32> = (0..steps * batch).map(|_| rng.uniform() as f32).collect();
+        let rows = streams.len();
+        let mut draws = vec![0f32; steps as usize * rows];
+        for (b, stream) in streams.iter_mut().enumerate() {
+            for t in 0..steps as usize {
+                draws[t * rows + b] = stream.uniform() as f32;
+            }
+        }
         Tensor::from_slice(&draws)
             .view([steps, batch])
             .to_device(device)
@@ -128,6 +145,15 @@ pub fn generate(
         logprobs: Tensor::stack(&logprobs, 1),
         mask: Tensor::stack(&masks, 1),
     })
+}
+
+/// One stream per prompt, `Rng::stream(seed, [first + i])` for prompt i: what a caller
+/// that numbers its prompts (a file's lines, say) gives [`generate`], so each prompt's
+/// completion is the same in any batch.
+pub fn prompt_streams(seed: u64, first: usize, count: usize) -> Vec<Rng> {
+    (first..first + count)
+        .map(|i| Rng::stream(seed, &[i as u64]))
+        .collect()
 }
 
 /// The EOS ids as a tensor on `device`, for `Tensor::isin` (one comparison a step,

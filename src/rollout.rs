@@ -318,7 +318,6 @@ mod tests {
     use crate::device::DType;
     use crate::generate::{generate, left_pad, GenerateOptions};
     use crate::model::Head;
-    use crate::rng::Rng;
     use std::path::Path;
 
     fn fixture(name: &str, head: Head) -> Model {
@@ -354,8 +353,15 @@ mod tests {
         let (ids, mask) = left_pad(&prompts(), 0);
         let opts = options(eos);
         let mut cache = model.new_cache(ids.size()[0], ids.size()[1] + opts.max_new_tokens);
-        let generation =
-            generate(model, &mut cache, &ids, &mask, &opts, &mut Rng::new(seed)).unwrap();
+        let generation = generate(
+            model,
+            &mut cache,
+            &ids,
+            &mask,
+            &opts,
+            &mut crate::generate::prompt_streams(seed, 0, ids.size()[0] as usize),
+        )
+        .unwrap();
         RolloutBatch::from_generation(3, 7, ids, mask, generation, opts.eos_token_ids.as_slice())
     }
 
@@ -459,7 +465,7 @@ mod tests {
             &ids,
             &mask,
             &truncated,
-            &mut Rng::new(11),
+            &mut crate::generate::prompt_streams(11, 0, 4),
         )
         .unwrap();
         let top5 = RolloutBatch::from_generation(3, 7, ids, mask, generation, &[]);

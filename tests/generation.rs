@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use rlhf::device::DType;
-use rlhf::generate::{generate, left_pad, GenerateOptions, Generation};
+use rlhf::generate::{generate, left_pad, prompt_streams, GenerateOptions, Generation};
 use rlhf::model::{Head, Model};
 use rlhf::rng::Rng;
 use rlhf::sampling::Sampling;
@@ -37,16 +37,28 @@ fn options(eos: Option<i64>) -> GenerateOptions {
 fn run(model: &Model, opts: &GenerateOptions, seed: u64) -> Generation {
     let (ids, mask) = left_pad(&prompts(), 0);
     let mut cache = model.new_cache(ids.size()[0], ids.size()[1] + opts.max_new_tokens);
-    generate(model, &mut cache, &ids, &mask, opts, &mut Rng::new(seed)).unwrap()
+    generate(
+        model,
+        &mut cache,
+        &ids,
+        &mask,
+        opts,
+        &mut prompt_streams(seed, 0, ids.size()[0] as usize),
+    )
+    .unwrap()
 }
 
 /// The same sampling without a cache: every step re-runs the whole (re-padded) sequence.
 fn naive(model: &Model, opts: &GenerateOptions, seed: u64) -> (Vec<Vec<i64>>, Vec<Vec<f64>>) {
-    let mut rng = Rng::new(seed);
     let rows = prompts().len();
-    let noise: Vec<f32> = (0..opts.max_new_tokens as usize * rows)
-        .map(|_| rng.uniform() as f32)
-        .collect();
+    // Row r's t-th token takes the t-th draw of prompt r's own stream.
+    let mut streams = prompt_streams(seed, 0, rows);
+    let mut noise = vec![0f32; opts.max_new_tokens as usize * rows];
+    for (r, stream) in streams.iter_mut().enumerate() {
+        for t in 0..opts.max_new_tokens as usize {
+            noise[t * rows + r] = stream.uniform() as f32;
+        }
+    }
     let mut seqs = prompts();
     let (mut tokens, mut logprobs) = (vec![vec![]; rows], vec![vec![]; rows]);
     let mut done = vec![false; rows];
@@ -201,8 +213,87 @@ fn cache_that_does_not_fit_is_an_error() {
         &ids,
         &mask,
         &options(None),
-        &mut Rng::new(0),
+        &mut prompt_streams(0, 0, 3),
     )
     .unwrap_err();
     assert!(err.to_string().contains("KV cache"), "{err}");
+    let mut cache = model.new_cache(3, 20);
+    let err = generate(
+        &model,
+        &mut cache,
+        &ids,
+        &mask,
+        &options(None),
+        &mut prompt_streams(0, 0, 2),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("2 random streams for a batch of 3"),
+        "{err}"
+    );
+}
+
+/// Each prompt samples from its own stream: the same episodes, token for token, whether
+/// the 64 prompts go in one batch, in batches of 7 or one at a time.
+#[test]
+fn episodes_do_not_depend_on_the_batch() {
+    let model = load("gpt2-tiny", Head::LanguageModel);
+    let mut rng = Rng::new(3);
+    let prompts: Vec<Vec<i64>> = (0..64)
+        .map(|_| {
+            (0..1 + rng.below(9))
+                .map(|_| 1 + rng.below(90) as i64)
+                .collect()
+        })
+        .collect();
+    let opts = GenerateOptions {
+        sampling: Sampling::default(),
+        max_new_tokens: 12,
+        eos_token_ids: vec![95],
+        pad_token_id: 0,
+    };
+    let episodes = |size: usize| -> Vec<Vec<i64>> {
+        let mut out = Vec::new();
+        for (c, chunk) in prompts.chunks(size).enumerate() {
+            let (ids, mask) = left_pad(chunk, 0);
+            let mut cache = model.new_cache(chunk.len() as i64, ids.size()[1] + 12);
+            let mut streams = prompt_streams(42, c * size, chunk.len());
+            let g = generate(&model, &mut cache, &ids, &mask, &opts, &mut streams).unwrap();
+            for row in 0..chunk.len() as i64 {
+                let tokens = Vec::<i64>::try_from(g.tokens.get(row)).unwrap();
+                let live = Vec::<bool>::try_from(g.mask.get(row)).unwrap();
+                out.push(
+                    tokens
+                        .into_iter()
+                        .zip(live)
+                        .filter(|p| p.1)
+                        .map(|p| p.0)
+                        .collect(),
+                );
+            }
+        }
+        out
+    };
+    let whole = episodes(64);
+    assert!(whole.iter().any(|e| e.last() == Some(&95)) && whole.iter().any(|e| e.len() == 12));
+    assert_eq!(episodes(7), whole);
+    assert_eq!(episodes(1), whole);
+    // Another seed samples other episodes.
+    let (ids, mask) = left_pad(&prompts, 0);
+    let mut cache = model.new_cache(64, ids.size()[1] + 12);
+    let other = generate(
+        &model,
+        &mut cache,
+        &ids,
+        &mask,
+        &opts,
+        &mut prompt_streams(43, 0, 64),
+    )
+    .unwrap();
+    let first = Vec::<i64>::try_from(other.tokens.get(0)).unwrap();
+    assert_ne!(
+        first[..whole[0].len().min(first.len())],
+        whole[0][..whole[0].len().min(first.len())]
+    );
 }

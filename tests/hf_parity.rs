@@ -11,7 +11,6 @@ use rlhf::device::DType;
 use rlhf::generate::{generate, GenerateOptions};
 use rlhf::model::{config, weights, Head, Model};
 use rlhf::optim::OptimizerConfig;
-use rlhf::rng::Rng;
 use rlhf::sampling::Sampling;
 use rlhf::schedule::ScheduleConfig;
 use rlhf::train::{last_token_scores, Batch, Trainer};
@@ -147,7 +146,15 @@ fn greedy_generation_with_cache_equals_transformers() {
             pad_token_id: 0,
         };
         let mut cache = model.new_cache(2, 10 + 12);
-        let out = generate(&model, &mut cache, ids, mask, &options, &mut Rng::new(0)).unwrap();
+        let out = generate(
+            &model,
+            &mut cache,
+            ids,
+            mask,
+            &options,
+            &mut rlhf::generate::prompt_streams(0, 0, ids.size()[0] as usize),
+        )
+        .unwrap();
         let n = out.tokens.size()[1];
         let tokens = Tensor::zeros([2, 12], (Kind::Int64, tch::Device::Cpu));
         tokens.narrow(1, 0, n).copy_(&out.tokens);

@@ -2,9 +2,8 @@
 //! pipeline's labeling and every evaluation.
 
 use anyhow::Context;
-use rlhf::generate::{generate, left_pad, GenerateOptions};
+use rlhf::generate::{generate, left_pad, prompt_streams, GenerateOptions};
 use rlhf::model::Model;
-use rlhf::rng::Rng;
 use rlhf::sampling::Sampling;
 use rlhf::text_side::TextSide;
 
@@ -13,14 +12,16 @@ const BATCH: usize = 64;
 
 /// Generate a completion for each text, encoded as `text`'s chat template says (rendered
 /// prompts as they are; with no template, after the tokenizer's BOS); a completion ends at
-/// any of the model's EOS ids. The model and tokenizer must agree on the vocabulary.
+/// any of the model's EOS ids. Text i samples from the stream `(seed, first + i)`, so its
+/// completion does not depend on the batch it is in. The model and tokenizer must agree
+/// on the vocabulary.
 pub fn complete(
     model: &Model,
     text: &TextSide,
     texts: &[String],
     max_new_tokens: i64,
     sampling: Sampling,
-    seed: u64,
+    (seed, first): (u64, usize),
 ) -> anyhow::Result<Vec<String>> {
     let tokenizer = &text.tokenizer;
     let encoded = texts
@@ -44,7 +45,7 @@ pub fn complete(
         &ids,
         &mask,
         &options,
-        &mut Rng::new(seed),
+        &mut prompt_streams(seed, first, texts.len()),
     )
     .context("generation failed")?;
     let eos = text.eos_token_ids();
@@ -60,7 +61,8 @@ pub fn complete(
         .collect()
 }
 
-/// One sampled completion per templated prompt, in batches, reproducible from `seed`.
+/// One sampled completion per templated prompt, in batches, reproducible from `seed`:
+/// prompt i samples from the stream `(seed, i)`, whatever the batching.
 /// Completions stop at EOS; the text is cut at a chat-template marker, should the model
 /// write the next turn itself.
 pub fn sample_responses(
@@ -73,8 +75,15 @@ pub fn sample_responses(
 ) -> anyhow::Result<Vec<String>> {
     let mut out = Vec::with_capacity(texts.len());
     for (i, chunk) in texts.chunks(BATCH).enumerate() {
-        let seed = Rng::new(seed ^ i as u64).next_u64();
-        for completion in complete(model, text, chunk, max_new_tokens, sampling.clone(), seed)? {
+        let streams = (seed, i * BATCH);
+        for completion in complete(
+            model,
+            text,
+            chunk,
+            max_new_tokens,
+            sampling.clone(),
+            streams,
+        )? {
             let cut = completion
                 .find("<|")
                 .map_or(completion.as_str(), |at| &completion[..at]);

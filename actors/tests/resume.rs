@@ -1,5 +1,5 @@
-//! Exact resume and faults: SFT, RM and synchronous PPO runs killed with SIGKILL at random
-//! moments (or stopped with SIGTERM) and resumed with `--resume` end with the same weights
+//! Exact resume and faults: SFT, RM and PPO runs (synchronous, and one-step off-policy, the
+//! default) killed with SIGKILL at random moments (or stopped with SIGTERM) and resumed with `--resume` end with the same weights
 //! and metrics as uninterrupted runs, also when the newest checkpoint is corrupt (the
 //! resume falls back to the previous one), when SFT trains with dropout, and after a
 //! checkpoint failed on a full disk; a NaN step is skipped or stops the stage (SFT, PPO).
@@ -324,18 +324,21 @@ fn sigterm_checkpoints_exits_zero_and_resumes_exactly() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// A PPO config (synchronous, PPO-ptx, checkpoints every 3 steps) on the reference's SFT
-/// and reward models, writing into `run`.
-fn write_ppo_config(dir: &Path, run: &Path, reference: &Path) -> PathBuf {
-    ppo_config(
+/// A PPO config (PPO-ptx, checkpoints every 3 steps, `max_staleness` as given) on the
+/// reference's SFT and reward models, writing into `run`.
+fn write_ppo_config(dir: &Path, run: &Path, reference: &Path, staleness: u64) -> PathBuf {
+    let config = ppo_config(
         dir,
         run,
         &reference.join("sft/checkpoints/best"),
         &reference.join("rm/checkpoints/best"),
-    )
+    );
+    let text = std::fs::read_to_string(&config).unwrap();
+    let text = text.replace("max_staleness = 0", &format!("max_staleness = {staleness}"));
+    write(config, text)
 }
 
-/// [`write_ppo_config`] on the given policy and reward model folders.
+/// A synchronous [`write_ppo_config`] on the given policy and reward model folders.
 fn ppo_config(dir: &Path, run: &Path, policy: &Path, reward_model: &Path) -> PathBuf {
     let prompts: String = WORDS
         .iter()
@@ -366,19 +369,22 @@ lr = 1e-3
     write(run.with_extension("toml"), config)
 }
 
-/// Synchronous PPO killed at random moments resumes to the same policy and metrics.
+/// PPO killed at random moments resumes to the same policy and metrics, synchronous and
+/// at the default `max_staleness = 1` (the checkpoint keeps the batch generated with the
+/// weights before it).
 #[test]
-fn a_killed_synchronous_ppo_run_resumes_exactly() {
+fn a_killed_ppo_run_resumes_exactly_at_any_staleness() {
     let dir = temp_dir("ppo");
     let reference = trained_reference(&dir);
-    let uninterrupted = dir.join("ppo-reference");
-    let ppo = write_ppo_config(&dir, &uninterrupted, &reference);
-    ok(rlhf(&["ppo", "--config", ppo.to_str().unwrap()]));
-
     let jitter = jitter();
-    for attempt in 0..2u64 {
+    for (staleness, attempt) in [(0, 0u64), (1, 1), (1, 2)] {
+        let uninterrupted = dir.join(format!("ppo-reference-{staleness}"));
+        if !uninterrupted.exists() {
+            let ppo = write_ppo_config(&dir, &uninterrupted, &reference, staleness);
+            ok(rlhf(&["ppo", "--config", ppo.to_str().unwrap()]));
+        }
         let run = dir.join(format!("ppo-{attempt}"));
-        let ppo = write_ppo_config(&dir, &run, &reference);
+        let ppo = write_ppo_config(&dir, &run, &reference, staleness);
         let delay = Duration::from_millis((jitter >> (attempt * 8)) % 150);
         assert!(
             kill_after_first_checkpoint("ppo", &ppo, &run, delay),

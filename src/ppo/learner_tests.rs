@@ -81,7 +81,8 @@ pub(super) fn rollout(
     };
     let policy = learner.policy();
     let mut cache = policy.new_cache(ids.size()[0], ids.size()[1] + max_new);
-    let generation = generate(policy, &mut cache, &ids, &mask, &options, rng).unwrap();
+    let mut streams = crate::generate::prompt_streams(rng.next_u64(), 0, rows);
+    let generation = generate(policy, &mut cache, &ids, &mask, &options, &mut streams).unwrap();
     let mut batch =
         RolloutBatch::from_generation(0, learner.version(), ids, mask, generation, &[EOS]);
     batch.ref_logprobs = Some(response_logprobs(

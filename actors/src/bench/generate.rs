@@ -3,7 +3,7 @@
 use super::shape::{random_ids, ShapeArgs};
 use super::sys;
 use clap::Args;
-use rlhf::generate::{generate, GenerateOptions};
+use rlhf::generate::{generate, prompt_streams, GenerateOptions};
 use rlhf::model::{Head, KvCache, Model};
 use rlhf::rng::Rng;
 use rlhf::sampling::Sampling;
@@ -52,7 +52,8 @@ pub struct Generating {
     prompt: Tensor,
     mask: Tensor,
     options: GenerateOptions,
-    rng: Rng,
+    /// One sampling stream per row, advancing run after run.
+    streams: Vec<Rng>,
     settings: GenerateBench,
 }
 
@@ -83,7 +84,7 @@ impl Generating {
             prompt,
             mask,
             options,
-            rng,
+            streams: prompt_streams(0, 0, settings.batch as usize),
             settings: settings.clone(),
         })
     }
@@ -96,7 +97,7 @@ impl Generating {
             &self.prompt,
             &self.mask,
             &self.options,
-            &mut self.rng,
+            &mut self.streams,
         )?;
         Ok(out.tokens.numel() as f64)
     }

@@ -200,7 +200,7 @@ async fn run_once(
         seed: 0,
         from: None,
     };
-    let result = pipeline(&run, &actors, prompts, None, &mut run_dir).await;
+    let result = pipeline(run, &actors, prompts, None, &mut run_dir).await;
     actors.stop();
     result?;
     let timing = timing(&dir.join("metrics.jsonl"), settings.batch);

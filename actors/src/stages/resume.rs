@@ -12,7 +12,7 @@ use ractor::ActorRef;
 use rlhf::checkpoint::Checkpoints;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 const CURSOR: &str = "cursor.json";
 
@@ -58,16 +58,19 @@ pub fn last_good(checkpoints: &Checkpoints) -> String {
     }
 }
 
-/// Write a training-state checkpoint at the cursor.
+/// Write a training-state checkpoint at the cursor, with the files `extra` writes into
+/// its folder.
 pub async fn save<M: LearnerMsg>(
     learner: &ActorRef<M>,
     checkpoints: &Checkpoints,
     cursor: &impl Position,
+    extra: impl FnOnce(&Path) -> anyhow::Result<()>,
 ) -> anyhow::Result<PathBuf> {
     let staging = checkpoints.begin(cursor.step())?;
     let dir = staging.dir.clone();
     let written = async {
         ask_common(learner, |r| Common::SaveState(dir.clone(), r)).await?;
+        extra(&dir)?;
         let text = serde_json::to_string_pretty(cursor).expect("cursors serialise");
         std::fs::write(dir.join(CURSOR), text).context("writing the cursor")
     }
@@ -77,12 +80,12 @@ pub async fn save<M: LearnerMsg>(
 }
 
 /// Restore the newest valid checkpoint into the learner and cut metrics.jsonl back to it;
-/// None when there is none. Says which checkpoint it took and which it skipped.
+/// returns its cursor and folder, None when there is none. Says which checkpoint it took and which it skipped.
 pub async fn load<C: Position>(
     learner: &ActorRef<impl LearnerMsg>,
     checkpoints: &Checkpoints,
     dir: &mut RunDir,
-) -> anyhow::Result<Option<C>> {
+) -> anyhow::Result<Option<(C, PathBuf)>> {
     let (found, skipped) = checkpoints.latest_valid();
     for line in skipped {
         tracing::warn!("resume: {line}");
@@ -104,5 +107,5 @@ pub async fn load<C: Position>(
         step = cursor.step(),
         "resume: continuing from the newest valid checkpoint"
     );
-    Ok(Some(cursor))
+    Ok(Some((cursor, path)))
 }

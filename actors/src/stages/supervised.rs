@@ -159,7 +159,9 @@ pub async fn train(
     let (_, total_steps) = step_counts(stage, train_set.len());
     let states = Checkpoints::new(dir.path("state"), stage.keep_checkpoints);
     let resumed = match resume {
-        true => resume::load::<resume::Cursor>(learner, &states, dir).await?,
+        true => resume::load::<resume::Cursor>(learner, &states, dir)
+            .await?
+            .map(|(cursor, _)| cursor),
         false => None,
     };
     let mut at = resumed.clone().unwrap_or(resume::Cursor {
@@ -191,7 +193,7 @@ pub async fn train(
         for batch in order.iter().skip(at.done_in_epoch as usize) {
             if *stop.borrow() {
                 at.metrics_lines = dir.lines();
-                let saved = resume::save(learner, &states, &at).await?;
+                let saved = resume::save(learner, &states, &at, |_| Ok(())).await?;
                 progress.finish();
                 tracing::info!(
                     stage = name,
@@ -252,7 +254,7 @@ pub async fn train(
             progress.inc(&format!("loss {:.4}", stats.loss));
             if stage.checkpoint_every > 0 && at.step.is_multiple_of(stage.checkpoint_every) {
                 at.metrics_lines = dir.lines();
-                resume::save(learner, &states, &at).await?;
+                resume::save(learner, &states, &at, |_| Ok(())).await?;
             }
         }
         let eval = evaluate(learner, held_out, stage.batch_size).await?;
@@ -276,7 +278,7 @@ pub async fn train(
             metrics_lines: dir.lines(),
             ..at
         };
-        resume::save(learner, &states, &at).await?;
+        resume::save(learner, &states, &at, |_| Ok(())).await?;
     }
     progress.finish();
     best.map(Some)

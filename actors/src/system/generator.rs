@@ -1,6 +1,8 @@
 //! The generator actor: a policy copy that samples responses with the KV cache, stamps
 //! each rollout with the version of the weights that produced it, and takes new weights
-//! between batches.
+//! between batches. Each episode samples from its own stream, keyed by the run's seed, the
+//! prompt's index in the run and the sample's index ([`EpisodeKey`]): its tokens depend on
+//! its prompt, its key and the weights only.
 
 use crate::system::rpc::Reply;
 use crate::system::telemetry;
@@ -15,18 +17,41 @@ use rlhf::rollout::RolloutBatch;
 use tch::Tensor;
 use tracing::Instrument;
 
-/// The sampler's random state and next rollout batch id.
+/// The sampler's next rollout batch id (its randomness is keyed per episode, so nothing
+/// else carries over).
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SamplerState {
-    pub rng: u64,
     pub next_id: u64,
+}
+
+/// Which episode of the run a row is: the prompt's index among the prompts the run has
+/// drawn (a prompt drawn again gets a new index) and the sample's index for that prompt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EpisodeKey {
+    pub prompt: u64,
+    pub sample: u64,
+}
+
+impl EpisodeKey {
+    /// The keys of rollout batch `batch` (0-based): `prompts` prompts, each sampled
+    /// `samples` times in a row.
+    pub fn of_batch(batch: u64, prompts: usize, samples: usize) -> Vec<EpisodeKey> {
+        let first = batch * prompts as u64;
+        (0..prompts * samples)
+            .map(|row| EpisodeKey {
+                prompt: first + (row / samples) as u64,
+                sample: (row % samples) as u64,
+            })
+            .collect()
+    }
 }
 
 /// The generator's engine: synchronous, owned by its thread.
 pub struct Sampler {
     model: Model,
     options: GenerateOptions,
-    rng: Rng,
+    /// The root of every episode's stream.
+    seed: u64,
     version: u64,
     cache: Option<KvCache>,
     next_id: u64,
@@ -37,15 +62,31 @@ impl Sampler {
         Sampler {
             model,
             options,
-            rng: Rng::new(seed),
+            seed,
             version: 0,
             cache: None,
             next_id: 0,
         }
     }
 
-    /// Sample one response per prompt (token ids) into a rollout batch.
-    pub fn rollout(&mut self, prompts: &[Vec<i64>], pad_id: i64) -> anyhow::Result<RolloutBatch> {
+    /// Sample one response per prompt (token ids), row i from the stream of `keys[i]`, into
+    /// a rollout batch.
+    pub fn rollout(
+        &mut self,
+        prompts: &[Vec<i64>],
+        keys: &[EpisodeKey],
+        pad_id: i64,
+    ) -> anyhow::Result<RolloutBatch> {
+        anyhow::ensure!(
+            prompts.len() == keys.len(),
+            "{} prompts with {} episode keys",
+            prompts.len(),
+            keys.len()
+        );
+        let mut streams: Vec<Rng> = keys
+            .iter()
+            .map(|k| Rng::stream(self.seed, &[k.prompt, k.sample]))
+            .collect();
         let (ids, mask) = left_pad(prompts, pad_id);
         let (batch, width) = (ids.size()[0], ids.size()[1] + self.options.max_new_tokens);
         // Keep the cache across batches; reallocate only when a batch does not fit.
@@ -55,14 +96,7 @@ impl Sampler {
             _ => self.model.new_cache(batch, width),
         };
         let cache = self.cache.insert(cache);
-        let out = generate(
-            &self.model,
-            cache,
-            &ids,
-            &mask,
-            &self.options,
-            &mut self.rng,
-        )?;
+        let out = generate(&self.model, cache, &ids, &mask, &self.options, &mut streams)?;
         let id = self.next_id;
         self.next_id += 1;
         Ok(RolloutBatch::from_generation(
@@ -78,13 +112,11 @@ impl Sampler {
     /// What a resumed run needs to sample exactly as the interrupted one would have.
     pub fn snapshot(&self) -> SamplerState {
         SamplerState {
-            rng: self.rng.state(),
             next_id: self.next_id,
         }
     }
 
     pub fn restore(&mut self, state: &SamplerState) {
-        self.rng = Rng::new(state.rng);
         self.next_id = state.next_id;
     }
 
@@ -100,8 +132,8 @@ impl Sampler {
 }
 
 pub enum GeneratorMsg {
-    /// Sample responses for these tokenized prompts.
-    Generate(Vec<Vec<i64>>, Reply<RolloutBatch>),
+    /// Sample responses for these tokenized prompts, one episode each.
+    Generate(Vec<Vec<i64>>, Vec<EpisodeKey>, Reply<RolloutBatch>),
     /// Load new policy weights (applied between batches).
     SetWeights(u64, Vec<(String, Tensor)>, Reply<()>),
     /// The sampler's state, for a checkpoint.
@@ -154,7 +186,7 @@ impl Actor for Generator {
         state: &mut GeneratorState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            GeneratorMsg::Generate(prompts, reply) => {
+            GeneratorMsg::Generate(prompts, keys, reply) => {
                 let span = tracing::debug_span!(
                     "generator",
                     actor = "generator",
@@ -165,7 +197,7 @@ impl Actor for Generator {
                 let (pad, rows) = (state.pad_id, prompts.len() as i64);
                 let result = state
                     .worker
-                    .call(move |s| s.rollout(&prompts, pad))
+                    .call(move |s| s.rollout(&prompts, &keys, pad))
                     .instrument(span.clone())
                     .await;
                 if let Ok(batch) = &result {

@@ -1,13 +1,15 @@
 //! Exact resume of a PPO run. A training-state checkpoint is taken at a step boundary,
 //! after the weight sync and before the producer may start the next batch: the learner's
 //! policy, value model, both optimizers, KL coefficient, version and minibatch rng; the
-//! generator's rng and next batch id; the pretraining-batch rng; the step; and the metrics
-//! lines written. The prompt order is replayed from the seed. With `max_staleness = 0`
-//! nothing is in flight at that point, so a resumed run repeats the uninterrupted one; with
-//! 1, the batch generated during the checkpoint is generated again from a later rng state
-//! (valid PPO, not the same samples).
+//! generator's next batch id; the pretraining-batch rng; the step; the metrics lines
+//! written; and, with `max_staleness` > 0, the batches already generated with older weights
+//! ([`inflight`](super::inflight)). The prompt order is replayed from the seed, and every
+//! episode samples from a stream keyed by its place in the run, so a resumed run repeats the
+//! uninterrupted one at any staleness.
 
 use super::actors::Actors;
+use super::inflight;
+use super::produce::Produced;
 use crate::stages::resume::{self, Position};
 use crate::stages::run_dir::RunDir;
 use crate::system::generator::{GeneratorMsg, SamplerState};
@@ -38,13 +40,13 @@ impl Position for PpoCursor {
     }
 }
 
-/// Checkpoint the run after `step` (the generator must be idle: call it before the
-/// producer learns of the new weights).
+/// Checkpoint the run after `step` with the batches in flight (call it before the producer
+/// learns of the new weights).
 pub async fn save(
     actors: &Actors,
     states: &Checkpoints,
-    step: u64,
-    ptx_rng: u64,
+    (step, ptx_rng): (u64, u64),
+    inflight: &[Produced],
     dir: &RunDir,
 ) -> anyhow::Result<PathBuf> {
     let sampler = ask(&actors.generator, "generator", GeneratorMsg::Snapshot)
@@ -56,24 +58,35 @@ pub async fn save(
         sampler,
         metrics_lines: dir.lines(),
     };
-    resume::save(&actors.learner, states, &cursor).await
+    resume::save(&actors.learner, states, &cursor, |dir| {
+        inflight::save(dir, inflight)
+    })
+    .await
+}
+
+/// A checkpoint's cursor and the batches that were in flight, to continue from.
+pub struct Resumed {
+    pub cursor: PpoCursor,
+    pub inflight: Vec<Produced>,
 }
 
 /// Restore the newest valid checkpoint into the actors (the learner's state, then the
-/// generator's weights and rng); None when there is none.
+/// generator's weights and batch id); None when there is none.
 pub async fn restore(
     actors: &Actors,
     states: &Checkpoints,
     dir: &mut RunDir,
-) -> anyhow::Result<Option<PpoCursor>> {
-    let Some(cursor) = resume::load::<PpoCursor>(&actors.learner, states, dir).await? else {
+) -> anyhow::Result<Option<Resumed>> {
+    let Some((cursor, path)) = resume::load::<PpoCursor>(&actors.learner, states, dir).await?
+    else {
         return Ok(None);
     };
+    let inflight = inflight::load(&path)?;
     actors.sync_generator().await?;
     ask(&actors.generator, "generator", |r| {
         GeneratorMsg::Restore(cursor.sampler, r)
     })
     .await
     .context("generator")?;
-    Ok(Some(cursor))
+    Ok(Some(Resumed { cursor, inflight }))
 }

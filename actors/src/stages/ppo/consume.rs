@@ -20,6 +20,7 @@ use rlhf::metric_names::{SKIPPED_STEPS, STAGE_PROGRESS, TRAINED_TOKENS};
 use rlhf::ppo::learner::PpoStats;
 use rlhf::rng::Rng;
 use serde_json::{json, Value};
+use std::collections::VecDeque;
 use std::time::Instant;
 use tokio::sync::{mpsc, watch};
 use tracing::info;
@@ -61,11 +62,12 @@ pub struct Consumer<'a> {
 
 impl Consumer<'_> {
     /// Runs until the configured steps are done, a shutdown signal arrives (the current step
-    /// finishes first), or an actor fails (an error naming it). Returns the steps done.
+    /// finishes first), or an actor fails (an error naming it). Trains on the `pending`
+    /// batches (a checkpoint's in-flight ones) before the inbox's. Returns the steps done.
     pub async fn run(
         &self,
         actors: &Actors,
-        inbox: &mut mpsc::Receiver<Produced>,
+        (mut pending, inbox): (VecDeque<Produced>, &mut mpsc::Receiver<Produced>),
         synced: &watch::Sender<u64>,
         dir: &mut RunDir,
         stop: watch::Receiver<bool>,
@@ -88,7 +90,11 @@ impl Consumer<'_> {
             }
             // 1. The next scored batch (the producer's error, if it stopped, is the caller's).
             let wait = Instant::now();
-            let Some(produced) = inbox.recv().await else {
+            let next = match pending.pop_front() {
+                Some(saved) => Some(saved),
+                None => inbox.recv().await,
+            };
+            let Some(produced) = next else {
                 break;
             };
             let queue_wait = wait.elapsed().as_secs_f64();
@@ -154,7 +160,11 @@ impl Consumer<'_> {
             record["elapsed_seconds"] = json!(started.elapsed().as_secs_f64());
             dir.log(&record)?;
             done = step;
-            if self.checkpoint(actors, step, &ptx_rng, dir, &stop).await? {
+            let queued = (&mut pending, &mut *inbox);
+            if self
+                .checkpoint(actors, (step, &ptx_rng), queued, dir, &stop)
+                .await?
+            {
                 break;
             }
             let _ = synced.send(step);
@@ -182,20 +192,30 @@ impl Consumer<'_> {
     }
 
     /// After `step`: a training-state checkpoint when one is due or a signal asks to stop;
-    /// true when stopping. Call it before the producer hears of the step: the generator is
-    /// idle then, the one moment a checkpoint captures everything (with max_staleness 0).
+    /// true when stopping. Call it before the producer hears of the step: the batches it
+    /// may generate with the older weights (the next `max_staleness`, up to the last step)
+    /// are taken from the inbox into `pending` and saved with the checkpoint.
     async fn checkpoint(
         &self,
         actors: &Actors,
-        step: u64,
-        ptx_rng: &Rng,
+        (step, ptx_rng): (u64, &Rng),
+        (pending, inbox): (&mut VecDeque<Produced>, &mut mpsc::Receiver<Produced>),
         dir: &RunDir,
         stop: &watch::Receiver<bool>,
     ) -> anyhow::Result<bool> {
         let stopping = *stop.borrow();
         let every = self.stage.checkpoint_every;
         if stopping || (every > 0 && step.is_multiple_of(every) && step < self.stage.steps) {
-            let saved = checkpoint::save(actors, &self.states, step, ptx_rng.state(), dir).await?;
+            let inflight = self.stage.max_staleness.min(self.stage.steps - step) as usize;
+            while pending.len() < inflight {
+                let produced = inbox.recv().await.ok_or_else(|| {
+                    anyhow::anyhow!("the rollout producer stopped before a checkpoint")
+                })?;
+                pending.push_back(produced);
+            }
+            let at = (step, ptx_rng.state());
+            let saved =
+                checkpoint::save(actors, &self.states, at, pending.make_contiguous(), dir).await?;
             if stopping {
                 info!(step, checkpoint = %saved.display(), "ppo: stopping on a signal after a checkpoint; continue with --resume");
             }

@@ -13,11 +13,13 @@
 //! The files, in the order a step runs through them: [`actors`] (the four actors and where
 //! their models come from), [`prompts`] (what is sampled), [`produce`] (generate, score,
 //! queue), [`consume`] (update, sync, log, checkpoint), [`run`] (both sides of one run),
-//! [`checkpoint`] (exact resume at a step boundary) and [`metrics`] (what a step exports).
+//! [`checkpoint`] (exact resume at a step boundary, with the [`inflight`] batches) and
+//! [`metrics`] (what a step exports).
 
 mod actors;
 mod checkpoint;
 mod consume;
+mod inflight;
 mod metrics;
 mod produce;
 mod prompts;
@@ -100,7 +102,7 @@ pub async fn run_variant(
         seed: config.seed,
         from,
     };
-    let outcome = pipeline(&run, &actors, prompts, ptx.as_deref(), &mut dir).await;
+    let outcome = pipeline(run, &actors, prompts, ptx.as_deref(), &mut dir).await;
     let last = dir.path("checkpoints/last");
     if outcome.as_ref().is_err_and(|e| e.is::<NonFiniteStop>()) {
         // The learner may hold part of the failed update (on_nan = "stop" keeps no copy to

@@ -5,7 +5,7 @@
 use super::actors::Actors;
 use super::metrics::{self, ProducerTimes};
 use super::prompts::PromptCycle;
-use crate::system::generator::GeneratorMsg;
+use crate::system::generator::{EpisodeKey, GeneratorMsg};
 use crate::system::rpc::ask;
 use crate::system::scorers::ScorerMsg;
 use anyhow::{anyhow, Context};
@@ -77,7 +77,8 @@ impl Producer {
                 .await
                 .map_err(|_| anyhow!("the learner loop ended"))?;
             let prompts = cycle.next(&self.prompts, distinct, samples);
-            let produced = self.produce(prompts).await?;
+            let keys = EpisodeKey::of_batch(k, distinct, samples);
+            let produced = self.produce(prompts, keys).await?;
             metrics::produced(&self.name, &produced.figures, &produced.times);
             if queue.send(produced).await.is_err() {
                 break;
@@ -88,10 +89,14 @@ impl Producer {
     }
 
     /// One batch: generated, then scored by the reference policy, then by the reward.
-    async fn produce(&self, prompts: Vec<Vec<i64>>) -> anyhow::Result<Produced> {
+    async fn produce(
+        &self,
+        prompts: Vec<Vec<i64>>,
+        keys: Vec<EpisodeKey>,
+    ) -> anyhow::Result<Produced> {
         let t = Instant::now();
         let batch = ask(&self.generator, "generator", |r| {
-            GeneratorMsg::Generate(prompts, r)
+            GeneratorMsg::Generate(prompts, keys, r)
         })
         .await
         .context("generator")?;

@@ -2,7 +2,7 @@
 //! queue as deep as the staleness bound allows.
 
 use super::actors::Actors;
-use super::checkpoint::PpoCursor;
+use super::checkpoint::Resumed;
 use super::consume::Consumer;
 use super::produce::{Produced, Producer};
 use crate::stages::run_dir::RunDir;
@@ -18,13 +18,13 @@ pub struct Run<'a> {
     pub name: &'a str,
     pub stage: &'a PpoStage,
     pub seed: u64,
-    pub from: Option<PpoCursor>,
+    pub from: Option<Resumed>,
 }
 
 /// Run the producer and the consumer until the steps are done, a signal arrives, or an
 /// actor fails. Returns the steps completed (counting those before a resume).
 pub async fn pipeline(
-    run: &Run<'_>,
+    run: Run<'_>,
     actors: &Actors,
     prompts: Vec<Vec<i64>>,
     ptx: Option<&[SftSequence]>,
@@ -35,14 +35,20 @@ pub async fn pipeline(
         stage,
         seed,
         from,
-    } = *run;
+    } = run;
+    let (from, inflight) = match from {
+        Some(r) => (Some(r.cursor), r.inflight),
+        None => (None, Vec::new()),
+    };
     let start = from.map_or(0, |c| c.step);
     let (queue, mut inbox) = mpsc::channel::<Produced>(stage.max_staleness.max(1) as usize);
     // Steps done whose weights the generator holds (a skipped step leaves the weights as
     // they were, so they count as synced): `start` when the producer begins.
     let (synced, synced_rx) = watch::channel(start);
     let producer = Producer::new(name, actors, prompts, stage, seed);
-    let producer = tokio::spawn(producer.run(start, queue, synced_rx));
+    // The checkpoint's in-flight batches come first; the producer goes on after them.
+    let first = start + inflight.len() as u64;
+    let producer = tokio::spawn(producer.run(first, queue, synced_rx));
     let consumer = Consumer {
         name,
         stage,
@@ -55,7 +61,7 @@ pub async fn pipeline(
     let consumed = consumer
         .run(
             actors,
-            &mut inbox,
+            (inflight.into(), &mut inbox),
             &synced,
             dir,
             crate::system::shutdown::listen(),

@@ -80,7 +80,7 @@ async fn stale_batches_are_corrected_and_resume_keeps_the_kl_coefficient() {
         seed,
         from: None,
     };
-    let done = pipeline(&run, &actors, prompts(), None, &mut run_dir).await;
+    let done = pipeline(run, &actors, prompts(), None, &mut run_dir).await;
     let (_, weights) = ask_common(&actors.learner, Common::Weights).await.unwrap();
     actors.stop();
     assert_eq!(done.unwrap(), 4);
@@ -175,14 +175,14 @@ async fn stale_batches_are_corrected_and_resume_keeps_the_kl_coefficient() {
         .await
         .unwrap()
         .expect("the step-2 checkpoint");
-    assert_eq!(from.step, 2);
+    assert_eq!(from.cursor.step, 2);
     let resumed = Run {
         name,
         stage: &stage,
         seed,
         from: Some(from),
     };
-    let done = pipeline(&resumed, &actors, prompts(), None, &mut run_dir).await;
+    let done = pipeline(resumed, &actors, prompts(), None, &mut run_dir).await;
     actors.stop();
     assert_eq!(done.unwrap(), 4);
     let again = steps(&run_dir);

@@ -3,7 +3,7 @@
 use super::actors::{spawn_with, LEARNER_STREAM};
 use super::prompts::PromptCycle;
 use super::*;
-use crate::system::generator::Sampler;
+use crate::system::generator::{EpisodeKey, Sampler};
 use crate::system::learner::{ask_common, Common};
 use crate::system::reward::{Decoder, LoadModel};
 use crate::system::scorers::{reference_apply, reward_apply, Reference, RewardEngine};
@@ -100,6 +100,8 @@ pub(super) struct PlainLoop {
     /// The learner's minibatch rng, seeded as the learner actor's.
     pub(super) rng: Rng,
     cycle: PromptCycle,
+    /// Batches generated so far: the next batch's index, which keys its episodes.
+    batches: u64,
 }
 
 impl PlainLoop {
@@ -129,15 +131,18 @@ impl PlainLoop {
             ),
             rng: Rng::new(seed ^ LEARNER_STREAM),
             cycle: PromptCycle::new(seed),
+            batches: 0,
         }
     }
 
     /// The next scored batch: 4 prompts of the cycle over `prompts`, generated with the
     /// sampler's current weights.
     pub(super) fn batch(&mut self, prompts: &[Vec<i64>]) -> RolloutBatch {
+        let keys = EpisodeKey::of_batch(self.batches, 4, 1);
+        self.batches += 1;
         let batch = self
             .sampler
-            .rollout(&self.cycle.next(prompts, 4, 1), 0)
+            .rollout(&self.cycle.next(prompts, 4, 1), &keys, 0)
             .unwrap();
         let batch = reference_apply(&mut self.reference, batch).unwrap();
         reward_apply(&mut self.reward, batch).unwrap()
@@ -171,7 +176,7 @@ async fn a_ppo_run_exports_its_metrics_under_the_documented_names() {
         seed: 5,
         from: None,
     };
-    pipeline(&spec, &actors, prompts, Some(&ptx), &mut run_dir)
+    pipeline(spec, &actors, prompts, Some(&ptx), &mut run_dir)
         .await
         .unwrap();
     actors.stop();
@@ -248,7 +253,7 @@ async fn a_skipped_nan_update_is_counted_and_changes_nothing() {
         seed: 5,
         from: None,
     };
-    let done = pipeline(&spec, &actors, prompts, None, &mut run_dir).await;
+    let done = pipeline(spec, &actors, prompts, None, &mut run_dir).await;
     let (version, _) = ask_common(&actors.learner, Common::Weights).await.unwrap();
     actors.stop();
     assert_eq!(done.unwrap(), 3);
@@ -326,7 +331,7 @@ async fn synchronous_actor_system_equals_a_plain_loop() {
     let actors = spawn(&stage, tokens, seed, &source).await.unwrap();
     assert_eq!(
         pipeline(
-            &Run {
+            Run {
                 name: "ppo",
                 stage: &stage,
                 seed,
