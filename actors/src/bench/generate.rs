@@ -3,11 +3,15 @@
 use super::shape::{random_ids, ShapeArgs};
 use super::sys;
 use clap::Args;
-use rlhf::generate::{generate, prompt_streams, GenerateOptions};
+use rlhf::config::{ChatConfig, DataKeys};
+use rlhf::data::read_prompts;
+use rlhf::generate::{generate, left_pad, prompt_streams, GenerateOptions};
 use rlhf::model::{Head, KvCache, Model};
 use rlhf::rng::Rng;
 use rlhf::sampling::Sampling;
+use rlhf::text_side::TextSide;
 use serde_json::json;
+use std::path::{Path, PathBuf};
 use tch::Tensor;
 
 /// Settings of `rlhf bench generate`.
@@ -24,15 +28,30 @@ pub struct GenerateBench {
     /// 0 keeps every token.
     #[arg(long, default_value_t = 0)]
     pub top_k: i64,
+    /// Real prompts with real lengths: the first --batch prompts of this JSONL file (the
+    /// PPO prompt forms, cycled when fewer), rendered with --model's chat template; each
+    /// response stops at the model's EOS ids, and only generated tokens count. Needs
+    /// --model; --prompt-len is then the longest prompt.
+    #[arg(long, value_name = "FILE", requires = "model")]
+    pub prompts: Option<PathBuf>,
 }
 
 /// `rlhf bench generate`.
 pub fn run(shape: &ShapeArgs, settings: &GenerateBench) -> anyhow::Result<()> {
     let model = shape.model(Head::LanguageModel, settings.positions())?;
-    let mut bench = Generating::new(model, settings)?;
+    let mut bench = match (&settings.prompts, &shape.model) {
+        (Some(file), Some(dir)) => Generating::with_prompts(model, settings, dir, file)?,
+        _ => Generating::new(model, settings)?,
+    };
     let config = bench.model.config().clone();
-    let settings_json = json!({"bench": "generate", "batch": settings.batch, "prompt_len": settings.prompt_len,
-        "new_tokens": settings.new_tokens, "temperature": settings.temperature, "top_k": settings.top_k});
+    let s = bench.settings.clone();
+    let mut settings_json = json!({"bench": "generate", "batch": s.batch, "prompt_len": s.prompt_len,
+        "new_tokens": s.new_tokens, "temperature": s.temperature, "top_k": s.top_k});
+    if let (Some(file), Some(tokens)) = (&s.prompts, bench.generated) {
+        settings_json["prompts"] = json!(file.display().to_string());
+        settings_json["stops_at_eos"] = json!(true);
+        settings_json["mean_response_tokens"] = json!(tokens as f64 / s.batch as f64);
+    }
     shape.time(&config, "tokens", settings_json, bench.flops(), || {
         bench.run()
     })?;
@@ -45,16 +64,19 @@ impl GenerateBench {
     }
 }
 
-/// One generation benchmark: random unpadded prompts, no EOS, a reused KV cache.
+/// One generation benchmark: random unpadded prompts and no EOS, or real prompts that stop
+/// at EOS ([`Generating::with_prompts`]); a reused KV cache.
 pub struct Generating {
     pub model: Model,
     cache: KvCache,
     prompt: Tensor,
     mask: Tensor,
     options: GenerateOptions,
-    /// One sampling stream per row, advancing run after run.
+    /// One sampling stream per row, advancing run after run (random prompts).
     streams: Vec<Rng>,
-    settings: GenerateBench,
+    pub settings: GenerateBench,
+    /// Real prompts: the tokens one run generates, which the FLOPs count.
+    pub generated: Option<i64>,
 }
 
 impl Generating {
@@ -86,11 +108,68 @@ impl Generating {
             options,
             streams: prompt_streams(0, 0, settings.batch as usize),
             settings: settings.clone(),
+            generated: None,
         })
     }
 
-    /// One generation run; returns the tokens sampled.
+    /// Real prompts from `file` rendered with the template of the model folder `dir`,
+    /// stopping at its EOS ids. Every run samples the same responses (each prompt's stream
+    /// starts afresh), so every repeat does the same work; the FLOPs count the tokens a
+    /// first run generates.
+    pub fn with_prompts(
+        model: Model,
+        settings: &GenerateBench,
+        dir: &Path,
+        file: &Path,
+    ) -> anyhow::Result<Generating> {
+        anyhow::ensure!(
+            settings.batch > 0 && settings.new_tokens > 0,
+            "--batch and --new-tokens must be at least 1"
+        );
+        let text = TextSide::load(dir, &ChatConfig::default())?;
+        let prompts = read_prompts(file, &text.template, &DataKeys::default())?;
+        let encoded = prompts
+            .iter()
+            .cycle()
+            .take(settings.batch as usize)
+            .map(|p| text.encode_prompt(&p.text))
+            .collect::<Result<Vec<_>, _>>()?;
+        let (prompt, mask) = left_pad(&encoded, text.tokenizer.pad_id());
+        let settings = GenerateBench {
+            prompt_len: prompt.size()[1],
+            ..settings.clone()
+        };
+        let options = GenerateOptions {
+            sampling: Sampling {
+                temperature: settings.temperature,
+                top_k: settings.top_k,
+                ..Sampling::default()
+            },
+            max_new_tokens: settings.new_tokens,
+            eos_token_ids: text.eos_token_ids().to_vec(),
+            pad_token_id: text.tokenizer.pad_id(),
+        };
+        let cache = model.new_cache(settings.batch, settings.positions());
+        let mut bench = Generating {
+            model,
+            cache,
+            prompt,
+            mask,
+            options,
+            streams: Vec::new(),
+            settings,
+            generated: None,
+        };
+        bench.generated = Some(bench.run()? as i64);
+        Ok(bench)
+    }
+
+    /// One generation run; returns the tokens sampled (with EOS: up to and including it).
     pub fn run(&mut self) -> anyhow::Result<f64> {
+        if self.settings.prompts.is_some() {
+            // Real prompts: the same episodes every run.
+            self.streams = prompt_streams(0, 0, self.settings.batch as usize);
+        }
         let out = generate(
             &self.model,
             &mut self.cache,
@@ -99,16 +178,21 @@ impl Generating {
             &self.options,
             &mut self.streams,
         )?;
-        Ok(out.tokens.numel() as f64)
+        Ok(out
+            .mask
+            .to_kind(tch::Kind::Int64)
+            .sum(tch::Kind::Int64)
+            .int64_value(&[]) as f64)
     }
 
+    /// The FLOPs of one run: every prompt token and every generated token but each row's
+    /// last (which is never fed back); with EOS, of the tokens a run actually generates.
     pub fn flops(&self) -> f64 {
         let s = &self.settings;
-        sys::generation_flops(
-            self.model.config().num_parameters(),
-            s.batch,
-            s.prompt_len,
-            s.new_tokens,
-        )
+        let params = self.model.config().num_parameters();
+        match self.generated {
+            Some(tokens) => sys::forward_flops(params, s.batch * (s.prompt_len - 1) + tokens),
+            None => sys::generation_flops(params, s.batch, s.prompt_len, s.new_tokens),
+        }
     }
 }

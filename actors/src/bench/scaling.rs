@@ -157,6 +157,7 @@ fn measure(
         new_tokens: s.new_tokens,
         temperature: 1.0,
         top_k: 0,
+        prompts: None,
     };
     let mut generating = Generating::new(
         shape.random_model(Head::LanguageModel, positions, &shape.device)?,
