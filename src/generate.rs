@@ -5,6 +5,11 @@
 //! stops at any of its EOS ids (later columns are padding, masked out); the loop stops when
 //! all rows have.
 //!
+//! A row that reaches EOS leaves the batch: its KV-cache row is compacted away
+//! ([`KvCache::retain_rows`]) and later steps compute only the rows still generating, so a
+//! batch costs what its responses' real lengths cost, not its longest response times its
+//! size.
+//!
 //! Every row samples from its own random stream: its t-th token uses its stream's t-th
 //! uniform. A row's tokens therefore depend on its prompt, its stream and the weights, not
 //! on which other rows share its batch or how large the batch is.
@@ -25,6 +30,9 @@ pub struct GenerateOptions {
     pub eos_token_ids: Vec<i64>,
     /// Written after a row has stopped.
     pub pad_token_id: i64,
+    /// Keep finished rows in the batch until the last one ends (static batching), instead
+    /// of compacting them away: the same tokens, for measuring what compaction saves.
+    pub static_batch: bool,
 }
 
 /// Generated continuations, [B, N] each, N <= max_new_tokens.
@@ -121,29 +129,63 @@ pub fn generate(
         false,
     );
     let mut logits = model.logits(&hidden.select(1, prompt_len - 1));
-    let mut done = Tensor::zeros([batch], (Kind::Bool, device));
-    let pad = Tensor::from(options.pad_token_id).to_device(device);
     let eos = eos_ids(&options.eos_token_ids, device);
-    let (mut tokens, mut logprobs, mut masks) = (vec![], vec![], vec![]);
+    let tokens = Tensor::full([batch, steps], options.pad_token_id, (Kind::Int64, device));
+    let logprobs = Tensor::zeros([batch, steps], (Kind::Float, device));
+    let mask = Tensor::zeros([batch, steps], (Kind::Bool, device));
+    // The original row of each row still generating, ascending.
+    let mut rows: Vec<i64> = (0..batch).collect();
+    // Static batching only: the rows that have ended but stay in the batch.
+    let mut finished = Tensor::zeros([batch], (Kind::Bool, device));
+    let pad = Tensor::from(options.pad_token_id).to_device(device);
+    let mut used = 0;
     for t in 0..steps {
-        let (next, logprob) = options.sampling.sample(&logits, &noise.get(t));
-        let live = done.logical_not();
-        let next = next.where_self(&live, &pad);
-        logprobs.push(logprob * live.to_kind(Kind::Float));
-        masks.push(live);
-        done = done.logical_or(&Tensor::isin(&next, &eos, false, false));
-        tokens.push(next.shallow_clone());
-        let all_done = !options.eos_token_ids.is_empty() && done.all().int64_value(&[]) == 1;
-        if t + 1 == steps || all_done {
+        let index = Tensor::from_slice(&rows).to_device(device);
+        let uniforms = noise.get(t).index_select(0, &index);
+        let (next, logprob) = options.sampling.sample(&logits, &uniforms);
+        let live = finished.logical_not();
+        let mut chosen = next.where_self(&live, &pad);
+        let logprob = logprob.to_kind(Kind::Float) * live.to_kind(Kind::Float);
+        let _ = tokens.select(1, t).index_copy_(0, &index, &chosen);
+        let _ = logprobs.select(1, t).index_copy_(0, &index, &logprob);
+        let _ = mask.select(1, t).index_copy_(0, &index, &live);
+        used = t + 1;
+        if t + 1 == steps {
             break;
         }
-        let hidden = model.forward(&next.unsqueeze(1), None, Some(cache), false);
+        if !options.eos_token_ids.is_empty() {
+            let ended = Tensor::isin(&chosen, &eos, false, false);
+            if options.static_batch {
+                // Ended rows go on through the model; what they sample is not kept.
+                finished = finished.logical_or(&ended);
+                if finished.all().int64_value(&[]) == 1 {
+                    break;
+                }
+            } else {
+                let ended = Vec::<bool>::try_from(ended)
+                    .map_err(|e| Error::Invalid(format!("reading finished rows: {e}")))?;
+                let keep: Vec<i64> = (0..rows.len() as i64)
+                    .filter(|&i| !ended[i as usize])
+                    .collect();
+                if keep.is_empty() {
+                    break;
+                }
+                if keep.len() < rows.len() {
+                    let kept = Tensor::from_slice(&keep).to_device(device);
+                    cache.retain_rows(&kept);
+                    rows = keep.iter().map(|&i| rows[i as usize]).collect();
+                    finished = finished.index_select(0, &kept);
+                    chosen = chosen.index_select(0, &kept);
+                }
+            }
+        }
+        let hidden = model.forward(&chosen.unsqueeze(1), None, Some(cache), false);
         logits = model.logits(&hidden.squeeze_dim(1));
     }
     Ok(Generation {
-        tokens: Tensor::stack(&tokens, 1),
-        logprobs: Tensor::stack(&logprobs, 1),
-        mask: Tensor::stack(&masks, 1),
+        tokens: tokens.narrow(1, 0, used),
+        logprobs: logprobs.narrow(1, 0, used),
+        mask: mask.narrow(1, 0, used),
     })
 }
 

@@ -346,6 +346,7 @@ mod tests {
             max_new_tokens: 9,
             eos_token_ids: eos.into_iter().collect(),
             pad_token_id: 0,
+            static_batch: false,
         }
     }
 

@@ -31,6 +31,7 @@ fn options(eos: Option<i64>) -> GenerateOptions {
         max_new_tokens: 10,
         eos_token_ids: eos.into_iter().collect(),
         pad_token_id: 0,
+        static_batch: false,
     }
 }
 
@@ -235,7 +236,8 @@ fn cache_that_does_not_fit_is_an_error() {
 }
 
 /// Each prompt samples from its own stream: the same episodes, token for token, whether
-/// the 64 prompts go in one batch, in batches of 7 or one at a time.
+/// the 64 prompts go in one batch, in batches of 7 or one at a time, and whether finished
+/// rows leave the batch (the engine's way) or stay in it to the end (static batching).
 #[test]
 fn episodes_do_not_depend_on_the_batch() {
     let model = load("gpt2-tiny", Head::LanguageModel);
@@ -252,14 +254,15 @@ fn episodes_do_not_depend_on_the_batch() {
         max_new_tokens: 12,
         eos_token_ids: vec![95],
         pad_token_id: 0,
+        static_batch: false,
     };
-    let episodes = |size: usize| -> Vec<Vec<i64>> {
+    let episodes = |size: usize, opts: &GenerateOptions| -> Vec<Vec<i64>> {
         let mut out = Vec::new();
         for (c, chunk) in prompts.chunks(size).enumerate() {
             let (ids, mask) = left_pad(chunk, 0);
             let mut cache = model.new_cache(chunk.len() as i64, ids.size()[1] + 12);
             let mut streams = prompt_streams(42, c * size, chunk.len());
-            let g = generate(&model, &mut cache, &ids, &mask, &opts, &mut streams).unwrap();
+            let g = generate(&model, &mut cache, &ids, &mask, opts, &mut streams).unwrap();
             for row in 0..chunk.len() as i64 {
                 let tokens = Vec::<i64>::try_from(g.tokens.get(row)).unwrap();
                 let live = Vec::<bool>::try_from(g.mask.get(row)).unwrap();
@@ -275,10 +278,16 @@ fn episodes_do_not_depend_on_the_batch() {
         }
         out
     };
-    let whole = episodes(64);
+    let whole = episodes(64, &opts);
     assert!(whole.iter().any(|e| e.last() == Some(&95)) && whole.iter().any(|e| e.len() == 12));
-    assert_eq!(episodes(7), whole);
-    assert_eq!(episodes(1), whole);
+    assert_eq!(episodes(7, &opts), whole);
+    assert_eq!(episodes(1, &opts), whole);
+    let fixed = GenerateOptions {
+        static_batch: true,
+        ..opts.clone()
+    };
+    assert_eq!(episodes(64, &fixed), whole);
+    assert_eq!(episodes(7, &fixed), whole);
     // Another seed samples other episodes.
     let (ids, mask) = left_pad(&prompts, 0);
     let mut cache = model.new_cache(64, ids.size()[1] + 12);

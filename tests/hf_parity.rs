@@ -144,6 +144,7 @@ fn greedy_generation_with_cache_equals_transformers() {
             max_new_tokens: 12,
             eos_token_ids: vec![95],
             pad_token_id: 0,
+            static_batch: false,
         };
         let mut cache = model.new_cache(2, 10 + 12);
         let out = generate(

@@ -37,6 +37,7 @@ pub fn complete(
         max_new_tokens,
         eos_token_ids: text.eos_token_ids().to_vec(),
         pad_token_id: tokenizer.pad_id(),
+        static_batch: false,
     };
     let mut cache = model.new_cache(ids.size()[0], ids.size()[1] + max_new_tokens);
     let out = generate(

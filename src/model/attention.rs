@@ -20,6 +20,9 @@ pub struct KvCache {
     /// [batch] i64: the position the next real token of each row will take.
     next_pos: Tensor,
     len: i64,
+    /// The whole allocation (keys, values, valid, next_pos): after
+    /// [`KvCache::retain_rows`] the fields above view its first rows.
+    whole: Box<(Vec<Tensor>, Vec<Tensor>, Tensor, Tensor)>,
 }
 
 impl KvCache {
@@ -37,20 +40,47 @@ impl KvCache {
                 .map(|_| Tensor::zeros(shape, (kind, device)))
                 .collect()
         };
+        let (keys, values): (Vec<Tensor>, Vec<Tensor>) = (alloc(), alloc());
+        let valid = Tensor::zeros([batch, capacity], (Kind::Bool, device));
+        let next_pos = Tensor::zeros([batch], (Kind::Int64, device));
+        let views = |ts: &[Tensor]| ts.iter().map(Tensor::shallow_clone).collect();
         KvCache {
-            keys: alloc(),
-            values: alloc(),
-            valid: Tensor::zeros([batch, capacity], (Kind::Bool, device)),
-            next_pos: Tensor::zeros([batch], (Kind::Int64, device)),
+            keys: views(&keys),
+            values: views(&values),
+            valid: valid.shallow_clone(),
+            next_pos: next_pos.shallow_clone(),
             len: 0,
+            whole: Box::new((keys, values, valid, next_pos)),
         }
     }
 
-    /// Forget the cached tokens, keeping the memory.
+    /// Forget the cached tokens and serve every allocated row again, keeping the memory.
     pub fn reset(&mut self) {
         self.len = 0;
+        let (keys, values, valid, next_pos) = &*self.whole;
+        self.keys = keys.iter().map(Tensor::shallow_clone).collect();
+        self.values = values.iter().map(Tensor::shallow_clone).collect();
+        self.valid = valid.shallow_clone();
+        self.next_pos = next_pos.shallow_clone();
         let _ = self.valid.fill_(0);
         let _ = self.next_pos.fill_(0);
+    }
+
+    /// Keep only the rows `rows` ([n] i64, ascending), in that order, as rows 0..n: the
+    /// rows that finished leave the batch, and later steps compute only the others. The
+    /// kept rows move into the first rows of the same memory.
+    pub fn retain_rows(&mut self, rows: &Tensor) {
+        let n = rows.size()[0];
+        let compact = |t: &mut Tensor| {
+            let kept = t.index_select(0, rows);
+            *t = t.narrow(0, 0, n);
+            t.copy_(&kept);
+        };
+        for t in self.keys.iter_mut().chain(self.values.iter_mut()) {
+            compact(t);
+        }
+        compact(&mut self.valid);
+        compact(&mut self.next_pos);
     }
 
     pub fn len(&self) -> i64 {
@@ -61,6 +91,7 @@ impl KvCache {
         self.len == 0
     }
 
+    /// The rows the cache serves now (fewer than allocated after [`KvCache::retain_rows`]).
     pub fn batch(&self) -> i64 {
         self.valid.size()[0]
     }
@@ -69,9 +100,9 @@ impl KvCache {
         self.valid.size()[1]
     }
 
-    /// Whether this cache can serve `batch` rows of `tokens` tokens for this model.
+    /// Whether this cache (reset) can serve `batch` rows of `tokens` tokens for this model.
     pub fn fits(&self, config: &ModelConfig, batch: i64, tokens: i64, kind: Kind) -> bool {
-        self.batch() == batch
+        self.whole.2.size()[0] == batch
             && self.capacity() >= tokens
             && self.keys.len() as i64 == config.num_layers
             && self.keys[0].size()[1] == config.num_kv_heads

@@ -78,6 +78,7 @@ pub(super) fn rollout(
         max_new_tokens: max_new,
         eos_token_ids: vec![EOS],
         pad_token_id: 0,
+        static_batch: false,
     };
     let policy = learner.policy();
     let mut cache = policy.new_cache(ids.size()[0], ids.size()[1] + max_new);

@@ -34,6 +34,10 @@ pub struct GenerateBench {
     /// --model; --prompt-len is then the longest prompt.
     #[arg(long, value_name = "FILE", requires = "model")]
     pub prompts: Option<PathBuf>,
+    /// With --prompts: keep finished rows in the batch until the longest response ends
+    /// (static batching), instead of compacting them away as `rlhf` does; the same tokens.
+    #[arg(long, requires = "prompts")]
+    pub static_batch: bool,
 }
 
 /// `rlhf bench generate`.
@@ -50,6 +54,7 @@ pub fn run(shape: &ShapeArgs, settings: &GenerateBench) -> anyhow::Result<()> {
     if let (Some(file), Some(tokens)) = (&s.prompts, bench.generated) {
         settings_json["prompts"] = json!(file.display().to_string());
         settings_json["stops_at_eos"] = json!(true);
+        settings_json["static_batch"] = json!(s.static_batch);
         settings_json["mean_response_tokens"] = json!(tokens as f64 / s.batch as f64);
     }
     shape.time(&config, "tokens", settings_json, bench.flops(), || {
@@ -98,6 +103,7 @@ impl Generating {
             max_new_tokens: settings.new_tokens,
             eos_token_ids: Vec::new(),
             pad_token_id: 0,
+            static_batch: false,
         };
         let cache = model.new_cache(settings.batch, settings.positions());
         Ok(Generating {
@@ -148,6 +154,7 @@ impl Generating {
             max_new_tokens: settings.new_tokens,
             eos_token_ids: text.eos_token_ids().to_vec(),
             pad_token_id: text.tokenizer.pad_id(),
+            static_batch: settings.static_batch,
         };
         let cache = model.new_cache(settings.batch, settings.positions());
         let mut bench = Generating {

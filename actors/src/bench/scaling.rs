@@ -158,6 +158,7 @@ fn measure(
         temperature: 1.0,
         top_k: 0,
         prompts: None,
+        static_batch: false,
     };
     let mut generating = Generating::new(
         shape.random_model(Head::LanguageModel, positions, &shape.device)?,

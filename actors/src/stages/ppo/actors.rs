@@ -140,6 +140,7 @@ pub(super) async fn spawn_with(
         max_new_tokens: stage.max_new_tokens,
         eos_token_ids: tokens.eos,
         pad_token_id: tokens.pad,
+        static_batch: false,
     };
     let (policy, device) = (source.policy.clone(), a.generator.device.clone());
     let generator = spawn_actor(

@@ -114,6 +114,7 @@ impl PlainLoop {
             max_new_tokens: stage.max_new_tokens,
             eos_token_ids: vec![63],
             pad_token_id: 0,
+            static_batch: false,
         };
         PlainLoop {
             sampler: Sampler::new(model(), options, seed),
