@@ -8,15 +8,17 @@ use crate::stages::ppo::{pipeline, spawn, ModelSource, Run, Tokens};
 use crate::stages::run_dir::RunDir;
 use crate::system::reward::Decoder;
 use clap::Args;
-use rlhf::config::{Actors, Placement, PpoStage, RewardConfig, RunConfig};
+use rlhf::config::{Actors, ChatConfig, DataKeys, Placement, PpoStage, RewardConfig, RunConfig};
+use rlhf::data::read_prompts;
 use rlhf::device::DType;
 use rlhf::model::Head;
 use rlhf::optim::OptimizerConfig;
 use rlhf::ppo::PpoConfig;
 use rlhf::rng::Rng;
 use rlhf::sampling::Sampling;
+use rlhf::text_side::TextSide;
 use serde_json::{json, Value};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Settings of `rlhf bench ppo` besides the model shape.
@@ -46,6 +48,11 @@ pub struct PpoBench {
     /// libtorch threads of the learner alone (default: --actor-threads).
     #[arg(long)]
     pub learner_threads: Option<i32>,
+    /// Real prompts with real lengths: this JSONL file's prompts (the PPO prompt forms,
+    /// cycled), rendered with --model's chat template; responses stop at the model's EOS
+    /// ids. Needs --model; --prompt-len is then ignored.
+    #[arg(long, value_name = "FILE", requires = "model")]
+    pub prompts: Option<PathBuf>,
 }
 
 /// Mean seconds of each phase over the timed steps, and the steady-state rate.
@@ -135,6 +142,7 @@ pub async fn run(shape: &ShapeArgs, settings: &PpoBench) -> anyhow::Result<()> {
             "actor_threads": settings.actor_threads,
             "learner_threads": settings.learner_threads.unwrap_or(settings.actor_threads), "timed_steps": settings.steps - 1,
             "reward_model": settings.reward_model.as_ref().map(|d| d.display().to_string()),
+            "prompts": settings.prompts.as_ref().map(|f| f.display().to_string()),
             "value_params": value_config.num_parameters(),
             "samples_per_second_sync": sync.samples_per_second,
             "samples_per_second_sync_min": sync_min,
@@ -174,26 +182,28 @@ async fn run_once(
     let _ = std::fs::remove_dir_all(&dir);
     let config = RunConfig::for_ppo(dir.clone(), 0, stage.clone());
     let mut run_dir = RunDir::create(&dir, &config)?;
-    let mut rng = Rng::new(staleness);
-    let prompts: Vec<Vec<i64>> = (0..settings.steps as usize * settings.batch)
-        .map(|_| {
-            (0..settings.prompt_len)
-                .map(|_| rng.below(vocab as usize - 1) as i64)
-                .collect()
-        })
-        .collect();
-    // No EOS: every response is new_tokens long, as in the peers' benchmarks.
-    let actors = spawn(
-        &stage,
-        Tokens {
-            eos: Vec::new(),
-            pad: 0,
-            decoder: Decoder::ids_only(),
-        },
-        0,
-        source,
-    )
-    .await?;
+    let episodes = settings.steps as usize * settings.batch;
+    let (prompts, tokens) = match (&settings.prompts, &shape.model) {
+        (Some(file), Some(model)) => real_prompts(model, file, episodes)?,
+        _ => {
+            let mut rng = Rng::new(staleness);
+            let prompts = (0..episodes)
+                .map(|_| {
+                    (0..settings.prompt_len)
+                        .map(|_| rng.below(vocab as usize - 1) as i64)
+                        .collect()
+                })
+                .collect();
+            // No EOS: every response is new_tokens long, as in the peers' benchmarks.
+            let tokens = Tokens {
+                eos: Vec::new(),
+                pad: 0,
+                decoder: Decoder::ids_only(),
+            };
+            (prompts, tokens)
+        }
+    };
+    let actors = spawn(&stage, tokens, 0, source).await?;
     let run = Run {
         name: "bench",
         stage: &stage,
@@ -206,6 +216,25 @@ async fn run_once(
     let timing = timing(&dir.join("metrics.jsonl"), settings.batch);
     let _ = std::fs::remove_dir_all(&dir);
     timing
+}
+
+/// `count` prompts cycled from `file`, in the template of the model folder `dir`, and the
+/// folder's EOS and pad ids.
+fn real_prompts(dir: &Path, file: &Path, count: usize) -> anyhow::Result<(Vec<Vec<i64>>, Tokens)> {
+    let text = TextSide::load(dir, &ChatConfig::default())?;
+    let read = read_prompts(file, &text.template, &DataKeys::default())?;
+    let prompts = read
+        .iter()
+        .cycle()
+        .take(count)
+        .map(|p| text.encode_prompt(&p.text))
+        .collect::<Result<Vec<_>, _>>()?;
+    let tokens = Tokens {
+        eos: text.eos_token_ids().to_vec(),
+        pad: text.tokenizer.pad_id(),
+        decoder: Decoder::ids_only(),
+    };
+    Ok((prompts, tokens))
 }
 
 fn stage(shape: &ShapeArgs, s: &PpoBench, max_staleness: u64) -> anyhow::Result<PpoStage> {
