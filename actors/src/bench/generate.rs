@@ -67,6 +67,21 @@ impl GenerateBench {
     pub fn positions(&self) -> i64 {
         self.prompt_len + self.new_tokens
     }
+
+    /// The generation these flags ask for, stopping at `eos` (none: never).
+    fn options(&self, eos: Vec<i64>, pad: i64) -> GenerateOptions {
+        GenerateOptions {
+            sampling: Sampling {
+                temperature: self.temperature,
+                top_k: self.top_k,
+                ..Sampling::default()
+            },
+            max_new_tokens: self.new_tokens,
+            eos_token_ids: eos,
+            pad_token_id: pad,
+            static_batch: self.static_batch,
+        }
+    }
 }
 
 /// One generation benchmark: random unpadded prompts and no EOS, or real prompts that stop
@@ -94,17 +109,7 @@ impl Generating {
         let vocab = model.config().vocab_size;
         let prompt = random_ids(&mut rng, settings.batch, settings.prompt_len, vocab);
         let mask = Tensor::ones_like(&prompt);
-        let options = GenerateOptions {
-            sampling: Sampling {
-                temperature: settings.temperature,
-                top_k: settings.top_k,
-                ..Sampling::default()
-            },
-            max_new_tokens: settings.new_tokens,
-            eos_token_ids: Vec::new(),
-            pad_token_id: 0,
-            static_batch: false,
-        };
+        let options = settings.options(Vec::new(), 0);
         let cache = model.new_cache(settings.batch, settings.positions());
         Ok(Generating {
             model,
@@ -145,17 +150,7 @@ impl Generating {
             prompt_len: prompt.size()[1],
             ..settings.clone()
         };
-        let options = GenerateOptions {
-            sampling: Sampling {
-                temperature: settings.temperature,
-                top_k: settings.top_k,
-                ..Sampling::default()
-            },
-            max_new_tokens: settings.new_tokens,
-            eos_token_ids: text.eos_token_ids().to_vec(),
-            pad_token_id: text.tokenizer.pad_id(),
-            static_batch: settings.static_batch,
-        };
+        let options = settings.options(text.eos_token_ids().to_vec(), text.tokenizer.pad_id());
         let cache = model.new_cache(settings.batch, settings.positions());
         let mut bench = Generating {
             model,
