@@ -133,48 +133,59 @@ pub fn generate(
     let tokens = Tensor::full([batch, steps], options.pad_token_id, (Kind::Int64, device));
     let logprobs = Tensor::zeros([batch, steps], (Kind::Float, device));
     let mask = Tensor::zeros([batch, steps], (Kind::Bool, device));
-    // The original row of each row still generating, ascending.
-    let mut rows: Vec<i64> = (0..batch).collect();
+    // The original row of each row still generating, ascending; its noise columns follow.
+    let mut index = Tensor::arange(batch, (Kind::Int64, device));
+    let mut noise = noise;
     // Static batching only: the rows that have ended but stay in the batch.
-    let mut finished = Tensor::zeros([batch], (Kind::Bool, device));
+    let mut finished = options
+        .static_batch
+        .then(|| Tensor::zeros([batch], (Kind::Bool, device)));
     let pad = Tensor::from(options.pad_token_id).to_device(device);
     let mut used = 0;
     for t in 0..steps {
-        let index = Tensor::from_slice(&rows).to_device(device);
-        let uniforms = noise.get(t).index_select(0, &index);
-        let (next, logprob) = options.sampling.sample(&logits, &uniforms);
-        let live = finished.logical_not();
-        let mut chosen = next.where_self(&live, &pad);
-        let logprob = logprob.to_kind(Kind::Float) * live.to_kind(Kind::Float);
+        let (next, logprob) = options.sampling.sample(&logits, &noise.get(t));
+        let logprob = logprob.to_kind(Kind::Float);
+        let mut chosen = match &finished {
+            Some(done) => {
+                // An ended row's later samples are padding, not kept.
+                let live = done.logical_not();
+                let _ = mask.select(1, t).index_copy_(0, &index, &live);
+                let logprob = logprob * live.to_kind(Kind::Float);
+                let _ = logprobs.select(1, t).index_copy_(0, &index, &logprob);
+                next.where_self(&live, &pad)
+            }
+            None => {
+                let _ = mask.select(1, t).index_fill_(0, &index, 1);
+                let _ = logprobs.select(1, t).index_copy_(0, &index, &logprob);
+                next
+            }
+        };
         let _ = tokens.select(1, t).index_copy_(0, &index, &chosen);
-        let _ = logprobs.select(1, t).index_copy_(0, &index, &logprob);
-        let _ = mask.select(1, t).index_copy_(0, &index, &live);
         used = t + 1;
         if t + 1 == steps {
             break;
         }
         if !options.eos_token_ids.is_empty() {
             let ended = Tensor::isin(&chosen, &eos, false, false);
-            if options.static_batch {
-                // Ended rows go on through the model; what they sample is not kept.
-                finished = finished.logical_or(&ended);
-                if finished.all().int64_value(&[]) == 1 {
+            if let Some(done) = &mut finished {
+                *done = done.logical_or(&ended);
+                if done.all().int64_value(&[]) == 1 {
                     break;
                 }
             } else {
                 let ended = Vec::<bool>::try_from(ended)
                     .map_err(|e| Error::Invalid(format!("reading finished rows: {e}")))?;
-                let keep: Vec<i64> = (0..rows.len() as i64)
+                let keep: Vec<i64> = (0..ended.len() as i64)
                     .filter(|&i| !ended[i as usize])
                     .collect();
                 if keep.is_empty() {
                     break;
                 }
-                if keep.len() < rows.len() {
+                if keep.len() < ended.len() {
                     let kept = Tensor::from_slice(&keep).to_device(device);
                     cache.retain_rows(&kept);
-                    rows = keep.iter().map(|&i| rows[i as usize]).collect();
-                    finished = finished.index_select(0, &kept);
+                    index = index.index_select(0, &kept);
+                    noise = noise.index_select(1, &kept);
                     chosen = chosen.index_select(0, &kept);
                 }
             }
