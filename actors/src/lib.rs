@@ -30,3 +30,17 @@ mod report;
 mod stages;
 
 pub use system::{allocator, node, reward};
+
+/// Held by a test while it seeds libtorch's global generator and initialises a random model
+/// from it, so that tests running in parallel threads do not interleave their draws (two
+/// copies of one seeded model must come out equal).
+#[cfg(test)]
+static GLOBAL_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Runs `init` holding [`GLOBAL_RNG`], after seeding libtorch's generator with `seed`.
+#[cfg(test)]
+fn seeded<T>(seed: i64, init: impl FnOnce() -> T) -> T {
+    let _held = GLOBAL_RNG.lock().unwrap_or_else(|e| e.into_inner());
+    tch::manual_seed(seed);
+    init()
+}

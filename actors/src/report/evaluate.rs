@@ -201,8 +201,10 @@ mod tests {
         )
         .unwrap();
         raw["vocab_size"] = json!(tok.vocab_size());
-        tch::manual_seed(0);
-        let model = Model::new(raw, Head::Scalar, DType::F32, tch::Device::Cpu).unwrap();
+        let model = crate::seeded(0, || {
+            Model::new(raw, Head::Scalar, DType::F32, tch::Device::Cpu)
+        })
+        .unwrap();
         let score = |ids: Vec<i64>| {
             let (ids, valid) = left_pad(&[ids], tok.pad_id());
             f64::from(last_token_scores(&model, &ids, &valid).double_value(&[0]) as f32)

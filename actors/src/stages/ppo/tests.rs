@@ -33,13 +33,11 @@ pub(super) fn source() -> ModelSource {
                 max_positions: 64,
                 eos_token_id: 63,
             };
-            tch::manual_seed(3);
-            Ok(Model::new(
-                ModelConfig::new_json(&shape),
-                head,
-                DType::F32,
-                parse_device(device)?,
-            )?)
+            let device = parse_device(device)?;
+            let config = ModelConfig::new_json(&shape);
+            Ok(crate::seeded(3, || {
+                Model::new(config, head, DType::F32, device)
+            })?)
         })
     };
     ModelSource::new(
