@@ -41,16 +41,21 @@ pub(crate) fn prompt_messages(r: &Record, field: &str) -> Result<Vec<Message>> {
 /// A conversation that a prompt may end: at least one user message, and not ending with
 /// the assistant.
 pub(crate) fn check_prompt(r: &Record, field: &str, messages: &[Message]) -> Result<()> {
-    if !messages.iter().any(|m| m.role == Role::User) {
-        return Err(r.field_error(field, "no user message"));
+    if is_prompt(messages) {
+        return Ok(());
     }
-    if messages.last().is_some_and(|m| m.role == Role::Assistant) {
-        return Err(r.field_error(
-            field,
-            "a prompt must not end with an assistant message (the model writes that one)",
-        ));
-    }
-    Ok(())
+    let why = if messages.iter().any(|m| m.role == Role::User) {
+        "a prompt must not end with an assistant message (the model writes that one)"
+    } else {
+        "no user message"
+    };
+    Err(r.field_error(field, why))
+}
+
+/// Whether `messages` can end a prompt ([`check_prompt`] says why not).
+pub(crate) fn is_prompt(messages: &[Message]) -> bool {
+    messages.iter().any(|m| m.role == Role::User)
+        && !messages.last().is_some_and(|m| m.role == Role::Assistant)
 }
 
 /// A prompt rendered by the run's template, ready for generation; the template's refusal
@@ -133,13 +138,13 @@ pub(crate) fn implicit_prompt(r: &Record) -> Result<(Vec<Message>, [String; 2])>
                 .take_while(|(a, b)| a == b)
                 .count();
             let prompt = chosen[..shared].to_vec();
-            check_prompt(r, "chosen", &prompt).map_err(|_| {
-                r.field_error(
+            if !is_prompt(&prompt) {
+                return Err(r.field_error(
                     "chosen",
                     "`chosen` and `rejected` do not start with a shared prompt that ends with \
                      a user message (give `prompt`)",
-                )
-            })?;
+                ));
+            }
             let replies = [(&chosen, "chosen"), (&rejected, "rejected")]
                 .map(|(m, f)| assistant_reply(r, f, &m[shared..], shared));
             let [chosen, rejected] = replies;

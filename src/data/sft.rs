@@ -5,7 +5,7 @@ use std::ops::Range;
 use std::path::Path;
 
 use super::fields::{
-    check_prompt, completion, invalid_message, non_empty, parse_messages, prompt_messages,
+    completion, invalid_message, is_prompt, non_empty, parse_messages, prompt_messages,
     render_prompt,
 };
 use super::jsonl::{JsonlReader, Record};
@@ -146,7 +146,7 @@ fn earlier_responses(
     let mut ranges = Vec::new();
     for (i, message) in history.iter().enumerate() {
         let before = &history[..i];
-        if message.role != Role::Assistant || check_prompt(r, "messages", before).is_err() {
+        if message.role != Role::Assistant || !is_prompt(before) {
             continue;
         }
         non_empty(r, &format!("messages[{i}].content"), &message.content)?;

@@ -49,7 +49,9 @@ pub struct Fitted {
 }
 
 impl Fitted {
-    fn count<T>(&mut self, fitted: Option<(T, bool)>, out: &mut Vec<T>) {
+    /// Counts what the rule did to one item (`None`: dropped; the flag: cut) and keeps
+    /// what survived in `out`.
+    pub fn count<T>(&mut self, fitted: Option<(T, bool)>, out: &mut Vec<T>) {
         match fitted {
             Some((item, cut)) => {
                 self.truncated += usize::from(cut);

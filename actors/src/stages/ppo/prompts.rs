@@ -53,20 +53,15 @@ pub fn tokenize_prompts(
     dir: &mut RunDir,
 ) -> anyhow::Result<(Vec<Vec<i64>>, Vec<String>)> {
     let prompts = read_prompts(&stage.prompts, &text.template, &stage.keys)?;
-    let (mut kept, mut raw) = (Vec::with_capacity(prompts.len()), Vec::new());
+    let mut kept = Vec::with_capacity(prompts.len());
     let mut fitted = Fitted::default();
     for p in prompts.iter() {
         let ids = text.encode_prompt(&p.text)?;
         let keep = bos_len(&ids, &text.tokenizer);
-        match fit_prompt(ids, stage.max_prompt_len, stage.truncate, keep) {
-            Some((ids, cut)) => {
-                fitted.truncated += usize::from(cut);
-                kept.push(ids);
-                raw.push(p.raw.clone());
-            }
-            None => fitted.skipped += 1,
-        }
+        let fit = fit_prompt(ids, stage.max_prompt_len, stage.truncate, keep);
+        fitted.count(fit.map(|(ids, cut)| ((ids, p.raw.clone()), cut)), &mut kept);
     }
+    let (kept, raw): (Vec<Vec<i64>>, Vec<String>) = kept.into_iter().unzip();
     let limit = ("max_prompt_len", stage.max_prompt_len);
     dir.log_fitted("ppo", "train", ("prompts", kept.len()), fitted, limit)?;
     anyhow::ensure!(
