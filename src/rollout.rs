@@ -357,8 +357,7 @@ mod tests {
         let generation = generate(
             model,
             &mut cache,
-            &ids,
-            &mask,
+            &prompts(),
             &opts,
             &mut crate::generate::prompt_streams(seed, 0, ids.size()[0] as usize),
         )
@@ -463,8 +462,7 @@ mod tests {
         let generation = generate(
             &model,
             &mut cache,
-            &ids,
-            &mask,
+            &prompts(),
             &truncated,
             &mut crate::generate::prompt_streams(11, 0, 4),
         )

@@ -5,8 +5,10 @@ mod common;
 
 use common::*;
 use rlhf::device::DType;
-use rlhf::generate::{generate, left_pad, prompt_streams, GenerateOptions, Generation};
-use rlhf::model::{Head, Model};
+use rlhf::generate::{
+    cache_shape, generate, generate_each, left_pad, prompt_streams, GenerateOptions, Generation,
+};
+use rlhf::model::{Head, KvCache, Model};
 use rlhf::rng::Rng;
 use rlhf::sampling::Sampling;
 use tch::{Device, Kind, Tensor};
@@ -36,15 +38,18 @@ fn options(eos: Option<i64>) -> GenerateOptions {
 }
 
 fn run(model: &Model, opts: &GenerateOptions, seed: u64) -> Generation {
-    let (ids, mask) = left_pad(&prompts(), 0);
-    let mut cache = model.new_cache(ids.size()[0], ids.size()[1] + opts.max_new_tokens);
+    let (rows, capacity) = cache_shape(&prompts(), opts.max_new_tokens, 3);
+    run_in(model, opts, seed, &mut model.new_cache(rows, capacity))
+}
+
+fn run_in(model: &Model, opts: &GenerateOptions, seed: u64, cache: &mut KvCache) -> Generation {
+    let count = prompts().len();
     generate(
         model,
-        &mut cache,
-        &ids,
-        &mask,
+        cache,
+        &prompts(),
         opts,
-        &mut prompt_streams(seed, 0, ids.size()[0] as usize),
+        &mut prompt_streams(seed, 0, count),
     )
     .unwrap()
 }
@@ -86,23 +91,30 @@ fn naive(model: &Model, opts: &GenerateOptions, seed: u64) -> (Vec<Vec<i64>>, Ve
     (tokens, logprobs)
 }
 
+/// The engine against [`naive`]: all prompts in one batch; fewer rows than prompts, so
+/// rows are refilled; and caches with the fewest columns, which must shift them left.
 fn check_against_naive(model: &Model, opts: &GenerateOptions, seed: u64) {
-    let out = run(model, opts, seed);
     let (tokens, logprobs) = naive(model, opts, seed);
-    for (r, (want_tokens, want_lp)) in tokens.iter().zip(&logprobs).enumerate() {
-        let r = r as i64;
-        let n = want_tokens.len() as i64;
-        let got = Vec::<i64>::try_from(out.tokens.get(r).narrow(0, 0, n)).unwrap();
-        assert_eq!(&got, want_tokens, "row {r}");
-        let mask = Vec::<bool>::try_from(out.mask.get(r)).unwrap();
-        assert!(
-            mask.iter().take(n as usize).all(|&m| m) && mask.iter().skip(n as usize).all(|&m| !m),
-            "row {r} mask {mask:?}"
-        );
-        let lp = Vec::<f64>::try_from(out.logprobs.get(r).narrow(0, 0, n).to_kind(Kind::Double))
-            .unwrap();
-        for (a, b) in lp.iter().zip(want_lp) {
-            assert!((a - b).abs() < 1e-5, "row {r}: logprob {a} vs {b}");
+    let least = 7 + opts.max_new_tokens;
+    for (rows, columns) in [(3, least), (2, least), (1, least), (2, 2 * least)] {
+        let out = run_in(model, opts, seed, &mut model.new_cache(rows, columns));
+        for (r, (want_tokens, want_lp)) in tokens.iter().zip(&logprobs).enumerate() {
+            let r = r as i64;
+            let n = want_tokens.len() as i64;
+            let got = Vec::<i64>::try_from(out.tokens.get(r).narrow(0, 0, n)).unwrap();
+            assert_eq!(&got, want_tokens, "{rows} rows x {columns}: row {r}");
+            let mask = Vec::<bool>::try_from(out.mask.get(r)).unwrap();
+            assert!(
+                mask.iter().take(n as usize).all(|&m| m)
+                    && mask.iter().skip(n as usize).all(|&m| !m),
+                "row {r} mask {mask:?}"
+            );
+            let lp =
+                Vec::<f64>::try_from(out.logprobs.get(r).narrow(0, 0, n).to_kind(Kind::Double))
+                    .unwrap();
+            for (a, b) in lp.iter().zip(want_lp) {
+                assert!((a - b).abs() < 1e-5, "row {r}: logprob {a} vs {b}");
+            }
         }
     }
 }
@@ -206,38 +218,45 @@ fn bf16_and_f16_models_generate_close_to_f32() {
 #[test]
 fn cache_that_does_not_fit_is_an_error() {
     let model = load("gpt2-tiny", Head::LanguageModel);
-    let (ids, mask) = left_pad(&prompts(), 0);
     let mut small = model.new_cache(3, 8);
     let err = generate(
         &model,
         &mut small,
-        &ids,
-        &mask,
+        &prompts(),
         &options(None),
         &mut prompt_streams(0, 0, 3),
     )
     .unwrap_err();
-    assert!(err.to_string().contains("KV cache"), "{err}");
+    assert!(err.to_string().contains("KV cache of 3x8"), "{err}");
     let mut cache = model.new_cache(3, 20);
     let err = generate(
         &model,
         &mut cache,
-        &ids,
-        &mask,
+        &prompts(),
         &options(None),
         &mut prompt_streams(0, 0, 2),
     )
     .unwrap_err();
     assert!(
-        err.to_string()
-            .contains("2 random streams for a batch of 3"),
+        err.to_string().contains("2 random streams for 3 prompts"),
         "{err}"
     );
+    let mut with_empty = prompts();
+    with_empty[1].clear();
+    let err = generate(
+        &model,
+        &mut cache,
+        &with_empty,
+        &options(None),
+        &mut prompt_streams(0, 0, 3),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("prompt 1 has no tokens"), "{err}");
 }
 
-/// Each prompt samples from its own stream: the same episodes, token for token, whether
-/// the 64 prompts go in one batch, in batches of 7 or one at a time, and whether finished
-/// rows leave the batch (the engine's way) or stay in it to the end (static batching).
+/// Each prompt samples from its own stream: the same episodes, token for token, whatever
+/// the engine's rows (64 rows for 64 prompts, 7 rows refilled as episodes end, or one at a
+/// time), whether the prompts come in one call or in calls of 7, and under static batching.
 #[test]
 fn episodes_do_not_depend_on_the_batch() {
     let model = load("gpt2-tiny", Head::LanguageModel);
@@ -256,53 +275,106 @@ fn episodes_do_not_depend_on_the_batch() {
         pad_token_id: 0,
         static_batch: false,
     };
-    let episodes = |size: usize, opts: &GenerateOptions| -> Vec<Vec<i64>> {
+    // Calls of `call` prompts each, on an engine of `rows` rows.
+    let episodes = |call: usize, rows: usize, opts: &GenerateOptions| -> Vec<Vec<i64>> {
         let mut out = Vec::new();
-        for (c, chunk) in prompts.chunks(size).enumerate() {
-            let (ids, mask) = left_pad(chunk, 0);
-            let mut cache = model.new_cache(chunk.len() as i64, ids.size()[1] + 12);
-            let mut streams = prompt_streams(42, c * size, chunk.len());
-            let g = generate(&model, &mut cache, &ids, &mask, opts, &mut streams).unwrap();
-            for row in 0..chunk.len() as i64 {
-                let tokens = Vec::<i64>::try_from(g.tokens.get(row)).unwrap();
-                let live = Vec::<bool>::try_from(g.mask.get(row)).unwrap();
-                out.push(
-                    tokens
-                        .into_iter()
-                        .zip(live)
-                        .filter(|p| p.1)
-                        .map(|p| p.0)
-                        .collect(),
-                );
-            }
+        for (c, chunk) in prompts.chunks(call).enumerate() {
+            let (rows, columns) = cache_shape(chunk, 12, rows);
+            let mut cache = model.new_cache(rows, columns);
+            let mut streams = prompt_streams(42, c * call, chunk.len());
+            let g = generate(&model, &mut cache, chunk, opts, &mut streams).unwrap();
+            out.extend(responses(&g));
         }
         out
     };
-    let whole = episodes(64, &opts);
+    let whole = episodes(64, 64, &opts);
     assert!(whole.iter().any(|e| e.last() == Some(&95)) && whole.iter().any(|e| e.len() == 12));
-    assert_eq!(episodes(7, &opts), whole);
-    assert_eq!(episodes(1, &opts), whole);
+    assert_eq!(episodes(64, 7, &opts), whole);
+    assert_eq!(episodes(64, 1, &opts), whole);
+    assert_eq!(episodes(7, 7, &opts), whole);
+    assert_eq!(episodes(7, 3, &opts), whole);
     let fixed = GenerateOptions {
         static_batch: true,
         ..opts.clone()
     };
-    assert_eq!(episodes(64, &fixed), whole);
-    assert_eq!(episodes(7, &fixed), whole);
+    assert_eq!(episodes(64, 64, &fixed), whole);
+    assert_eq!(episodes(64, 7, &fixed), whole);
     // Another seed samples other episodes.
-    let (ids, mask) = left_pad(&prompts, 0);
-    let mut cache = model.new_cache(64, ids.size()[1] + 12);
+    let (rows, columns) = cache_shape(&prompts, 12, 64);
+    let mut cache = model.new_cache(rows, columns);
     let other = generate(
         &model,
         &mut cache,
-        &ids,
-        &mask,
+        &prompts,
         &opts,
         &mut prompt_streams(43, 0, 64),
     )
     .unwrap();
-    let first = Vec::<i64>::try_from(other.tokens.get(0)).unwrap();
-    assert_ne!(
-        first[..whole[0].len().min(first.len())],
-        whole[0][..whole[0].len().min(first.len())]
-    );
+    let first = &responses(&other)[0];
+    let n = whole[0].len().min(first.len());
+    assert_ne!(first[..n], whole[0][..n]);
+}
+
+/// Each row's tokens up to its mask's end.
+fn responses(g: &Generation) -> Vec<Vec<i64>> {
+    let tokens = Vec::<Vec<i64>>::try_from(&g.tokens).unwrap();
+    let live = Vec::<Vec<bool>>::try_from(&g.mask).unwrap();
+    tokens
+        .into_iter()
+        .zip(live)
+        .map(|(t, m)| t.into_iter().zip(m).filter(|p| p.1).map(|p| p.0).collect())
+        .collect()
+}
+
+/// Episodes are handed on as they end: each once, equal to its row of the result, shorter
+/// ones before longer ones (every row starts at once when the rows hold all prompts).
+#[test]
+fn episodes_are_handed_on_as_they_end() {
+    let model = load("gpt2-tiny", Head::LanguageModel);
+    let mut rng = Rng::new(5);
+    let prompts: Vec<Vec<i64>> = (0..20)
+        .map(|_| {
+            (0..1 + rng.below(6))
+                .map(|_| 1 + rng.below(90) as i64)
+                .collect()
+        })
+        .collect();
+    let opts = GenerateOptions {
+        sampling: Sampling::default(),
+        max_new_tokens: 12,
+        eos_token_ids: vec![95, 7, 31],
+        pad_token_id: 0,
+        static_batch: false,
+    };
+    for rows in [20, 6] {
+        let (rows, columns) = cache_shape(&prompts, 12, rows);
+        let mut cache = model.new_cache(rows, columns);
+        let mut handed = Vec::new();
+        let g = generate_each(
+            &model,
+            &mut cache,
+            &prompts,
+            &opts,
+            &mut prompt_streams(9, 0, 20),
+            |e| {
+                handed.push(e);
+                Ok(())
+            },
+        )
+        .unwrap();
+        let rows_out = responses(&g);
+        let mut seen = [false; 20];
+        for e in &handed {
+            assert!(!seen[e.index], "episode {} handed on twice", e.index);
+            seen[e.index] = true;
+            assert_eq!(e.tokens, rows_out[e.index]);
+            assert_eq!(e.logprobs.len(), e.tokens.len());
+        }
+        assert!(seen.iter().all(|&s| s));
+        if rows == 20 {
+            let lengths: Vec<usize> = handed.iter().map(|e| e.tokens.len()).collect();
+            assert!(lengths.windows(2).all(|w| w[0] <= w[1]), "{lengths:?}");
+            assert!(lengths[0] < lengths[19], "{lengths:?}");
+        }
+    }
 }

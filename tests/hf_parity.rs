@@ -147,11 +147,24 @@ fn greedy_generation_with_cache_equals_transformers() {
             static_batch: false,
         };
         let mut cache = model.new_cache(2, 10 + 12);
+        // The fixture's left-padded rows, as the token lists `generate` takes.
+        let rows = Vec::<Vec<i64>>::try_from(ids).unwrap();
+        let valid = Vec::<Vec<i64>>::try_from(mask).unwrap();
+        let prompts: Vec<Vec<i64>> = rows
+            .iter()
+            .zip(&valid)
+            .map(|(r, v)| {
+                r.iter()
+                    .zip(v)
+                    .filter(|p| *p.1 == 1)
+                    .map(|p| *p.0)
+                    .collect()
+            })
+            .collect();
         let out = generate(
             &model,
             &mut cache,
-            ids,
-            mask,
+            &prompts,
             &options,
             &mut rlhf::generate::prompt_streams(0, 0, ids.size()[0] as usize),
         )

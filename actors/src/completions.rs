@@ -2,18 +2,19 @@
 //! pipeline's labeling and every evaluation.
 
 use anyhow::Context;
-use rlhf::generate::{generate, left_pad, prompt_streams, GenerateOptions};
+use rlhf::generate::{cache_shape, generate, prompt_streams, GenerateOptions};
 use rlhf::model::Model;
 use rlhf::sampling::Sampling;
 use rlhf::text_side::TextSide;
 
-/// Prompts per generation batch of [`sample_responses`].
-const BATCH: usize = 64;
+/// The generation engine's rows: prompts generate this many at a time, a finished one's
+/// row refilled with the next prompt.
+const ROWS: usize = 64;
 
 /// Generate a completion for each text, encoded as `text`'s chat template says (rendered
 /// prompts as they are; with no template, after the tokenizer's BOS); a completion ends at
-/// any of the model's EOS ids. Text i samples from the stream `(seed, first + i)`, so its
-/// completion does not depend on the batch it is in. The model and tokenizer must agree
+/// any of the model's EOS ids. Text i samples from the stream `(seed, i)`, so its
+/// completion does not depend on the others. The model and tokenizer must agree
 /// on the vocabulary.
 pub fn complete(
     model: &Model,
@@ -21,7 +22,7 @@ pub fn complete(
     texts: &[String],
     max_new_tokens: i64,
     sampling: Sampling,
-    (seed, first): (u64, usize),
+    seed: u64,
 ) -> anyhow::Result<Vec<String>> {
     let tokenizer = &text.tokenizer;
     let encoded = texts
@@ -31,7 +32,6 @@ pub fn complete(
     if let Some(empty) = encoded.iter().position(Vec::is_empty) {
         anyhow::bail!("prompt {} encodes to no tokens", empty + 1);
     }
-    let (ids, mask) = left_pad(&encoded, tokenizer.pad_id());
     let options = GenerateOptions {
         sampling,
         max_new_tokens,
@@ -39,14 +39,13 @@ pub fn complete(
         pad_token_id: tokenizer.pad_id(),
         static_batch: false,
     };
-    let mut cache = model.new_cache(ids.size()[0], ids.size()[1] + max_new_tokens);
+    let (rows, columns) = cache_shape(&encoded, max_new_tokens, ROWS);
     let out = generate(
         model,
-        &mut cache,
-        &ids,
-        &mask,
+        &mut model.new_cache(rows, columns),
+        &encoded,
         &options,
-        &mut prompt_streams(seed, first, texts.len()),
+        &mut prompt_streams(seed, 0, texts.len()),
     )
     .context("generation failed")?;
     let eos = text.eos_token_ids();
@@ -62,10 +61,9 @@ pub fn complete(
         .collect()
 }
 
-/// One sampled completion per templated prompt, in batches, reproducible from `seed`:
-/// prompt i samples from the stream `(seed, i)`, whatever the batching.
-/// Completions stop at EOS; the text is cut at a chat-template marker, should the model
-/// write the next turn itself.
+/// One sampled completion per templated prompt, reproducible from `seed`: prompt i samples
+/// from the stream `(seed, i)`. Completions stop at EOS; the text is cut at a chat-template
+/// marker, should the model write the next turn itself.
 pub fn sample_responses(
     model: &Model,
     text: &TextSide,
@@ -74,22 +72,9 @@ pub fn sample_responses(
     sampling: &Sampling,
     seed: u64,
 ) -> anyhow::Result<Vec<String>> {
-    let mut out = Vec::with_capacity(texts.len());
-    for (i, chunk) in texts.chunks(BATCH).enumerate() {
-        let streams = (seed, i * BATCH);
-        for completion in complete(
-            model,
-            text,
-            chunk,
-            max_new_tokens,
-            sampling.clone(),
-            streams,
-        )? {
-            let cut = completion
-                .find("<|")
-                .map_or(completion.as_str(), |at| &completion[..at]);
-            out.push(cut.to_string());
-        }
-    }
-    Ok(out)
+    let completions = complete(model, text, texts, max_new_tokens, sampling.clone(), seed)?;
+    Ok(completions
+        .into_iter()
+        .map(|c| c.find("<|").map_or(c.clone(), |at| c[..at].to_string()))
+        .collect())
 }

@@ -11,6 +11,7 @@ pub mod config;
 mod families;
 pub mod gemma;
 pub mod gpt2;
+mod kv_cache;
 pub mod layers;
 pub mod llama;
 pub mod neox;
@@ -19,8 +20,8 @@ pub mod self_attention;
 pub mod trunk;
 pub mod weights;
 
-pub use attention::KvCache;
 pub use config::{Architecture, ModelConfig, ModelShape};
+pub use kv_cache::KvCache;
 
 use crate::device::DType;
 use crate::{Error, Result};

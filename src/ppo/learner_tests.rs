@@ -72,7 +72,8 @@ pub(super) fn rollout(
     rows: usize,
     max_new: i64,
 ) -> RolloutBatch {
-    let (ids, mask) = left_pad(&prompts(rng, rows), 0);
+    let prompts = prompts(rng, rows);
+    let (ids, mask) = left_pad(&prompts, 0);
     let options = GenerateOptions {
         sampling: learner.sampling().clone(),
         max_new_tokens: max_new,
@@ -83,7 +84,7 @@ pub(super) fn rollout(
     let policy = learner.policy();
     let mut cache = policy.new_cache(ids.size()[0], ids.size()[1] + max_new);
     let mut streams = crate::generate::prompt_streams(rng.next_u64(), 0, rows);
-    let generation = generate(policy, &mut cache, &ids, &mask, &options, &mut streams).unwrap();
+    let generation = generate(policy, &mut cache, &prompts, &options, &mut streams).unwrap();
     let mut batch =
         RolloutBatch::from_generation(0, learner.version(), ids, mask, generation, &[EOS]);
     batch.ref_logprobs = Some(response_logprobs(

@@ -5,14 +5,13 @@ use super::sys;
 use clap::Args;
 use rlhf::config::{ChatConfig, DataKeys};
 use rlhf::data::read_prompts;
-use rlhf::generate::{generate, left_pad, prompt_streams, GenerateOptions};
+use rlhf::generate::{cache_shape, generate, prompt_streams, GenerateOptions};
 use rlhf::model::{Head, KvCache, Model};
 use rlhf::rng::Rng;
 use rlhf::sampling::Sampling;
 use rlhf::text_side::TextSide;
 use serde_json::json;
 use std::path::{Path, PathBuf};
-use tch::Tensor;
 
 /// Settings of `rlhf bench generate`.
 #[derive(Args, Clone)]
@@ -28,14 +27,18 @@ pub struct GenerateBench {
     /// 0 keeps every token.
     #[arg(long, default_value_t = 0)]
     pub top_k: i64,
-    /// Real prompts with real lengths: the first --batch prompts of this JSONL file (the
-    /// PPO prompt forms, cycled when fewer), rendered with --model's chat template; each
-    /// response stops at the model's EOS ids, and only generated tokens count. Needs
-    /// --model; --prompt-len is then the longest prompt.
+    /// Real prompts with real lengths: the first --episodes prompts of this JSONL file
+    /// (the PPO prompt forms, cycled when fewer), rendered with --model's chat template;
+    /// each response stops at the model's EOS ids, and only generated tokens count. Needs
+    /// --model; --prompt-len is then the longest prompt, and --batch the engine's rows.
     #[arg(long, value_name = "FILE", requires = "model")]
     pub prompts: Option<PathBuf>,
-    /// With --prompts: keep finished rows in the batch until the longest response ends
-    /// (static batching), instead of compacting them away as `rlhf` does; the same tokens.
+    /// With --prompts: how many prompts one run generates, --batch rows at a time (a
+    /// finished row refilled with the next prompt). Default: --batch.
+    #[arg(long, requires = "prompts")]
+    pub episodes: Option<i64>,
+    /// With --prompts: static batching (fill the rows, run until the longest response
+    /// ends, fill them again) instead of `rlhf`'s continuous batching; the same tokens.
     #[arg(long, requires = "prompts")]
     pub static_batch: bool,
 }
@@ -55,7 +58,8 @@ pub fn run(shape: &ShapeArgs, settings: &GenerateBench) -> anyhow::Result<()> {
         settings_json["prompts"] = json!(file.display().to_string());
         settings_json["stops_at_eos"] = json!(true);
         settings_json["static_batch"] = json!(s.static_batch);
-        settings_json["mean_response_tokens"] = json!(tokens as f64 / s.batch as f64);
+        settings_json["episodes"] = json!(s.episodes());
+        settings_json["mean_response_tokens"] = json!(tokens as f64 / s.episodes() as f64);
     }
     shape.time(&config, "tokens", settings_json, bench.flops(), || {
         bench.run()
@@ -66,6 +70,11 @@ pub fn run(shape: &ShapeArgs, settings: &GenerateBench) -> anyhow::Result<()> {
 impl GenerateBench {
     pub fn positions(&self) -> i64 {
         self.prompt_len + self.new_tokens
+    }
+
+    /// The prompts one run generates.
+    pub fn episodes(&self) -> i64 {
+        self.episodes.unwrap_or(self.batch)
     }
 
     /// The generation these flags ask for, stopping at `eos` (none: never).
@@ -89,8 +98,7 @@ impl GenerateBench {
 pub struct Generating {
     pub model: Model,
     cache: KvCache,
-    prompt: Tensor,
-    mask: Tensor,
+    prompts: Vec<Vec<i64>>,
     options: GenerateOptions,
     /// One sampling stream per row, advancing run after run (random prompts).
     streams: Vec<Rng>,
@@ -108,14 +116,12 @@ impl Generating {
         let mut rng = Rng::new(0);
         let vocab = model.config().vocab_size;
         let prompt = random_ids(&mut rng, settings.batch, settings.prompt_len, vocab);
-        let mask = Tensor::ones_like(&prompt);
         let options = settings.options(Vec::new(), 0);
         let cache = model.new_cache(settings.batch, settings.positions());
         Ok(Generating {
             model,
             cache,
-            prompt,
-            mask,
+            prompts: Vec::<Vec<i64>>::try_from(prompt)?,
             options,
             streams: prompt_streams(0, 0, settings.batch as usize),
             settings: settings.clone(),
@@ -134,29 +140,28 @@ impl Generating {
         file: &Path,
     ) -> anyhow::Result<Generating> {
         anyhow::ensure!(
-            settings.batch > 0 && settings.new_tokens > 0,
-            "--batch and --new-tokens must be at least 1"
+            settings.batch > 0 && settings.new_tokens > 0 && settings.episodes() > 0,
+            "--batch, --episodes and --new-tokens must be at least 1"
         );
         let text = TextSide::load(dir, &ChatConfig::default())?;
         let prompts = read_prompts(file, &text.template, &DataKeys::default())?;
         let encoded = prompts
             .iter()
             .cycle()
-            .take(settings.batch as usize)
+            .take(settings.episodes() as usize)
             .map(|p| text.encode_prompt(&p.text))
             .collect::<Result<Vec<_>, _>>()?;
-        let (prompt, mask) = left_pad(&encoded, text.tokenizer.pad_id());
         let settings = GenerateBench {
-            prompt_len: prompt.size()[1],
+            prompt_len: encoded.iter().map(Vec::len).max().unwrap_or(0) as i64,
             ..settings.clone()
         };
         let options = settings.options(text.eos_token_ids().to_vec(), text.tokenizer.pad_id());
-        let cache = model.new_cache(settings.batch, settings.positions());
+        let (rows, columns) = cache_shape(&encoded, settings.new_tokens, settings.batch as usize);
+        let cache = model.new_cache(rows, columns);
         let mut bench = Generating {
             model,
             cache,
-            prompt,
-            mask,
+            prompts: encoded,
             options,
             streams: Vec::new(),
             settings,
@@ -170,13 +175,12 @@ impl Generating {
     pub fn run(&mut self) -> anyhow::Result<f64> {
         if self.settings.prompts.is_some() {
             // Real prompts: the same episodes every run.
-            self.streams = prompt_streams(0, 0, self.settings.batch as usize);
+            self.streams = prompt_streams(0, 0, self.prompts.len());
         }
         let out = generate(
             &self.model,
             &mut self.cache,
-            &self.prompt,
-            &self.mask,
+            &self.prompts,
             &self.options,
             &mut self.streams,
         )?;
@@ -193,7 +197,10 @@ impl Generating {
         let s = &self.settings;
         let params = self.model.config().num_parameters();
         match self.generated {
-            Some(tokens) => sys::forward_flops(params, s.batch * (s.prompt_len - 1) + tokens),
+            Some(tokens) => {
+                let prompt_tokens: usize = self.prompts.iter().map(|p| p.len() - 1).sum();
+                sys::forward_flops(params, prompt_tokens as i64 + tokens)
+            }
             None => sys::generation_flops(params, s.batch, s.prompt_len, s.new_tokens),
         }
     }

@@ -158,6 +158,7 @@ fn measure(
         temperature: 1.0,
         top_k: 0,
         prompts: None,
+        episodes: None,
         static_batch: false,
     };
     let mut generating = Generating::new(

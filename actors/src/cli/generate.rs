@@ -142,7 +142,7 @@ pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
         &texts,
         args.sampling.max_new_tokens(&defaults),
         sampling,
-        (args.sampling.seed, 0),
+        args.sampling.seed,
     )?;
     for (prompt, completion) in args.prompt.iter().zip(completions) {
         println!("{prompt}{completion}\n");

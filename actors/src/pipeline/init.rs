@@ -32,7 +32,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
             &config.generate.prompts,
             config.generate.max_new_tokens,
             config.generate.sampling.clone(),
-            (config.seed, 0),
+            config.seed,
         )?;
         for (prompt, completion) in config.generate.prompts.iter().zip(completions) {
             println!("{prompt}{completion}\n");

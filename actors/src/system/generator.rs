@@ -8,7 +8,7 @@ use crate::system::rpc::Reply;
 use crate::system::telemetry;
 use crate::system::worker::Worker;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use rlhf::generate::{generate, left_pad, GenerateOptions};
+use rlhf::generate::{cache_shape, generate, left_pad, GenerateOptions};
 use rlhf::metric_names::POLICY_VERSION;
 use rlhf::model::{KvCache, Model};
 use rlhf::ppo::learner::load_weights;
@@ -87,16 +87,16 @@ impl Sampler {
             .iter()
             .map(|k| Rng::stream(self.seed, &[k.prompt, k.sample]))
             .collect();
-        let (ids, mask) = left_pad(prompts, pad_id);
-        let (batch, width) = (ids.size()[0], ids.size()[1] + self.options.max_new_tokens);
+        let (rows, columns) = cache_shape(prompts, self.options.max_new_tokens, prompts.len());
         // Keep the cache across batches; reallocate only when a batch does not fit.
         let kind = self.model.var_store().kind();
         let cache = match self.cache.take() {
-            Some(c) if c.fits(self.model.config(), batch, width, kind) => c,
-            _ => self.model.new_cache(batch, width),
+            Some(c) if c.fits(self.model.config(), rows, columns, kind) => c,
+            _ => self.model.new_cache(rows, columns),
         };
         let cache = self.cache.insert(cache);
-        let out = generate(&self.model, cache, &ids, &mask, &self.options, &mut streams)?;
+        let out = generate(&self.model, cache, prompts, &self.options, &mut streams)?;
+        let (ids, mask) = left_pad(prompts, pad_id);
         let id = self.next_id;
         self.next_id += 1;
         Ok(RolloutBatch::from_generation(
