@@ -31,9 +31,9 @@ pub(super) struct Engine<'a> {
     options: &'a GenerateOptions,
     prompts: &'a [Vec<i64>],
     streams: &'a mut [Rng],
-    /// The columns every prompt's prefill fits in: the longest prompt less its last token
-    /// (fed by the first decode step). The cache never holds fewer columns while prompts
-    /// remain, so a refilled prompt always fits before the shared column.
+    /// The columns every refilled prompt's prefill fits in: the longest prompt less its
+    /// last token (fed by the next decode step). The cache never holds fewer columns while
+    /// prompts remain, so a refilled prompt always fits before the shared column.
     lead: i64,
     /// The most rows at once.
     width: i64,
@@ -85,22 +85,25 @@ impl<'a> Engine<'a> {
         cache: &mut KvCache,
         mut on_done: Option<&mut dyn FnMut(Episode) -> Result<()>>,
     ) -> Result<Generation> {
-        cache.reset_rows(0);
         // Each row's next input: its sampled token, or a new row's last prompt token.
         let mut input = Tensor::zeros([0], (Kind::Int64, self.device));
         loop {
-            if self.next < self.prompts.len() && self.admitting() {
-                let last = self.admit(cache);
-                input = Tensor::cat(&[input, last], 0);
-            }
-            if self.rows.is_empty() {
-                break;
-            }
-            self.make_room(cache)?;
-            let hidden = self
-                .model
-                .forward(&input.unsqueeze(1), None, Some(cache), false);
-            let logits = self.model.logits(&hidden.squeeze_dim(1));
+            let logits = if self.rows.is_empty() {
+                if self.next == self.prompts.len() {
+                    break;
+                }
+                self.start(cache)
+            } else {
+                if self.admitting() {
+                    let last = self.admit(cache);
+                    input = Tensor::cat(&[input, last], 0);
+                }
+                self.make_room(cache)?;
+                let hidden = self
+                    .model
+                    .forward(&input.unsqueeze(1), None, Some(cache), false);
+                self.model.logits(&hidden.squeeze_dim(1))
+            };
             let uniforms = self.uniforms();
             let (sampled, logprob) = self.options.sampling.sample(&logits, &uniforms);
             let slots = self.slots();
@@ -133,63 +136,76 @@ impl<'a> Engine<'a> {
         Ok(self.finish())
     }
 
-    /// Whether to admit prompts before this step: static batching only into an empty
-    /// batch; otherwise once enough rows are free.
+    /// Whether to admit prompts into a running batch before this step: once enough rows
+    /// are free (never under static batching).
     fn admitting(&self) -> bool {
-        let live = self.rows.len() as i64;
-        if self.options.static_batch || live == 0 {
-            return live == 0;
-        }
-        let free = self.width - live;
         let left = (self.prompts.len() - self.next) as i64;
-        free > 0 && free >= left.min((self.width / REFILL_SHARE).max(1))
+        let free = self.width - self.rows.len() as i64;
+        !self.options.static_batch
+            && left > 0
+            && free > 0
+            && free >= left.min((self.width / REFILL_SHARE).max(1))
     }
 
-    /// Admit the next prompts into the free rows: prefill all but their last tokens and
+    /// Start an empty batch with the next prompts: prefill them whole, left-padded so they
+    /// end at the column after the lead, and return the logits of their first tokens.
+    fn start(&mut self, cache: &mut KvCache) -> Tensor {
+        let count = (self.width as usize).min(self.prompts.len() - self.next);
+        let (ids, valid) = left_pad(
+            &self.prompts[self.next..self.next + count],
+            self.options.pad_token_id,
+        );
+        let width = ids.size()[1];
+        cache.reset_rows(count as i64);
+        cache.skip_columns(self.lead + 1 - width);
+        let hidden = self.model.forward(
+            &ids.to_device(self.device),
+            Some(&valid.to_device(self.device)),
+            Some(cache),
+            false,
+        );
+        self.enter(count, cache.len());
+        self.model.logits(&hidden.select(1, width - 1))
+    }
+
+    /// Admit the next prompts into the free rows of a running batch: prefill all but their
+    /// last tokens on their own, place them in the cache to end at its last column, and
     /// return those last tokens, the new rows' first inputs.
     fn admit(&mut self, cache: &mut KvCache) -> Tensor {
-        let live = self.rows.len() as i64;
-        let count = ((self.width - live) as usize).min(self.prompts.len() - self.next);
+        let count = ((self.width as usize) - self.rows.len()).min(self.prompts.len() - self.next);
         let chosen = &self.prompts[self.next..self.next + count];
         let heads: Vec<Vec<i64>> = chosen.iter().map(|p| p[..p.len() - 1].to_vec()).collect();
         let last: Vec<i64> = chosen.iter().map(|p| p[p.len() - 1]).collect();
         let (ids, valid) = left_pad(&heads, self.options.pad_token_id);
-        let head = ids.size()[1];
-        let prefill = |cache: &mut KvCache| {
-            if head > 0 {
-                let valid = valid.to_device(self.device);
-                let _ = self.model.forward(
-                    &ids.to_device(self.device),
-                    Some(&valid),
-                    Some(cache),
-                    false,
-                );
-            }
-        };
-        if live == 0 {
-            // An empty batch: prefill straight into the cache, ending at the lead column.
-            cache.reset_rows(count as i64);
-            cache.skip_columns(self.lead - head);
-            prefill(cache);
-        } else {
-            let (model, width, lead) = (self.model, self.width, self.lead);
-            let scratch = self
-                .scratch
-                .get_or_insert_with(|| model.new_cache(width, lead));
-            scratch.reset_rows(count as i64);
-            prefill(scratch);
-            cache.admit_rows(scratch);
+        let (model, width, lead) = (self.model, self.width, self.lead);
+        let scratch = self
+            .scratch
+            .get_or_insert_with(|| model.new_cache(width, lead));
+        scratch.reset_rows(count as i64);
+        if ids.size()[1] > 0 {
+            let _ = model.forward(
+                &ids.to_device(self.device),
+                Some(&valid.to_device(self.device)),
+                Some(scratch),
+                false,
+            );
         }
-        let end = cache.len();
-        self.rows
-            .extend((self.next..self.next + count).map(|prompt| Row {
-                prompt,
-                start: end - (self.prompts[prompt].len() as i64 - 1),
-                made: 0,
-                done: false,
-            }));
-        self.next += count;
+        cache.admit_rows(scratch);
+        self.enter(count, cache.len() + 1);
         Tensor::from_slice(&last).to_device(self.device)
+    }
+
+    /// Add rows for the next `count` prompts, whose last prompt tokens sit (or will sit) in
+    /// the column before `end`.
+    fn enter(&mut self, count: usize, end: i64) {
+        let new = (self.next..self.next + count).map(|prompt| Row {
+            prompt,
+            start: end - self.prompts[prompt].len() as i64,
+            made: 0,
+            done: false,
+        });
+        self.rows.extend(new);
+        self.next += count;
     }
 
     /// Room for one more column, and no long run of dead columns: drop the columns before
