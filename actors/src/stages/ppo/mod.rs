@@ -4,8 +4,9 @@
 //! prompts -> Generator -> ReferencePolicy -> RewardModel -> bounded channel -> Learner
 //! Learner --(weights, version)--> Generator            (after every update)
 //! ```
-//! A producer task drives generation, reference log-probs and scoring; the consumer feeds
-//! the learner and syncs weights back. Before generating batch k the producer waits until
+//! A producer task drives generation, reference log-probs and scoring as stages linked by
+//! channels (the generator samples a batch while earlier ones are scored); the consumer
+//! feeds the learner and syncs weights back. Before generating batch k the producer waits until
 //! the generator holds version k - max_staleness, so `max_staleness = 0` is synchronous PPO
 //! and 1 lets batch k+1 be generated while batch k trains. No batch is ever more than
 //! `max_staleness` versions old; each step records its staleness.
@@ -26,6 +27,8 @@ mod prompts;
 mod run;
 #[cfg(test)]
 mod stale_tests;
+#[cfg(test)]
+mod stream_tests;
 #[cfg(test)]
 mod tests;
 

@@ -1,6 +1,7 @@
-//! The producer: generate a rollout batch, add the reference log-probs and the scores,
-//! queue it; before each batch, wait until the generator holds weights recent enough for
-//! the staleness bound.
+//! The producer: generate rollout batches, add the reference log-probs and the scores,
+//! queue them; before each batch, wait until the generator holds weights recent enough
+//! for the staleness bound. Generation, reference and reward are stages linked by
+//! channels, so each works on a different batch at the same time.
 
 use super::actors::Actors;
 use super::metrics::{self, ProducerTimes};
@@ -18,7 +19,6 @@ use tokio::sync::{mpsc, watch};
 /// A scored batch, its figures, and the seconds each producer phase took.
 pub struct Produced {
     pub batch: RolloutBatch,
-    /// Counted on a blocking thread: reading tensors back is a device sync on a GPU.
     pub figures: BatchFigures,
     pub times: ProducerTimes,
 }
@@ -56,10 +56,33 @@ impl Producer {
 
     /// Produce the batches of steps `start + 1..=steps` into `queue`; batch k waits until
     /// `synced` (the steps whose weights the generator holds) reaches k - max_staleness.
+    /// The stages stream: the generator samples one batch while the reference policy and
+    /// the reward score earlier ones, each stage holding at most one batch waiting for it.
     pub async fn run(
         self,
         start: u64,
         queue: mpsc::Sender<Produced>,
+        synced: watch::Receiver<u64>,
+    ) -> anyhow::Result<()> {
+        let (to_reference, at_reference) = mpsc::channel(1);
+        let (to_reward, at_reward) = mpsc::channel(1);
+        let (to_queue, scored) = mpsc::channel(1);
+        let reference = (&self.reference, "reference policy");
+        let reward = (&self.reward, "reward actor");
+        tokio::try_join!(
+            self.generate(start, to_reference, synced),
+            relay(reference, at_reference, to_reward, |t, s| t.reference = s),
+            relay(reward, at_reward, to_queue, |t, s| t.reward = s),
+            self.enqueue(scored, queue),
+        )?;
+        Ok(())
+    }
+
+    /// Generate batch after batch, each once the generator's weights are recent enough.
+    async fn generate(
+        &self,
+        start: u64,
+        out: mpsc::Sender<InFlight>,
         mut synced: watch::Receiver<u64>,
     ) -> anyhow::Result<()> {
         let stage = &self.stage;
@@ -78,8 +101,43 @@ impl Producer {
                 .map_err(|_| anyhow!("the learner loop ended"))?;
             let prompts = cycle.next(&self.prompts, distinct, samples);
             let keys = EpisodeKey::of_batch(k, distinct, samples);
-            let produced = self.produce(prompts, keys).await?;
-            metrics::produced(&self.name, &produced.figures, &produced.times);
+            let t = Instant::now();
+            let batch = ask(&self.generator, "generator", |r| {
+                GeneratorMsg::Generate(prompts, keys, r)
+            })
+            .await
+            .context("generator")?;
+            let times = ProducerTimes {
+                generate: t.elapsed().as_secs_f64(),
+                reference: 0.0,
+                reward: 0.0,
+            };
+            if out.send(InFlight { batch, times }).await.is_err() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Count each scored batch's figures, export them, and queue it for the learner.
+    async fn enqueue(
+        &self,
+        mut scored: mpsc::Receiver<InFlight>,
+        queue: mpsc::Sender<Produced>,
+    ) -> anyhow::Result<()> {
+        while let Some(InFlight { batch, times }) = scored.recv().await {
+            // Counted on a blocking thread: reading tensors back is a device sync on a GPU.
+            let (batch, figures) = tokio::task::spawn_blocking(move || {
+                let figures = batch.figures();
+                (batch, figures)
+            })
+            .await?;
+            metrics::produced(&self.name, &figures, &times);
+            let produced = Produced {
+                batch,
+                figures,
+                times,
+            };
             if queue.send(produced).await.is_err() {
                 break;
             }
@@ -87,50 +145,31 @@ impl Producer {
         }
         Ok(())
     }
-
-    /// One batch: generated, then scored by the reference policy, then by the reward.
-    async fn produce(
-        &self,
-        prompts: Vec<Vec<i64>>,
-        keys: Vec<EpisodeKey>,
-    ) -> anyhow::Result<Produced> {
-        let t = Instant::now();
-        let batch = ask(&self.generator, "generator", |r| {
-            GeneratorMsg::Generate(prompts, keys, r)
-        })
-        .await
-        .context("generator")?;
-        let generate = t.elapsed().as_secs_f64();
-        let t = Instant::now();
-        let batch = score(&self.reference, "reference policy", batch).await?;
-        let reference = t.elapsed().as_secs_f64();
-        let t = Instant::now();
-        let batch = score(&self.reward, "reward actor", batch).await?;
-        let reward = t.elapsed().as_secs_f64();
-        let (batch, figures) = tokio::task::spawn_blocking(move || {
-            let figures = batch.figures();
-            (batch, figures)
-        })
-        .await?;
-        Ok(Produced {
-            batch,
-            figures,
-            times: ProducerTimes {
-                generate,
-                reference,
-                reward,
-            },
-        })
-    }
 }
 
-/// The batch with what the scoring actor `name` adds.
-async fn score(
-    actor: &ActorRef<ScorerMsg>,
-    name: &str,
+/// A batch between the producer's stages, with the seconds each stage took so far.
+struct InFlight {
     batch: RolloutBatch,
-) -> anyhow::Result<RolloutBatch> {
-    ask(actor, "scorer", |r| ScorerMsg::Score(batch, r))
-        .await
-        .context(name.to_string())
+    times: ProducerTimes,
+}
+
+/// One scoring stage: each batch from `input`, with what the scoring actor adds (its
+/// seconds recorded by `record`), on to `output`, until either side closes.
+async fn relay(
+    (actor, name): (&ActorRef<ScorerMsg>, &str),
+    mut input: mpsc::Receiver<InFlight>,
+    output: mpsc::Sender<InFlight>,
+    record: fn(&mut ProducerTimes, f64),
+) -> anyhow::Result<()> {
+    while let Some(InFlight { batch, mut times }) = input.recv().await {
+        let t = Instant::now();
+        let batch = ask(actor, "scorer", |r| ScorerMsg::Score(batch, r))
+            .await
+            .context(name.to_string())?;
+        record(&mut times, t.elapsed().as_secs_f64());
+        if output.send(InFlight { batch, times }).await.is_err() {
+            break;
+        }
+    }
+    Ok(())
 }
