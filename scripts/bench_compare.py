@@ -24,7 +24,20 @@ What it does, in order:
        reward models start from the reward folder) against `rlhf bench ppo` (its value
        model also starts from the reward model), same rollout batch, prompt and response
        lengths, PPO epochs and minibatches; episodes/s, rlhf both synchronous
-       (max_staleness 0) and asynchronous (1).
+       (max_staleness 0) and asynchronous (1);
+     - with EOS (--eos-run DIR, default runs/default when it exists, which scripts/main.sh
+       makes): the same generation and PPO comparisons on a policy that does emit EOS, the
+       run's SFT model (sft/checkpoints/best), its reward model (rm/checkpoints/best, also
+       the value model's start) and its PPO prompts (data/ppo_prompts.jsonl), rendered with
+       the model's chat template into the same token ids on both sides and left-padded.
+       Both sides stop at the model's EOS ids, after at most 128 new tokens (--quick: 32):
+       transformers `generate()` with the model's eos_token_id and pad_token_id against
+       `rlhf bench generate --prompts` on the file's first 32 prompts (--quick: 4;
+       tokens/s counts generated tokens up to and including each row's EOS; episodes/s;
+       each side's mean response length), and TRL's PPOTrainer with stop_token="eos"
+       against `rlhf bench ppo --prompts` at the PPO row's batch, epochs and minibatches
+       (episodes/s; TRL's mean response length; rlhf bench ppo reports none).
+       Without a complete run folder these rows are skipped with a log line.
      Every process waits for an idle machine before each timed repeat (other processes
      below --idle-threshold of the CPU for 2 s, at most --idle-cap seconds, then a
      warning) and reports min/median/max over --repeats repeats after one warm-up.
@@ -35,7 +48,8 @@ The script runs under any python3; the peers run under .venv-bench. Run it on an
 machine: other processes distort these figures by 10x or more.
 
   python3 scripts/bench_compare.py            # the reference shape (a few minutes)
-  python3 scripts/bench_compare.py --quick    # a tiny shape, seconds per bench
+  python3 scripts/bench_compare.py --quick    # a tiny shape (EOS rows: 4 prompts, 32 tokens)
+  python3 scripts/bench_compare.py --only generate-eos,ppo-eos --eos-run DIR   # EOS rows only
 """
 
 import argparse
@@ -62,12 +76,16 @@ PINS = {
 # Shared through .pth from the project's .venv when it has exactly these.
 SHAREABLE = ("torch", "transformers")
 
-# The issue's reference shape and work, and a tiny one for --quick.
+# The issue's reference shape and work, and a tiny one for --quick. The EOS rows use the
+# run's own model; eos_batch and eos_new_tokens (the response cap) are their generation
+# batch and cap, PPO's batch, epochs, minibatches and steps are the PPO row's.
+BENCHES = ("generate", "train", "ppo", "generate-eos", "ppo-eos")
 FULL = dict(
     layers=6, d_model=256, heads=8, vocab=8192,
     prompt_len=64, new_tokens=128, gen_batches=[1, 32],
     train_batch=16, seq_len=192,
     ppo_batch=32, ppo_epochs=1, minibatches=1, ppo_steps=5,
+    eos_batch=32, eos_new_tokens=128,
     repeats=3, idle_cap=120.0,
 )
 QUICK = dict(
@@ -75,6 +93,7 @@ QUICK = dict(
     prompt_len=8, new_tokens=8, gen_batches=[1, 4],
     train_batch=4, seq_len=32,
     ppo_batch=4, ppo_epochs=1, minibatches=1, ppo_steps=1,
+    eos_batch=4, eos_new_tokens=32,
     repeats=3, idle_cap=2.0,
 )
 
@@ -178,13 +197,16 @@ def _emit(obj):
     print(json.dumps(obj), flush=True)
 
 
-def _timed(a, torch, unit, flops_per_repeat, work, settings):
-    """One warm-up and a.repeats timed repeats of work() (returns units), each after an idle wait."""
+def _timed(a, torch, unit, flops_per_repeat, work, settings, episodes=None):
+    """One warm-up and a.repeats timed repeats of work() (returns units), each after an idle wait.
+
+    With `episodes` (per repeat), also episodes/s and the mean units per episode (response
+    tokens, when work() stops at EOS)."""
     wait_idle(a.idle_cap, a.idle_threshold)
     peak = matmul_peak(torch, a.threads)
     _emit({"matmul_peak": {"matmul_peak_flops_per_second": peak, "threads": a.threads, "dtype": "float32"}})
     work()
-    seconds, rates = [], []
+    seconds, rates, counts = [], [], []
     for repeat in range(1, a.repeats + 1):
         idle = wait_idle(a.idle_cap, a.idle_threshold)
         t = time.perf_counter()
@@ -192,8 +214,15 @@ def _timed(a, torch, unit, flops_per_repeat, work, settings):
         dt = time.perf_counter() - t
         seconds.append(dt)
         rates.append(units / dt)
+        counts.append(units)
         _emit({"repeat": repeat, "seconds": dt, unit: units, "per_second": units / dt, **idle})
     median_seconds = statistics.median(seconds)
+    if episodes:
+        per_episode = [episodes / dt for dt in seconds]
+        settings = {**settings, "episodes_per_second_min": min(per_episode),
+                    "episodes_per_second_median": statistics.median(per_episode),
+                    "episodes_per_second_max": max(per_episode),
+                    "mean_response_tokens": statistics.mean(counts) / episodes}
     _emit(
         {
             **settings,
@@ -275,38 +304,104 @@ def _random_prompts(torch, rows, cols, vocab, seed):
     return torch.randint(1, vocab - 1, (rows, cols), generator=g)  # no pad (0), no eos (vocab-1)
 
 
+def _chat_prompts(tok, file, count):
+    """The first `count` prompts of a PPO prompt file (cycled when fewer), as token ids.
+
+    As rlhf reads them: `{"prompt": text}` is one user message, `{"prompt": [messages]}` or
+    `{"messages": [...]}` a conversation; rendered with the tokenizer's chat template and
+    the assistant's header (add_generation_prompt), encoded without added special tokens."""
+    records = []
+    with open(file) as f:
+        for line in f:
+            if line.strip() and len(records) < count:
+                records.append(json.loads(line))
+    if not records:
+        raise SystemExit(f"no prompts in {file}")
+
+    def messages(r):
+        prompt = r.get("messages", r.get("prompt"))
+        return prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
+
+    ids = [tok.apply_chat_template(messages(r), add_generation_prompt=True, tokenize=True, return_dict=False)
+           for r in records]
+    return [ids[i % len(ids)] for i in range(count)]
+
+
+def _left_pad(torch, rows, pad):
+    """Left-padded ids and their attention mask (as rlhf's left_pad)."""
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, width - len(r):] = torch.tensor(r)
+        mask[i, width - len(r):] = 1
+    return ids, mask
+
+
+def _response_lengths(torch, responses, stop_ids):
+    """Tokens of each response row up to and including its first stop id (all when none)."""
+    stops = torch.isin(responses, torch.tensor(stop_ids, device=responses.device))
+    first = stops.int().argmax(dim=1)
+    return torch.where(stops.any(dim=1), first + 1, responses.shape[1])
+
+
+def _stop_ids(generation_config):
+    eos = generation_config.eos_token_id
+    return [eos] if isinstance(eos, int) else list(eos or [])
+
+
 def peer_generate(a):
+    """transformers generate(): random prompts and exactly --new-tokens tokens, or (with
+    --prompts) real prompts in the model's chat template that stop at the model's EOS."""
     torch = _torch_setup(a)
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     model = AutoModelForCausalLM.from_pretrained(a.model, dtype=torch.float32).eval()
-    model.generation_config.eos_token_id = None  # no early stop, as TRL does
-    vocab = model.config.vocab_size
-    prompt = _random_prompts(torch, a.batch, a.prompt_len, vocab, 1)
+    if a.prompts:
+        tok = AutoTokenizer.from_pretrained(a.model)
+        stop = _stop_ids(model.generation_config)
+        pad = model.generation_config.pad_token_id
+        pad = tok.pad_token_id if pad is None else pad
+        if not stop:
+            raise SystemExit(f"{a.model}: no eos_token_id in its generation config")
+        prompt, mask = _left_pad(torch, _chat_prompts(tok, a.prompts, a.batch), pad)
+    else:
+        stop, pad = [], 0
+        model.generation_config.eos_token_id = None  # no early stop, as TRL does
+        prompt = _random_prompts(torch, a.batch, a.prompt_len, model.config.vocab_size, 1)
+        mask = torch.ones_like(prompt)
+    prompt_len = prompt.shape[1]
     kwargs = dict(
-        attention_mask=torch.ones_like(prompt),
+        attention_mask=mask,
         do_sample=True,
         top_k=0,
         top_p=1.0,
         temperature=1.0,
         max_new_tokens=a.new_tokens,
-        pad_token_id=0,
+        eos_token_id=stop or None,
+        pad_token_id=pad,
         use_cache=True,
     )
 
     def work():
+        if stop:
+            torch.manual_seed(0)  # the same responses every run, as rlhf samples them
         with torch.inference_mode():
-            out = model.generate(prompt, **kwargs)
-        new = out.shape[1] - a.prompt_len
-        if new != a.new_tokens:
-            print(f"warning: generated {new} tokens, expected {a.new_tokens}", file=sys.stderr)
-        return a.batch * new
+            new = model.generate(prompt, **kwargs)[:, prompt_len:]
+        if stop:
+            return int(_response_lengths(torch, new, stop).sum())
+        if new.shape[1] != a.new_tokens:
+            print(f"warning: generated {new.shape[1]} tokens, expected {a.new_tokens}", file=sys.stderr)
+        return a.batch * new.shape[1]
 
     params = _params(model)
-    flops = 2 * params * a.batch * (a.prompt_len + a.new_tokens - 1)
+    # Every prompt position and every generated token but each row's last (as rlhf counts).
+    generated = work() if stop else a.batch * a.new_tokens
+    flops = 2 * params * (a.batch * (prompt_len - 1) + generated)
     settings = {"bench": "generate", "peer": "transformers generate()", "params": params, "batch": a.batch,
-                "prompt_len": a.prompt_len, "new_tokens": a.new_tokens, "threads": a.threads, **_versions()}
-    _timed(a, torch, "tokens", flops, work, settings)
+                "prompt_len": prompt_len, "new_tokens": a.new_tokens, "threads": a.threads,
+                "prompts": a.prompts, "stops_at_eos": bool(stop), "eos_token_ids": stop, **_versions()}
+    _timed(a, torch, "tokens", flops, work, settings, episodes=a.batch if stop else None)
 
 
 def peer_train(a):
@@ -338,6 +433,8 @@ def peer_train(a):
 
 
 def peer_ppo(a):
+    """TRL's PPOTrainer: random prompts and no stop token, or (with --prompts) the file's
+    prompts in the model's chat template and stop_token="eos"."""
     torch = _torch_setup(a)
     from datasets import Dataset
     from transformers import (
@@ -351,7 +448,7 @@ def peer_ppo(a):
     import trl.experimental.ppo.ppo_trainer as ppo_module
     from trl.experimental.ppo import PPOConfig, PPOTrainer
 
-    tok = PreTrainedTokenizerFast.from_pretrained(a.model)
+    tok = PreTrainedTokenizerFast.from_pretrained(a.model, padding_side="left")  # TRL generates from left-padded queries
 
     def lm():
         return AutoModelForCausalLM.from_pretrained(a.model, dtype=torch.float32)
@@ -361,8 +458,12 @@ def peer_ppo(a):
 
     policy, ref, reward, value = lm(), lm(), scalar(), scalar()
     iterations = 1 + a.repeats * a.steps  # one warm-up iteration
-    vocab = policy.config.vocab_size
-    prompts = _random_prompts(torch, iterations * a.batch, a.prompt_len, vocab, 4).tolist()
+    if a.prompts:
+        # rlhf bench ppo samples from the file's first (timed steps + 1) x batch prompts.
+        pool = _chat_prompts(tok, a.prompts, (a.steps + 1) * a.batch)
+        prompts = [pool[i % len(pool)] for i in range(iterations * a.batch)]
+    else:
+        prompts = _random_prompts(torch, iterations * a.batch, a.prompt_len, policy.config.vocab_size, 4).tolist()
     dataset = Dataset.from_dict({"input_ids": prompts})
 
     # Phase clocks: generation, the no-grad scoring passes (reference, value, reward).
@@ -381,6 +482,18 @@ def peer_ppo(a):
     ppo_module.batch_generation = clocked(ppo_module.batch_generation, "generate")
     ppo_module.forward = clocked(ppo_module.forward, "scoring")
     ppo_module.get_reward = clocked(ppo_module.get_reward, "scoring")
+
+    # With a stop token: each response's tokens up to and including it, and the width TRL
+    # generated (its generate() stops once every row of the batch has stopped).
+    lengths, widths = [], []
+    truncate = ppo_module.truncate_response
+
+    def counted(stop_token_id, pad_token_id, responses):
+        lengths.extend(_response_lengths(torch, responses, [stop_token_id]).tolist())
+        widths.append(responses.shape[1])
+        return truncate(stop_token_id, pad_token_id, responses)
+
+    ppo_module.truncate_response = counted
 
     rows, per_repeat = [], []
 
@@ -421,7 +534,7 @@ def peer_ppo(a):
             temperature=1.0,
             total_episodes=iterations * a.batch,
             num_sample_generations=0,
-            stop_token=None,
+            stop_token="eos" if a.prompts else None,
             stop_token_id=None,
             missing_eos_penalty=None,
             bf16=False,
@@ -463,13 +576,17 @@ def peer_ppo(a):
     mean = lambda k: statistics.mean(c[k] for c in timed)  # noqa: E731
     t_iter, t_gen, t_score = mean("seconds"), mean("generate"), mean("scoring")
     p, v = _params(policy), _params(value)
-    positions = a.batch * (a.prompt_len + a.new_tokens)
-    step_flops = (
-        2 * p * a.batch * (a.prompt_len + a.new_tokens - 1)
-        + 2 * p * positions
-        + 2 * 2 * v * positions
-        + a.ppo_epochs * 6 * (p + v) * positions
-    )
+    # The algorithm's work at full-length responses; with EOS it depends on the sampled
+    # lengths (rlhf bench ppo reports none), so no peak fraction.
+    step_flops = None
+    if not a.prompts:
+        positions = a.batch * (a.prompt_len + a.new_tokens)
+        step_flops = (
+            2 * p * a.batch * (a.prompt_len + a.new_tokens - 1)
+            + 2 * p * positions
+            + 2 * 2 * v * positions
+            + a.ppo_epochs * 6 * (p + v) * positions
+        )
     median = statistics.median(rates)
     _emit(
         {
@@ -478,8 +595,12 @@ def peer_ppo(a):
             "params": p,
             "value_params": v,
             "batch": a.batch,
-            "prompt_len": a.prompt_len,
+            "prompt_len": max(len(q) for q in prompts),
             "new_tokens": a.new_tokens,
+            "prompts": a.prompts,
+            "stop_token": "eos" if a.prompts else None,
+            "mean_response_tokens": statistics.mean(lengths) if lengths else None,
+            "mean_generated_width": statistics.mean(widths) if widths else None,
             "ppo_epochs": a.ppo_epochs,
             "minibatches": a.minibatches,
             "iterations_per_repeat": a.steps,
@@ -496,7 +617,7 @@ def peer_ppo(a):
             },
             "flops_per_step": step_flops,
             "matmul_peak_flops_per_second": peak,
-            "peak_fraction": step_flops * median / a.batch / peak,
+            "peak_fraction": step_flops * median / a.batch / peak if step_flops else None,
             "peak_rss_bytes": peak_rss_bytes(),
             **_versions(),
         }
@@ -593,6 +714,27 @@ def summary(records, key="per_second_median"):
     return found[-1]
 
 
+def as_rates(unit, median, low, high, rss=None):
+    """Rates in the summary keys that row() reads."""
+    return dict(unit=unit, per_second_median=median, per_second_min=low, per_second_max=high, peak_rss_bytes=rss)
+
+
+def eos_folders(args):
+    """The EOS rows' SFT policy, reward model and PPO prompts from the run --eos-run (default
+    runs/default), or None (with a log line) when that default is missing."""
+    run = Path(args.eos_run) if args.eos_run else ROOT / "runs" / "default"
+    folders = {"policy": run / "sft" / "checkpoints" / "best", "reward": run / "rm" / "checkpoints" / "best",
+               "prompts": run / "data" / "ppo_prompts.jsonl"}
+    missing = [str(p) for p in folders.values() if not p.exists()]
+    if not missing:
+        return folders
+    if args.eos_run:
+        raise SystemExit(f"--eos-run {run}: missing {', '.join(missing)}")
+    log(f"skipping the EOS rows (generate-eos, ppo-eos): no complete run at {run} (no {missing[0]}); "
+        "make one with scripts/main.sh or pass --eos-run DIR")
+    return None
+
+
 def fmt_rate(median, lo, hi):
     return f"{median:,.1f} [{lo:,.1f}-{hi:,.1f}]"
 
@@ -624,7 +766,14 @@ def orchestrate(args):
             s[key] = getattr(args, key)
     s.setdefault("threads", 2)
     s["actor_threads"] = args.actor_threads or s["threads"]
-    only = set(args.only.split(",")) if args.only else {"generate", "train", "ppo"}
+    only = set(args.only.split(",")) if args.only else set(BENCHES)
+    if only - set(BENCHES):
+        raise SystemExit(f"--only: unknown {', '.join(sorted(only - set(BENCHES)))} (choose from {','.join(BENCHES)})")
+    eos = eos_folders(args) if only & {"generate-eos", "ppo-eos"} else None
+    if eos is None:
+        only -= {"generate-eos", "ppo-eos"}
+    if not only:
+        raise SystemExit("nothing to run")
     out = Path(args.out or (ROOT / "runs" / "bench" / ("compare-quick" if args.quick else "compare")))
     out.mkdir(parents=True, exist_ok=True)
     rlhf = Path(args.rlhf) if args.rlhf else ROOT / "target" / "release" / "rlhf"
@@ -650,16 +799,20 @@ def orchestrate(args):
     common_rlhf = ["--threads", s["threads"], "--repeats", s["repeats"], "--wait-idle", s["idle_cap"],
                    "--idle-threshold", args.idle_threshold, "--dtype", "f32", "--device", "cpu"]
 
-    model_dir = out / "model"
-    positions = max(s["prompt_len"] + s["new_tokens"], s["seq_len"])
-    made = run_json(py + ["make-model", "--out", model_dir, "--layers", s["layers"], "--d-model", s["d_model"],
-                          "--heads", s["heads"], "--vocab", s["vocab"], "--positions", positions, "--threads", s["threads"]],
-                    "make-model", env)[-1]
-    policy, reward = model_dir / "policy", model_dir / "reward"
+    made = {}
+    if only & {"generate", "train", "ppo"}:
+        model_dir = out / "model"
+        positions = max(s["prompt_len"] + s["new_tokens"], s["seq_len"])
+        made = run_json(py + ["make-model", "--out", model_dir, "--layers", s["layers"], "--d-model", s["d_model"],
+                              "--heads", s["heads"], "--vocab", s["vocab"], "--positions", positions,
+                              "--threads", s["threads"]], "make-model", env)[-1]
+        policy, reward = model_dir / "policy", model_dir / "reward"
 
     rows, results = [], {"settings": s, "model": made}
+    if eos:
+        results["eos_run"] = {k: str(v) for k, v in eos.items()}
 
-    def row(name, setting, mine, peer, mine_peak, peer_peak):
+    def row(name, setting, mine, peer, mine_peak, peer_peak, lengths=(None, None)):
         ratio = mine["per_second_median"] / peer["per_second_median"]
         low = mine["per_second_min"] / peer["per_second_max"]
         high = mine["per_second_max"] / peer["per_second_min"]
@@ -667,17 +820,62 @@ def orchestrate(args):
                          rlhf=fmt_rate(mine["per_second_median"], mine["per_second_min"], mine["per_second_max"]),
                          peer=fmt_rate(peer["per_second_median"], peer["per_second_min"], peer["per_second_max"]),
                          ratio=ratio, range=(low, high), rlhf_peak=mine_peak, peer_peak=peer_peak,
-                         rlhf_rss=mine.get("peak_rss_bytes"), peer_rss=peer.get("peak_rss_bytes")))
+                         rlhf_rss=mine.get("peak_rss_bytes"), peer_rss=peer.get("peak_rss_bytes"),
+                         rlhf_len=lengths[0], peer_len=lengths[1]))
+
+    def compare_generate(key, name, model, gen):
+        """transformers generate() and rlhf bench generate on the same flags; both summaries."""
+        peer = summary(run_json(py + ["generate", "--model", model, *gen, *common_peer], f"transformers {name}", env))
+        mine = summary(run_json([rlhf, "bench", "generate", "--model", model, *gen, "--temperature", 1, "--top-k", 0,
+                                 *common_rlhf], f"rlhf {name}", env))
+        results[key] = {"rlhf": mine, "peer": peer}
+        return mine, peer
+
+    def compare_ppo(key, name, model, reward_model, work, with_eos):
+        """TRL's PPOTrainer and rlhf bench ppo (sync and async) on the same flags: three rows."""
+        ppo = ["--batch", s["ppo_batch"], *work, "--ppo-epochs", s["ppo_epochs"], "--minibatches", s["minibatches"]]
+        peer = summary(run_json(py + ["ppo", "--model", model, "--reward-model", reward_model, *ppo,
+                                      "--steps", s["ppo_steps"], *common_peer], f"trl {name}", env))
+        mine_all = run_json([rlhf, "bench", "ppo", "--model", model, "--reward-model", reward_model, *ppo,
+                             "--steps", s["ppo_steps"] + 1, "--actor-threads", s["actor_threads"], *common_rlhf],
+                            f"rlhf {name}", env)
+        mine = summary(mine_all, "samples_per_second_sync")
+        results[key] = {"rlhf": mine, "peer": peer}
+        cap = s["eos_new_tokens"] if with_eos else s["new_tokens"]
+        setting = (f"rollout {s['ppo_batch']}, {s['ppo_epochs']} epoch, {s['minibatches']} minibatch"
+                   + (f", <= {cap} tokens, stop at EOS" if with_eos else ""))
+        for mode in ("sync", "async"):
+            k = f"samples_per_second_{mode}"
+            # With EOS the step's FLOPs depend on the sampled lengths: no peak fraction.
+            peaks = (None, None) if with_eos else (mine[f"peak_fraction_{mode}"], peer["peak_fraction"])
+            row(f"{name} {mode}", f"{setting}, max_staleness {0 if mode == 'sync' else 1}",
+                as_rates("episodes", mine[k], mine[f"{k}_min"], mine[f"{k}_max"], mine.get("peak_rss_bytes")), peer,
+                *peaks, lengths=(None, peer.get("mean_response_tokens")))
 
     if "generate" in only:
         for b in s["gen_batches"]:
             gen = ["--batch", b, "--prompt-len", s["prompt_len"], "--new-tokens", s["new_tokens"]]
-            peer = summary(run_json(py + ["generate", "--model", policy, *gen, *common_peer], f"transformers b={b}", env))
-            mine = summary(run_json([rlhf, "bench", "generate", "--model", policy, *gen, "--temperature", 1, "--top-k", 0,
-                                     *common_rlhf], f"rlhf generate b={b}", env))
-            results[f"generate_b{b}"] = {"rlhf": mine, "peer": peer}
+            mine, peer = compare_generate(f"generate_b{b}", f"generate b={b}", policy, gen)
             row(f"generate b={b}", f"{s['prompt_len']}-token prompts, {s['new_tokens']} new tokens",
                 mine, peer, mine["peak_fraction"], peer["peak_fraction"])
+    if "generate-eos" in only:
+        b, cap = s["eos_batch"], s["eos_new_tokens"]
+        name = f"generate-eos b={b}"
+        mine, peer = compare_generate("generate_eos", name, eos["policy"],
+                                      ["--batch", b, "--new-tokens", cap, "--prompts", eos["prompts"]])
+        if mine["prompt_len"] != peer["prompt_len"]:
+            log(f"warning: rlhf's prompts are {mine['prompt_len']} tokens wide, transformers' {peer['prompt_len']}: "
+                "the two sides' token ids differ")
+        lengths = (mine["mean_response_tokens"], peer["mean_response_tokens"])
+        setting = f"{b} PPO prompts, <= {cap} new tokens, stop at EOS"
+        peaks = (mine["peak_fraction"], peer["peak_fraction"])
+        row(name, setting, mine, peer, *peaks, lengths=lengths)
+        # Every rlhf run samples the same responses, so its episodes/s is tokens/s over their mean length.
+        mine_episodes = as_rates("episodes", *(mine[f"per_second_{k}"] / mine["mean_response_tokens"] for k in
+                                               ("median", "min", "max")), mine.get("peak_rss_bytes"))
+        peer_episodes = as_rates("episodes", *(peer[f"episodes_per_second_{k}"] for k in ("median", "min", "max")),
+                                 peer.get("peak_rss_bytes"))
+        row(name, setting, mine_episodes, peer_episodes, *peaks, lengths=lengths)
     if "train" in only:
         tr = ["--batch", s["train_batch"], "--seq-len", s["seq_len"]]
         peer = summary(run_json(py + ["train", "--model", policy, *tr, *common_peer], "pytorch train", env))
@@ -687,22 +885,11 @@ def orchestrate(args):
         row("train", f"batch {s['train_batch']} x {s['seq_len']}, AdamW step", mine, peer,
             mine["peak_fraction"], peer["peak_fraction"])
     if "ppo" in only:
-        ppo = ["--batch", s["ppo_batch"], "--prompt-len", s["prompt_len"], "--new-tokens", s["new_tokens"],
-               "--ppo-epochs", s["ppo_epochs"], "--minibatches", s["minibatches"]]
-        peer = summary(run_json(py + ["ppo", "--model", policy, "--reward-model", reward, *ppo,
-                                      "--steps", s["ppo_steps"], *common_peer], "trl ppo", env))
-        mine_all = run_json([rlhf, "bench", "ppo", "--model", policy, "--reward-model", reward, *ppo,
-                             "--steps", s["ppo_steps"] + 1, "--actor-threads", s["actor_threads"], *common_rlhf],
-                            "rlhf ppo", env)
-        mine = summary(mine_all, "samples_per_second_sync")
-        results["ppo"] = {"rlhf": mine, "peer": peer}
-        setting = f"rollout {s['ppo_batch']}, {s['ppo_epochs']} epoch, {s['minibatches']} minibatch"
-        for mode in ("sync", "async"):
-            key = f"samples_per_second_{mode}"
-            as_rates = dict(unit="episodes", per_second_median=mine[key], per_second_min=mine[f"{key}_min"],
-                            per_second_max=mine[f"{key}_max"], peak_rss_bytes=mine.get("peak_rss_bytes"))
-            row(f"ppo {mode}", f"{setting}, max_staleness {0 if mode == 'sync' else 1}", as_rates, peer,
-                mine[f"peak_fraction_{mode}"], peer["peak_fraction"])
+        compare_ppo("ppo", "ppo", policy, reward, ["--prompt-len", s["prompt_len"], "--new-tokens", s["new_tokens"]],
+                    with_eos=False)
+    if "ppo-eos" in only:
+        compare_ppo("ppo_eos", "ppo-eos", eos["policy"], eos["reward"],
+                    ["--new-tokens", s["eos_new_tokens"], "--prompts", eos["prompts"]], with_eos=True)
 
     report = render(rows, s, made, results, args)
     print(report)
@@ -713,11 +900,14 @@ def orchestrate(args):
 
 def render(rows, s, made, results, args):
     mib = lambda b: f"{b / 2**20:,.0f}" if b else "-"  # noqa: E731
+    pct = lambda f: f"{100 * f:.1f}" if f is not None else "-"  # noqa: E731
+    tokens = lambda n: f"{n:.1f}" if n is not None else "-"  # noqa: E731
     head = ["bench", "work", "unit", "rlhf median [min-max]", "peer median [min-max]", "rlhf/peer", "range",
-            "peak% rlhf", "peak% peer", "RSS MiB rlhf", "RSS MiB peer"]
+            "resp. tokens rlhf/peer", "peak% rlhf", "peak% peer", "RSS MiB rlhf", "RSS MiB peer"]
     body = [[r["name"], r["setting"], r["unit"] + "/s", r["rlhf"], r["peer"], f"{r['ratio']:.2f}x",
-             f"{r['range'][0]:.2f}-{r['range'][1]:.2f}", f"{100 * r['rlhf_peak']:.1f}", f"{100 * r['peer_peak']:.1f}",
-             mib(r["rlhf_rss"]), mib(r["peer_rss"])] for r in rows]
+             f"{r['range'][0]:.2f}-{r['range'][1]:.2f}",
+             f"{tokens(r['rlhf_len'])}/{tokens(r['peer_len'])}" if r["rlhf_len"] or r["peer_len"] else "-",
+             pct(r["rlhf_peak"]), pct(r["peer_peak"]), mib(r["rlhf_rss"]), mib(r["peer_rss"])] for r in rows]
     widths = [max(len(str(x)) for x in col) for col in zip(head, *body)]
     line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths))  # noqa: E731
     out = [line(head), line(["-" * w for w in widths])] + [line(b) for b in body]
@@ -725,37 +915,68 @@ def render(rows, s, made, results, args):
         "generate": "transformers generate(do_sample, top_k 0, top_p 1, temperature 1, no EOS), use_cache",
         "train": "PyTorch loop: forward + backward + clip_grad_norm 1.0 + torch.optim.AdamW(lr 1e-5, betas 0.9/0.95, eps 1e-8, wd 0)",
         "ppo": "TRL experimental PPOTrainer: separate ref/value/reward models, no stop token, kl k1 0.05, no sample generations",
+        "generate-eos": "transformers generate(do_sample, top_k 0, top_p 1, temperature 1, the model's eos_token_id and "
+                        "pad_token_id), use_cache, left-padded prompts and their attention mask",
+        "ppo-eos": "TRL experimental PPOTrainer: separate ref/value/reward models, stop_token 'eos', left-padded queries, "
+                   "kl k1 0.05, no sample generations",
     }
     any_result = next(iter(v for k, v in results.items() if isinstance(v, dict) and "peer" in v), None)
     versions = {k: any_result["peer"].get(k) for k in ("torch", "transformers", "trl")} if any_result else {}
+    ran = {r["name"].split()[0] for r in rows}  # generate, train, ppo, generate-eos, ppo-eos
+    lines = {
+        "model": f"  model: GPT-2, {s['layers']} layers, d_model {s['d_model']}, {s['heads']} heads, vocab {s['vocab']}, "
+                 f"{made.get('params', 0):,} parameters (reward/value: {made.get('reward_params', 0):,}), random weights "
+                 "saved in Hugging Face layout (safetensors) and loaded by both sides",
+        "generate": f"  generation: batches {s['gen_batches']}, {s['prompt_len']}-token random prompts, exactly "
+                    f"{s['new_tokens']} new tokens (no early stop), temperature 1, top_k 0, top_p 1",
+        "train": f"  training: batch {s['train_batch']} x {s['seq_len']} tokens, tokens/s counts loss targets "
+                 "batch x (seq_len - 1); rlhf AdamW with the same hyper-parameters and clipping",
+        "ppo": f"  PPO: rollout batch {s['ppo_batch']}, {s['ppo_epochs']} PPO epoch(s), {s['minibatches']} minibatch(es), "
+               f"{s['ppo_steps']} timed iterations per repeat after one warm-up; rlhf actor threads {s['actor_threads']}, "
+               "sync = max_staleness 0, async = 1"
+               + (f"; ppo: {s['prompt_len']}-token random prompts, {s['new_tokens']} response tokens" if "ppo" in ran else ""),
+    }
+    shown = (["model"] if made else []) + [k for k in ("generate", "train") if k in ran]
+    shown += ["ppo"] if ran & {"ppo", "ppo-eos"} else []
+    peer_lines = [peers[k] for k in ("generate", "train", "ppo", "generate-eos", "ppo-eos") if k in ran]
     settings = [
         "",
         "settings (both sides):",
-        f"  model: GPT-2, {s['layers']} layers, d_model {s['d_model']}, {s['heads']} heads, vocab {s['vocab']}, "
-        f"{made.get('params'):,} parameters (reward/value: {made.get('reward_params'):,}), random weights saved "
-        f"in Hugging Face layout (safetensors) and loaded by both sides",
+        *(lines[k] for k in shown),
         f"  precision fp32, device cpu, {s['threads']} threads (libtorch intra-op), dropout 0",
-        f"  generation: batches {s['gen_batches']}, {s['prompt_len']}-token random prompts, exactly {s['new_tokens']} "
-        "new tokens (no early stop), temperature 1, top_k 0, top_p 1",
-        f"  training: batch {s['train_batch']} x {s['seq_len']} tokens, tokens/s counts loss targets "
-        f"batch x (seq_len - 1); rlhf AdamW with the same hyper-parameters and clipping",
-        f"  PPO: rollout batch {s['ppo_batch']}, {s['ppo_epochs']} PPO epoch(s), {s['minibatches']} minibatch(es), "
-        f"{s['prompt_len']}-token prompts, {s['new_tokens']} response tokens, {s['ppo_steps']} timed iterations per "
-        f"repeat after one warm-up; rlhf actor threads {s['actor_threads']}, sync = max_staleness 0, async = 1",
         f"  timing: one warm-up, {s['repeats']} timed repeats per side, each after waiting for other processes to use "
         f"< {100 * args.idle_threshold:.0f}% of the CPU for 2 s (at most {s['idle_cap']:.0f} s)",
         f"  peak%: achieved FLOP/s (6 x params x positions for training, 2 x for generation and scoring, "
         "the PPO step's algorithmic work) over each process's measured 2048^3 fp32 matmul rate",
-        f"  peers: {peers['generate']}",
-        f"         {peers['train']}",
-        f"         {peers['ppo']}",
+        *(f"  {'peers:' if i == 0 else '      '} {line}" for i, line in enumerate(peer_lines)),
         f"  versions: {versions}, rlhf {git_rev()}",
         f"  machine: {cpu_model()}, {os.cpu_count()} CPUs",
     ]
-    if "ppo" in results:
-        r, p = results["ppo"]["rlhf"], results["ppo"]["peer"]
-        settings.append(f"  PPO phases: TRL {json.dumps({k: round(v, 3) for k, v in p['phase_share'].items()})} of "
-                        f"{p['seconds_per_iteration']:.3f} s/iteration; rlhf sync seconds {json.dumps(r['phases_seconds_sync'])}")
+    if "eos_run" in results:
+        e = results["eos_run"]
+        settings.append(
+            f"  EOS rows: policy {e['policy']}, reward model (and value start) {e['reward']}, prompts {e['prompts']} "
+            "rendered with the policy's chat template (one user message, add_generation_prompt) into the same token "
+            f"ids on both sides, left-padded; both sides stop at the EOS ids of its generation_config.json, after at "
+            f"most {s['eos_new_tokens']} new tokens; resp. tokens: mean tokens per response up to and including EOS")
+        if "generate_eos" in results:
+            g = results["generate_eos"]["peer"]
+            settings.append(
+                f"    generate-eos: the file's first {s['eos_batch']} prompts ({g['prompt_len']} tokens wide when padded), "
+                "each run reseeded so every repeat samples the same responses; tokens/s counts generated tokens, "
+                "episodes/s responses")
+        if "ppo_eos" in results:
+            p = results["ppo_eos"]["peer"]
+            settings.append(
+                f"    ppo-eos: as PPO above on the file's first {(s['ppo_steps'] + 1) * s['ppo_batch']} prompts "
+                f"(shuffled); TRL's generate() ran {p['mean_generated_width']:.1f} of {s['eos_new_tokens']} steps per "
+                "batch on average; no peak% (the work depends on the sampled lengths, which rlhf bench ppo does not report)")
+    for key in ("ppo", "ppo_eos"):
+        if key in results:
+            r, p = results[key]["rlhf"], results[key]["peer"]
+            settings.append(f"  {key} phases: TRL {json.dumps({k: round(v, 3) for k, v in p['phase_share'].items()})} "
+                            f"of {p['seconds_per_iteration']:.3f} s/iteration; rlhf sync seconds "
+                            f"{json.dumps(r['phases_seconds_sync'])}")
     return "\n".join(out + settings)
 
 
@@ -766,7 +987,10 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd")
     ap.add_argument("--quick", action="store_true", help="a tiny shape and few tokens: exercises every path in seconds")
-    ap.add_argument("--only", help="comma-separated subset of generate,train,ppo")
+    ap.add_argument("--only", help=f"comma-separated subset of {','.join(BENCHES)}")
+    ap.add_argument("--eos-run", metavar="DIR",
+                    help="run folder of the EOS rows (sft/checkpoints/best, rm/checkpoints/best, "
+                         "data/ppo_prompts.jsonl); default runs/default, rows skipped when it is missing")
     ap.add_argument("--repeats", type=int, help="timed repeats per side (default 3)")
     ap.add_argument("--threads", type=int, help="libtorch threads on both sides (default 2)")
     ap.add_argument("--actor-threads", type=int, help="threads of each rlhf PPO actor (default: --threads)")
@@ -782,7 +1006,7 @@ def main():
     for flag, kind in [("--model", str), ("--reward-model", str), ("--out", str), ("--layers", int), ("--d-model", int),
                        ("--heads", int), ("--vocab", int), ("--positions", int), ("--batch", int), ("--prompt-len", int),
                        ("--new-tokens", int), ("--seq-len", int), ("--ppo-epochs", int), ("--minibatches", int),
-                       ("--steps", int)]:
+                       ("--steps", int), ("--prompts", str)]:
         peer.add_argument(flag, type=kind)
     peer.add_argument("--threads", type=int, default=2)
     peer.add_argument("--repeats", type=int, default=3)
