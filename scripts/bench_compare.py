@@ -850,7 +850,7 @@ def orchestrate(args):
             peaks = (None, None) if with_eos else (mine[f"peak_fraction_{mode}"], peer["peak_fraction"])
             row(f"{name} {mode}", f"{setting}, max_staleness {0 if mode == 'sync' else 1}",
                 as_rates("episodes", mine[k], mine[f"{k}_min"], mine[f"{k}_max"], mine.get("peak_rss_bytes")), peer,
-                *peaks, lengths=(None, peer.get("mean_response_tokens")))
+                *peaks, lengths=(mine.get("mean_response_tokens"), peer.get("mean_response_tokens")))
 
     if "generate" in only:
         for b in s["gen_batches"]:

@@ -61,6 +61,9 @@ struct Timing {
     producer: f64,
     consumer: f64,
     phases: Value,
+    /// Mean prompt and response tokens of an episode.
+    prompt_tokens: f64,
+    response_tokens: f64,
 }
 
 pub async fn run(shape: &ShapeArgs, settings: &PpoBench) -> anyhow::Result<()> {
@@ -124,12 +127,13 @@ pub async fn run(shape: &ShapeArgs, settings: &PpoBench) -> anyhow::Result<()> {
     };
     let ((sync_min, sync_max), (async_min, async_max)) = (rates(&results[0]), rates(&results[1]));
     let ideal = (sync.producer + sync.consumer) / sync.producer.max(sync.consumer);
+    // With real prompts, the lengths the episodes had (responses stop at EOS).
     let step_flops = sys::ppo_step_flops(&PpoWork {
         policy_params: policy_config.num_parameters(),
         value_params: value_config.num_parameters(),
         batch: settings.batch as i64,
-        prompt_len: settings.prompt_len,
-        new_tokens: settings.new_tokens,
+        prompt_len: sync.prompt_tokens.round() as i64,
+        new_tokens: sync.response_tokens.round() as i64,
         ppo_epochs: settings.ppo_epochs as i64,
     });
     let flops = |samples_per_second: f64| step_flops * samples_per_second / settings.batch as f64;
@@ -144,6 +148,7 @@ pub async fn run(shape: &ShapeArgs, settings: &PpoBench) -> anyhow::Result<()> {
             "reward_model": settings.reward_model.as_ref().map(|d| d.display().to_string()),
             "prompts": settings.prompts.as_ref().map(|f| f.display().to_string()),
             "value_params": value_config.num_parameters(),
+            "mean_prompt_tokens": sync.prompt_tokens, "mean_response_tokens": sync.response_tokens,
             "samples_per_second_sync": sync.samples_per_second,
             "samples_per_second_sync_min": sync_min,
             "samples_per_second_sync_max": sync_max,
@@ -210,10 +215,11 @@ async fn run_once(
         seed: 0,
         from: None,
     };
+    let prompt_tokens = prompts.iter().map(Vec::len).sum::<usize>() as f64 / prompts.len() as f64;
     let result = pipeline(run, &actors, prompts, None, &mut run_dir).await;
     actors.stop();
     result?;
-    let timing = timing(&dir.join("metrics.jsonl"), settings.batch);
+    let timing = timing(&dir.join("metrics.jsonl"), settings.batch, prompt_tokens);
     let _ = std::fs::remove_dir_all(&dir);
     timing
 }
@@ -285,7 +291,9 @@ fn stage(shape: &ShapeArgs, s: &PpoBench, max_staleness: u64) -> anyhow::Result<
 }
 
 /// Steady state from the metrics log: steps 2.. (step 1 warms up).
-fn timing(path: &std::path::Path, batch: usize) -> anyhow::Result<Timing> {
+/// The timed steps' figures from a run's metrics log; `prompt_tokens` is the prompts' mean
+/// length.
+fn timing(path: &std::path::Path, batch: usize, prompt_tokens: f64) -> anyhow::Result<Timing> {
     let records: Vec<Value> = std::fs::read_to_string(path)?
         .lines()
         .map(serde_json::from_str)
@@ -319,5 +327,7 @@ fn timing(path: &std::path::Path, batch: usize) -> anyhow::Result<Timing> {
         producer: mean("generate_seconds") + mean("reference_seconds") + mean("reward_seconds"),
         consumer: mean("learner_seconds") + mean("weight_sync_seconds"),
         phases,
+        prompt_tokens,
+        response_tokens: mean("response_length_mean"),
     })
 }
