@@ -970,7 +970,7 @@ def render(rows, s, made, results, args):
             settings.append(
                 f"    ppo-eos: as PPO above on the file's first {(s['ppo_steps'] + 1) * s['ppo_batch']} prompts "
                 f"(shuffled); TRL's generate() ran {p['mean_generated_width']:.1f} of {s['eos_new_tokens']} steps per "
-                "batch on average; no peak% (the work depends on the sampled lengths, which rlhf bench ppo does not report)")
+                "batch on average; no peak% (TRL works over the padded width, rlhf over the sampled lengths: their FLOPs are not counted alike)")
     for key in ("ppo", "ppo_eos"):
         if key in results:
             r, p = results[key]["rlhf"], results[key]["peer"]
