@@ -260,21 +260,8 @@ fn cache_that_does_not_fit_is_an_error() {
 #[test]
 fn episodes_do_not_depend_on_the_batch() {
     let model = load("gpt2-tiny", Head::LanguageModel);
-    let mut rng = Rng::new(3);
-    let prompts: Vec<Vec<i64>> = (0..64)
-        .map(|_| {
-            (0..1 + rng.below(9))
-                .map(|_| 1 + rng.below(90) as i64)
-                .collect()
-        })
-        .collect();
-    let opts = GenerateOptions {
-        sampling: Sampling::default(),
-        max_new_tokens: 12,
-        eos_token_ids: vec![95],
-        pad_token_id: 0,
-        static_batch: false,
-    };
+    let prompts = random_prompts(3, 64, 9);
+    let opts = sampled_12(vec![95]);
     // Calls of `call` prompts each, on an engine of `rows` rows.
     let episodes = |call: usize, rows: usize, opts: &GenerateOptions| -> Vec<Vec<i64>> {
         let mut out = Vec::new();
@@ -315,6 +302,29 @@ fn episodes_do_not_depend_on_the_batch() {
     assert_ne!(first[..n], whole[0][..n]);
 }
 
+/// `count` prompts of 1 to `longest` random tokens (ids 1..=90), from `seed`.
+fn random_prompts(seed: u64, count: usize, longest: usize) -> Vec<Vec<i64>> {
+    let mut rng = Rng::new(seed);
+    (0..count)
+        .map(|_| {
+            (0..1 + rng.below(longest))
+                .map(|_| 1 + rng.below(90) as i64)
+                .collect()
+        })
+        .collect()
+}
+
+/// Untempered sampling of at most 12 tokens, stopping at `eos`.
+fn sampled_12(eos: Vec<i64>) -> GenerateOptions {
+    GenerateOptions {
+        sampling: Sampling::default(),
+        max_new_tokens: 12,
+        eos_token_ids: eos,
+        pad_token_id: 0,
+        static_batch: false,
+    }
+}
+
 /// Each row's tokens up to its mask's end.
 fn responses(g: &Generation) -> Vec<Vec<i64>> {
     let tokens = Vec::<Vec<i64>>::try_from(&g.tokens).unwrap();
@@ -331,21 +341,8 @@ fn responses(g: &Generation) -> Vec<Vec<i64>> {
 #[test]
 fn episodes_are_handed_on_as_they_end() {
     let model = load("gpt2-tiny", Head::LanguageModel);
-    let mut rng = Rng::new(5);
-    let prompts: Vec<Vec<i64>> = (0..20)
-        .map(|_| {
-            (0..1 + rng.below(6))
-                .map(|_| 1 + rng.below(90) as i64)
-                .collect()
-        })
-        .collect();
-    let opts = GenerateOptions {
-        sampling: Sampling::default(),
-        max_new_tokens: 12,
-        eos_token_ids: vec![95, 7, 31],
-        pad_token_id: 0,
-        static_batch: false,
-    };
+    let prompts = random_prompts(5, 20, 6);
+    let opts = sampled_12(vec![95, 7, 31]);
     for rows in [20, 6] {
         let (rows, columns) = cache_shape(&prompts, 12, rows);
         let mut cache = model.new_cache(rows, columns);
