@@ -245,9 +245,10 @@ fn a_shared_first_pass_trains_as_separate_passes_do() {
         let vars_b = model_b.var_store().variables();
         for (name, var) in model_a.var_store().variables() {
             let diff = (&var - &vars_b[&name]).abs().max().double_value(&[]);
-            // Steps are ~lr = 1e-2 per weight; kernel-order noise is ~1e-6 (Adam
-            // normalises tiny gradients), a wrong pass would differ by a step.
-            assert!(diff < 2e-5, "{name} differs by {diff}");
+            // Steps are ~lr = 1e-2 per weight; kernel-order noise is ~1e-6 to 3e-5 (Adam
+            // normalises tiny gradients; more when parallel tests change libtorch's
+            // threading), a wrong pass would differ by a step.
+            assert!(diff < 1e-4, "{name} differs by {diff}");
         }
     }
 }
