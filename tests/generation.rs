@@ -375,3 +375,29 @@ fn episodes_are_handed_on_as_they_end() {
         }
     }
 }
+
+/// With more prompts than rows, prompts are admitted shortest first (so those prefilled
+/// together need little padding): one row takes them one at a time, in that order.
+#[test]
+fn prompts_outnumbering_the_rows_are_admitted_shortest_first() {
+    let model = load("gpt2-tiny", Head::LanguageModel);
+    let prompts = random_prompts(5, 12, 9);
+    let opts = sampled_12(vec![95]);
+    let mut cache = model.new_cache(1, 2 * (9 + 12));
+    let mut order = Vec::new();
+    generate_each(
+        &model,
+        &mut cache,
+        &prompts,
+        &opts,
+        &mut prompt_streams(9, 0, 12),
+        |e| {
+            order.push(e.index);
+            Ok(())
+        },
+    )
+    .unwrap();
+    let lengths: Vec<usize> = order.iter().map(|&i| prompts[i].len()).collect();
+    assert!(lengths.windows(2).all(|w| w[0] <= w[1]), "{lengths:?}");
+    assert!(lengths[0] < lengths[11], "{lengths:?}");
+}

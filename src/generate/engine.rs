@@ -38,7 +38,11 @@ pub(super) struct Engine<'a> {
     /// The most rows at once.
     width: i64,
     rows: Vec<Row>,
-    /// The next prompt to admit.
+    /// The order prompts are admitted in: by length when they outnumber the rows, so the
+    /// prompts prefilled together need little padding (an episode does not depend on its
+    /// batch, so the order changes no episode).
+    order: Vec<usize>,
+    /// The next place in `order` to admit.
     next: usize,
     /// The refills' prefill cache, allocated at the first refill.
     scratch: Option<KvCache>,
@@ -61,6 +65,10 @@ impl<'a> Engine<'a> {
     ) -> Self {
         let device = model.device();
         let slots = prompts.len() as i64 * options.max_new_tokens + 1;
+        let mut order: Vec<usize> = (0..prompts.len()).collect();
+        if prompts.len() as i64 > rows {
+            order.sort_by_key(|&i| prompts[i].len());
+        }
         Engine {
             model,
             options,
@@ -69,6 +77,7 @@ impl<'a> Engine<'a> {
             lead: prompts.iter().map(Vec::len).max().unwrap_or(1) as i64 - 1,
             width: rows.min(prompts.len() as i64),
             rows: Vec::new(),
+            order,
             next: 0,
             scratch: None,
             tokens: Tensor::full([slots], options.pad_token_id, (Kind::Int64, device)),
@@ -125,7 +134,7 @@ impl<'a> Engine<'a> {
                 }
             }
             if let Some(hand_on) = on_done.as_mut() {
-                // Rows move, so order by prompt: the order they were admitted in.
+                // Rows move, so hand on by prompt index: an order no batch layout changes.
                 finished.sort_unstable();
                 for prompt in finished {
                     hand_on(self.episode(prompt)?)?;
@@ -151,10 +160,7 @@ impl<'a> Engine<'a> {
     /// end at the column after the lead, and return the logits of their first tokens.
     fn start(&mut self, cache: &mut KvCache) -> Tensor {
         let count = (self.width as usize).min(self.prompts.len() - self.next);
-        let (ids, valid) = left_pad(
-            &self.prompts[self.next..self.next + count],
-            self.options.pad_token_id,
-        );
+        let (ids, valid) = left_pad(&self.upcoming(count), self.options.pad_token_id);
         let width = ids.size()[1];
         cache.reset_rows(count as i64);
         cache.skip_columns(self.lead + 1 - width);
@@ -173,7 +179,7 @@ impl<'a> Engine<'a> {
     /// return those last tokens, the new rows' first inputs.
     fn admit(&mut self, cache: &mut KvCache) -> Tensor {
         let count = ((self.width as usize) - self.rows.len()).min(self.prompts.len() - self.next);
-        let chosen = &self.prompts[self.next..self.next + count];
+        let chosen = self.upcoming(count);
         let heads: Vec<Vec<i64>> = chosen.iter().map(|p| p[..p.len() - 1].to_vec()).collect();
         let last: Vec<i64> = chosen.iter().map(|p| p[p.len() - 1]).collect();
         let (ids, valid) = left_pad(&heads, self.options.pad_token_id);
@@ -195,10 +201,19 @@ impl<'a> Engine<'a> {
         Tensor::from_slice(&last).to_device(self.device)
     }
 
+    /// The next `count` prompts to admit.
+    fn upcoming(&self, count: usize) -> Vec<Vec<i64>> {
+        self.order[self.next..self.next + count]
+            .iter()
+            .map(|&i| self.prompts[i].clone())
+            .collect()
+    }
+
     /// Add rows for the next `count` prompts, whose last prompt tokens sit (or will sit) in
     /// the column before `end`.
     fn enter(&mut self, count: usize, end: i64) {
-        let new = (self.next..self.next + count).map(|prompt| Row {
+        let order = &self.order[self.next..self.next + count];
+        let new = order.iter().map(|&prompt| Row {
             prompt,
             start: end - self.prompts[prompt].len() as i64,
             made: 0,

@@ -25,7 +25,8 @@ use crate::{Error, Result};
 /// Generate a continuation of every prompt (token ids, each non-empty), prompt i drawing
 /// its t-th token from `streams[i]`'s t-th uniform (none when greedy). The cache's rows are
 /// the engine's batch: with fewer rows than prompts, rows freed by finished episodes are
-/// refilled from the prompts not yet started, in order. The cache needs room for the
+/// refilled from the prompts not yet started, shortest first (less padding in each
+/// prefill; no episode depends on its batch). The cache needs room for the
 /// longest prompt and `max_new_tokens` ([`cache_shape`] sizes one); it is reset first.
 pub fn generate(
     model: &Model,
@@ -38,7 +39,7 @@ pub fn generate(
 }
 
 /// [`generate`], handing each episode to `on_done` as soon as it ends, in the order they
-/// end (rows ending at the same step in the order they were admitted), so a caller can
+/// end (rows ending at the same step by prompt index), so a caller can
 /// pass it on while the others still generate.
 pub fn generate_each(
     model: &Model,
