@@ -184,11 +184,11 @@ ts("Policy drift", "Mean |log mu - log pi_old| per token on stale batches: how f
 # Phases.
 row("Phases")
 phases = [
-    ("Generation", "generation", "rlhf_generation_duration_seconds", "sampling one rollout batch"),
-    ("Reference log-probs", "reference", "rlhf_reference_duration_seconds", "the reference policy adding log-probs to one rollout batch"),
-    ("Reward scoring", "reward", "rlhf_reward_duration_seconds", "the reward actor scoring one rollout batch"),
+    ("Generation", "generation", "rlhf_generation_duration_seconds", "sampling one rollout batch (replicas' seconds, summed over its chunks)"),
+    ("Reference log-probs", "reference", "rlhf_reference_duration_seconds", "the reference replicas adding log-probs to one rollout batch (summed over its chunks)"),
+    ("Reward scoring", "reward", "rlhf_reward_duration_seconds", "the reward replicas scoring one rollout batch (summed over its chunks)"),
     ("Learner step", "learner", "rlhf_learner_step_duration_seconds", "the learner's forward, backward and optimizer passes for one step"),
-    ("Weight sync", "weight sync", "rlhf_weight_sync_duration_seconds", "copying the learner's new weights into the generator"),
+    ("Weight sync", "weight sync", "rlhf_weight_sync_duration_seconds", "copying the learner's new weights out for the generator replicas"),
     ("Queue wait", "queue wait", "rlhf_queue_wait_duration_seconds", "the learner waiting for the next scored rollout batch (idle learner)"),
     ("Whole step", "step", "rlhf_step_duration_seconds", "one whole training step as the stage's loop sees it"),
 ]
@@ -211,6 +211,15 @@ ts("Rollout staleness", "How many updates behind the learner the weights that ge
    "none", [(gauge("rlhf_rollout_staleness_versions"), "{{stage}}")], w=12, decimals=0, minv=0)
 ts("Rollout queue depth", "Scored rollout batches waiting for the learner, at most max(max_staleness, 1) (rlhf_rollout_queue_batches).",
    "none", [(gauge("rlhf_rollout_queue_batches"), "{{stage}}")], w=12, decimals=0, minv=0)
+ts("Chunks waiting per actor kind", "Rollout chunks queued for the replicas of each actor kind: a stage whose queue stays full is the producer's bottleneck (rlhf_actor_queue_chunks).",
+   "none", [("rlhf_actor_queue_chunks", "{{actor}}")], w=8, decimals=0, minv=0)
+ts("Weight loads by replica", "Bytes of policy weights each generator replica loaded per second (rate of rlhf_weight_load_bytes_total).",
+   "Bps", [(by_actor_rate("rlhf_weight_load_bytes_total"), "{{actor}}")], w=8, minv=0)
+ts("Weight load duration p50/p90", "Median and 90th percentile wall time of a generator replica loading newer weights before its next chunk (rlhf_weight_load_duration_seconds).",
+   "s", [("histogram_quantile(0.5, sum by (le, actor) (rate(rlhf_weight_load_duration_seconds_bucket[$__rate_interval])))", "p50 {{actor}}"),
+         ("histogram_quantile(0.9, sum by (le, actor) (rate(rlhf_weight_load_duration_seconds_bucket[$__rate_interval])))", "p90 {{actor}}")], w=8)
+ts("Staleness distribution", "Share of trained batches at each staleness, in updates behind the learner, over the rate window (rlhf_batch_staleness_versions histogram).",
+   "percentunit", [(f"sum by (le, stage) (rate(rlhf_batch_staleness_versions_bucket{S}{RI})) / ignoring(le) group_left sum by (stage) (rate(rlhf_batch_staleness_versions_count{S}{RI}))", "<= {{le}} {{stage}}")], w=24, minv=0, maxv=1)
 
 # Health.
 row("Health")

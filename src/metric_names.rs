@@ -3,7 +3,8 @@
 //!
 //! Conventions (checked by the tests below): prefix `rlhf_`, base units with unit suffixes
 //! (`_seconds`, `_bytes`, `_tokens`, `_nats`, `_ratio`), counters end in `_total`, and the
-//! only labels are `actor` (generator, reference, reward, learner) and `stage` (the stage or
+//! only labels are `actor` (generator, reference, reward, learner; a replica of several is
+//! `generator.0`, `generator.1`, ...) and `stage` (the stage or
 //! run name: pretrain, sft, rm, ppo, ppo_ptx, ...).
 
 /// The Prometheus metric type.
@@ -116,17 +117,17 @@ pub const STAGE_PROGRESS: Metric = gauge(
 pub const GENERATION_DURATION: Metric = histogram(
     "rlhf_generation_duration_seconds",
     STAGE,
-    "Wall time the generator took to sample one rollout batch.",
+    "Seconds the generator replicas spent sampling one rollout batch (summed over its chunks).",
 );
 pub const REFERENCE_DURATION: Metric = histogram(
     "rlhf_reference_duration_seconds",
     STAGE,
-    "Wall time the reference policy took to add log-probs to one rollout batch.",
+    "Seconds the reference replicas spent adding log-probs to one rollout batch (summed over its chunks).",
 );
 pub const REWARD_DURATION: Metric = histogram(
     "rlhf_reward_duration_seconds",
     STAGE,
-    "Wall time the reward actor took to score one rollout batch.",
+    "Seconds the reward replicas spent scoring one rollout batch (summed over its chunks).",
 );
 pub const LEARNER_DURATION: Metric = histogram(
     "rlhf_learner_step_duration_seconds",
@@ -136,7 +137,17 @@ pub const LEARNER_DURATION: Metric = histogram(
 pub const WEIGHT_SYNC_DURATION: Metric = histogram(
     "rlhf_weight_sync_duration_seconds",
     STAGE,
-    "Wall time to copy the learner's new weights into the generator.",
+    "Wall time to copy the learner's new weights out for the generator replicas after a step.",
+);
+pub const WEIGHT_LOAD_DURATION: Metric = histogram(
+    "rlhf_weight_load_duration_seconds",
+    ACTOR,
+    "Wall time a generator replica took to load newer weights before its next chunk.",
+);
+pub const WEIGHT_LOAD_BYTES: Metric = counter(
+    "rlhf_weight_load_bytes_total",
+    ACTOR,
+    "Bytes of policy weights a generator replica loaded.",
 );
 pub const QUEUE_WAIT_DURATION: Metric = histogram(
     "rlhf_queue_wait_duration_seconds",
@@ -154,6 +165,16 @@ pub const QUEUE_DEPTH: Metric = gauge(
     "rlhf_rollout_queue_batches",
     STAGE,
     "Scored rollout batches waiting for the learner (at most max(max_staleness, 1)).",
+);
+pub const CHUNK_QUEUE_DEPTH: Metric = gauge(
+    "rlhf_actor_queue_chunks",
+    ACTOR,
+    "Rollout chunks waiting for the replicas of an actor kind (generator, reference, reward).",
+);
+pub const STALENESS_HISTOGRAM: Metric = histogram(
+    "rlhf_batch_staleness_versions",
+    STAGE,
+    "How many updates behind the learner each trained batch's weights were.",
 );
 pub const POLICY_VERSION: Metric = gauge(
     "rlhf_policy_version",
@@ -294,9 +315,13 @@ pub const ALL: &[Metric] = &[
     REWARD_DURATION,
     LEARNER_DURATION,
     WEIGHT_SYNC_DURATION,
+    WEIGHT_LOAD_DURATION,
+    WEIGHT_LOAD_BYTES,
     QUEUE_WAIT_DURATION,
     STEP_DURATION,
     QUEUE_DEPTH,
+    CHUNK_QUEUE_DEPTH,
+    STALENESS_HISTOGRAM,
     POLICY_VERSION,
     STALENESS,
     LOGPROB_GAP,

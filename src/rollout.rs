@@ -24,7 +24,7 @@ use tch::{Device, Kind, Tensor};
 /// One batch of sampled responses and everything PPO needs to learn from it.
 #[derive(Debug)]
 pub struct RolloutBatch {
-    /// Sequence number given by the generator.
+    /// The rollout batch's index in the run (0-based; its PPO step less one).
     pub id: u64,
     /// Version of the policy weights that sampled the responses.
     pub policy_version: u64,
@@ -97,6 +97,64 @@ impl RolloutBatch {
             scores: None,
             monitor_scores: None,
         }
+    }
+
+    /// The chunks of one batch, generated and scored apart, as one batch in their order:
+    /// prompts left-padded and responses right-padded (with `pad_id`, masks and log-probs
+    /// with 0) to the widest chunk's widths. The chunks share an id and a policy version.
+    pub fn concat(parts: Vec<RolloutBatch>, pad_id: i64) -> crate::Result<RolloutBatch> {
+        let first = parts
+            .first()
+            .ok_or_else(|| crate::Error::Invalid("no rollout chunks to gather".into()))?;
+        let (id, version) = (first.id, first.policy_version);
+        if let Some(odd) = parts
+            .iter()
+            .find(|p| (p.id, p.policy_version) != (id, version))
+        {
+            return Err(crate::Error::Invalid(format!(
+                "rollout chunks of batch {id} (version {version}) and batch {} (version {}) gathered together",
+                odd.id, odd.policy_version
+            )));
+        }
+        if parts.len() == 1 {
+            return Ok(parts.into_iter().next().expect("one part"));
+        }
+        let prompt = parts.iter().map(|p| p.prompt_width()).max().unwrap_or(0);
+        let response = parts.iter().map(|p| p.response_width()).max().unwrap_or(0);
+        let left = |t: &Tensor, value: f64| t.pad([prompt - t.size()[1], 0], "constant", value);
+        let right = |t: &Tensor, value: f64| t.pad([0, response - t.size()[1]], "constant", value);
+        let pad = pad_id as f64;
+        let cat = |f: &dyn Fn(&RolloutBatch) -> Tensor| {
+            Tensor::cat(&parts.iter().map(f).collect::<Vec<_>>(), 0)
+        };
+        let optional = |f: &dyn Fn(&RolloutBatch) -> Option<&Tensor>, wide: bool| {
+            let present: Option<Vec<Tensor>> = parts
+                .iter()
+                .map(|p| {
+                    f(p).map(|t| {
+                        if wide {
+                            right(t, 0.0)
+                        } else {
+                            t.shallow_clone()
+                        }
+                    })
+                })
+                .collect();
+            present.map(|ts| Tensor::cat(&ts, 0))
+        };
+        Ok(RolloutBatch {
+            id,
+            policy_version: version,
+            prompt_ids: cat(&|p| left(&p.prompt_ids, pad)),
+            prompt_mask: cat(&|p| left(&p.prompt_mask, 0.0)),
+            response_ids: cat(&|p| right(&p.response_ids, pad)),
+            response_mask: cat(&|p| right(&p.response_mask, 0.0)),
+            behaviour_logprobs: cat(&|p| right(&p.behaviour_logprobs, 0.0)),
+            ended_with_eos: cat(&|p| p.ended_with_eos.shallow_clone()),
+            ref_logprobs: optional(&|p| p.ref_logprobs.as_ref(), true),
+            scores: optional(&|p| p.scores.as_ref(), false),
+            monitor_scores: optional(&|p| p.monitor_scores.as_ref(), false),
+        })
     }
 
     /// Number of rows B.
@@ -506,6 +564,93 @@ mod tests {
         let f = batch.figures();
         assert_eq!(f.scores, [0.5, -2.0]);
         assert_eq!(f.monitor_score_mean, Some(1.5));
+    }
+
+    /// A hand-made chunk: prompts (left-padded with 9), responses (right-padded with 9)
+    /// and their scores; log-probs are -(token id) / 10 on real tokens.
+    fn chunk(prompts: &[&[i64]], responses: &[&[i64]], scores: &[f32]) -> RolloutBatch {
+        let grid = |rows: &[&[i64]], left: bool| {
+            let width = rows.iter().map(|r| r.len()).max().unwrap();
+            let (mut ids, mut valid) = (Vec::<i64>::new(), Vec::<i64>::new());
+            for r in rows {
+                let pad = vec![9; width - r.len()];
+                let (ones, zeros) = (vec![1; r.len()], vec![0; width - r.len()]);
+                match left {
+                    true => (
+                        ids.extend(pad.iter().chain(*r)),
+                        valid.extend(zeros.iter().chain(&ones)),
+                    ),
+                    false => (
+                        ids.extend(r.iter().chain(&pad)),
+                        valid.extend(ones.iter().chain(&zeros)),
+                    ),
+                };
+            }
+            let shape = [rows.len() as i64, width as i64];
+            (
+                Tensor::from_slice(&ids).view(shape),
+                Tensor::from_slice(&valid).view(shape),
+            )
+        };
+        let (prompt_ids, prompt_mask) = grid(prompts, true);
+        let (response_ids, valid) = grid(responses, false);
+        let response_mask = valid.to_kind(Kind::Float);
+        RolloutBatch {
+            id: 4,
+            policy_version: 2,
+            behaviour_logprobs: response_ids.to_kind(Kind::Float) * -0.1 * &response_mask,
+            ref_logprobs: Some(response_ids.to_kind(Kind::Float) * -0.2 * &response_mask),
+            ended_with_eos: Tensor::from_slice(&vec![true; prompts.len()]),
+            prompt_ids,
+            prompt_mask,
+            response_ids,
+            response_mask,
+            scores: Some(Tensor::from_slice(scores)),
+            monitor_scores: None,
+        }
+    }
+
+    #[test]
+    fn concat_pads_chunks_to_the_widest_and_keeps_their_order() {
+        let a = chunk(&[&[1, 2], &[3]], &[&[4, 5, 6], &[7]], &[0.5, 1.5]);
+        let b = chunk(&[&[8, 8, 8]], &[&[2]], &[-1.0]);
+        let whole = chunk(
+            &[&[1, 2], &[3], &[8, 8, 8]],
+            &[&[4, 5, 6], &[7], &[2]],
+            &[0.5, 1.5, -1.0],
+        );
+        let gathered = RolloutBatch::concat(vec![a, b], 9).unwrap();
+        assert_eq!((gathered.id, gathered.policy_version), (4, 2));
+        let pairs = [
+            (&gathered.prompt_ids, &whole.prompt_ids),
+            (&gathered.prompt_mask, &whole.prompt_mask),
+            (&gathered.response_ids, &whole.response_ids),
+            (&gathered.response_mask, &whole.response_mask),
+            (&gathered.behaviour_logprobs, &whole.behaviour_logprobs),
+            (&gathered.ended_with_eos, &whole.ended_with_eos),
+            (
+                gathered.ref_logprobs.as_ref().unwrap(),
+                whole.ref_logprobs.as_ref().unwrap(),
+            ),
+            (
+                gathered.scores.as_ref().unwrap(),
+                whole.scores.as_ref().unwrap(),
+            ),
+        ];
+        for (i, (got, want)) in pairs.into_iter().enumerate() {
+            assert_eq!(got.size(), want.size(), "tensor {i}");
+            assert!(got.equal(want), "tensor {i}: {got} vs {want}");
+        }
+        assert!(gathered.monitor_scores.is_none());
+    }
+
+    #[test]
+    fn concat_refuses_chunks_of_different_versions() {
+        let a = chunk(&[&[1]], &[&[2]], &[0.0]);
+        let mut b = chunk(&[&[1]], &[&[2]], &[0.0]);
+        b.policy_version = 3;
+        let e = RolloutBatch::concat(vec![a, b], 9).unwrap_err().to_string();
+        assert!(e.contains("version 2") && e.contains("version 3"), "{e}");
     }
 
     #[test]

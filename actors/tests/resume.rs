@@ -324,9 +324,14 @@ fn sigterm_checkpoints_exits_zero_and_resumes_exactly() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// A PPO config (PPO-ptx, checkpoints every 3 steps, `max_staleness` as given) on the
-/// reference's SFT and reward models, writing into `run`.
-fn write_ppo_config(dir: &Path, run: &Path, reference: &Path, staleness: u64) -> PathBuf {
+/// A PPO config (PPO-ptx, checkpoints every 3 steps, `max_staleness` and generator
+/// replicas as given) on the reference's SFT and reward models, writing into `run`.
+fn write_ppo_config(
+    dir: &Path,
+    run: &Path,
+    reference: &Path,
+    (staleness, generators): (u64, usize),
+) -> PathBuf {
     let config = ppo_config(
         dir,
         run,
@@ -335,6 +340,7 @@ fn write_ppo_config(dir: &Path, run: &Path, reference: &Path, staleness: u64) ->
     );
     let text = std::fs::read_to_string(&config).unwrap();
     let text = text.replace("max_staleness = 0", &format!("max_staleness = {staleness}"));
+    let text = format!("{text}[ppo.actors.generator]\nreplicas = {generators}\n");
     write(config, text)
 }
 
@@ -371,20 +377,21 @@ lr = 1e-3
 
 /// PPO killed at random moments resumes to the same policy and metrics, synchronous and
 /// at the default `max_staleness = 1` (the checkpoint keeps the batch generated with the
-/// weights before it).
+/// weights before it), with one generator and with two sharing each batch.
 #[test]
 fn a_killed_ppo_run_resumes_exactly_at_any_staleness() {
     let dir = temp_dir("ppo");
     let reference = trained_reference(&dir);
     let jitter = jitter();
-    for (staleness, attempt) in [(0, 0u64), (1, 1), (1, 2)] {
-        let uninterrupted = dir.join(format!("ppo-reference-{staleness}"));
+    for (layout, attempt) in [((0, 1), 0u64), ((1, 1), 1), ((1, 1), 2), ((1, 2), 3)] {
+        let (staleness, generators) = layout;
+        let uninterrupted = dir.join(format!("ppo-reference-{staleness}-{generators}"));
         if !uninterrupted.exists() {
-            let ppo = write_ppo_config(&dir, &uninterrupted, &reference, staleness);
+            let ppo = write_ppo_config(&dir, &uninterrupted, &reference, layout);
             ok(rlhf(&["ppo", "--config", ppo.to_str().unwrap()]));
         }
         let run = dir.join(format!("ppo-{attempt}"));
-        let ppo = write_ppo_config(&dir, &run, &reference, staleness);
+        let ppo = write_ppo_config(&dir, &run, &reference, layout);
         let delay = Duration::from_millis((jitter >> (attempt * 8)) % 150);
         assert!(
             kill_after_first_checkpoint("ppo", &ppo, &run, delay),

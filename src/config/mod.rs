@@ -275,6 +275,54 @@ mod tests {
     }
 
     #[test]
+    fn replica_placements_are_checked() {
+        let ppo = "[ppo]\npolicy = \"p\"\nreward_model = \"r\"\nprompts = \"q\"\nsteps = 2\n\
+                   rollout_batch_size = 6\nmax_prompt_len = 8\nmax_new_tokens = 4\n";
+        let parse =
+            |extra: &str| RunConfig::parse(&format!("{MINIMAL}{ppo}{extra}"), Path::new("c.toml"));
+        let ok =
+            parse("[ppo.actors.generator]\nreplicas = 3\ndevices = [\"cpu\", \"cpu\", \"cpu\"]\n")
+                .unwrap()
+                .ppo
+                .unwrap();
+        assert_eq!(ok.actors.chunks(ok.rollout_chunks), 3);
+        assert_eq!(ok.actors.generator.device_of(2), "cpu");
+        for (extra, expected) in [
+            (
+                "[ppo.actors.generator]\nreplicas = 0\n",
+                "ppo.actors.generator.replicas must be at least 1",
+            ),
+            (
+                "[ppo.actors.learner]\nreplicas = 2\n",
+                "ppo.actors.learner.replicas: the learner has one replica",
+            ),
+            (
+                "[ppo.actors.reward]\nreplicas = 2\ndevices = [\"cpu\"]\n",
+                "ppo.actors.reward.devices names 1 devices for 2 replicas",
+            ),
+            (
+                "[ppo.actors.reference]\nreplicas = 2\ndevices = [\"cpu\", \"gpu\"]\n",
+                "ppo.actors.reference.devices[1]: unknown device `gpu`",
+            ),
+            (
+                "rollout_chunks = 2\n[ppo.actors.generator]\nreplicas = 3\n",
+                "ppo.rollout_chunks (2) is below ppo.actors.generator.replicas (3)",
+            ),
+            (
+                "rollout_chunks = 7\n",
+                "ppo.rollout_chunks must be between 1 and rollout_batch_size (6), not 7",
+            ),
+            (
+                "[ppo.actors.generator]\nreplica = 2\n",
+                "unknown field `replica`",
+            ),
+        ] {
+            let err = parse(extra).unwrap_err().to_string();
+            assert!(err.contains(expected), "{extra}: {err}");
+        }
+    }
+
+    #[test]
     fn data_reading_options_are_checked() {
         let sft =
             "[sft]\ninit = \"i\"\ndata = \"d\"\nepochs = 1\nbatch_size = 2\nmax_seq_len = 8\n";

@@ -77,6 +77,12 @@ pub struct PpoStage {
     pub dtype: DType,
     #[serde(default)]
     pub actors: Actors,
+    /// Parts each rollout batch is split into, the unit of work a generator, reference or
+    /// reward replica takes (contiguous, sizes differing by at most one episode). Results
+    /// depend on the chunks, not on how many replicas share them: keep it fixed to compare
+    /// layouts. Default: the most replicas of any kind.
+    #[serde(default)]
+    pub rollout_chunks: Option<usize>,
     /// What scores the rollouts (`[ppo.reward]`); by default the reward model above.
     #[serde(default)]
     pub reward: RewardConfig,
@@ -119,13 +125,19 @@ pub struct Actors {
     pub learner: Placement,
 }
 
-/// A device and, on CPU, a libtorch intra-op thread budget.
+/// A device and, on CPU, a libtorch intra-op thread budget, for each of an actor's
+/// replicas.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Placement {
-    /// `cpu`, `cuda` or `cuda:N`.
+    /// `cpu`, `cuda` or `cuda:N`: every replica's device, unless `devices` names one each.
     pub device: String,
     pub threads: i32,
+    /// Copies of the actor sharing its work (generator, reference and reward; the learner
+    /// has one).
+    pub replicas: usize,
+    /// One device per replica (as many as `replicas`), e.g. `["cuda:0", "cuda:1"]`.
+    pub devices: Vec<String>,
 }
 
 impl Default for Placement {
@@ -133,12 +145,76 @@ impl Default for Placement {
         Placement {
             device: default_device(),
             threads: DEFAULT_ACTOR_THREADS,
+            replicas: 1,
+            devices: Vec::new(),
         }
     }
 }
 
+impl Placement {
+    /// One placement on `device` with `threads` threads.
+    pub fn single(device: &str, threads: i32) -> Placement {
+        Placement {
+            device: device.into(),
+            threads,
+            ..Placement::default()
+        }
+    }
+
+    /// The device of replica `i`.
+    pub fn device_of(&self, i: usize) -> &str {
+        self.devices.get(i).unwrap_or(&self.device)
+    }
+
+    fn validate(&self, name: &str) -> std::result::Result<(), String> {
+        let key = format!("ppo.actors.{name}");
+        if self.replicas < 1 {
+            return Err(format!("{key}.replicas must be at least 1"));
+        }
+        if name == "learner" && self.replicas != 1 {
+            return Err(format!("{key}.replicas: the learner has one replica"));
+        }
+        if !self.devices.is_empty() && self.devices.len() != self.replicas {
+            return Err(format!(
+                "{key}.devices names {} devices for {} replicas",
+                self.devices.len(),
+                self.replicas
+            ));
+        }
+        for (i, device) in std::iter::once(&self.device)
+            .chain(&self.devices)
+            .enumerate()
+        {
+            let field = match i {
+                0 => "device".to_string(),
+                i => format!("devices[{}]", i - 1),
+            };
+            crate::device::parse_device(device).map_err(|e| format!("{key}.{field}: {e}"))?;
+        }
+        if self.threads < 1 {
+            return Err(format!("{key}.threads must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+impl Actors {
+    /// The rollout chunks of a stage whose `rollout_chunks` is `chunks`: by default the
+    /// most replicas of any kind.
+    pub fn chunks(&self, chunks: Option<usize>) -> usize {
+        chunks.unwrap_or_else(|| {
+            [&self.generator, &self.reference, &self.reward]
+                .iter()
+                .map(|p| p.replicas)
+                .max()
+                .unwrap_or(1)
+        })
+    }
+}
+
 impl PpoStage {
-    pub(super) fn validate(&self) -> std::result::Result<(), String> {
+    /// Every key's constraint, as `ppo.KEY: what is wrong`.
+    pub fn validate(&self) -> std::result::Result<(), String> {
         for (name, value) in [
             ("ppo.steps", self.steps as usize),
             ("ppo.rollout_batch_size", self.rollout_batch_size),
@@ -176,10 +252,25 @@ impl PpoStage {
             ("reward", &a.reward),
             ("learner", &a.learner),
         ] {
-            crate::device::parse_device(&p.device)
-                .map_err(|e| format!("ppo.actors.{name}.device: {e}"))?;
-            if p.threads < 1 {
-                return Err(format!("ppo.actors.{name}.threads must be at least 1"));
+            p.validate(name)?;
+        }
+        let chunks = a.chunks(self.rollout_chunks);
+        if chunks < 1 || chunks > self.rollout_batch_size {
+            return Err(format!(
+                "ppo.rollout_chunks must be between 1 and rollout_batch_size ({}), not {chunks}",
+                self.rollout_batch_size
+            ));
+        }
+        for (name, p) in [
+            ("generator", &a.generator),
+            ("reference", &a.reference),
+            ("reward", &a.reward),
+        ] {
+            if p.replicas > chunks {
+                return Err(format!(
+                    "ppo.rollout_chunks ({chunks}) is below ppo.actors.{name}.replicas ({}): a replica would have no work",
+                    p.replicas
+                ));
             }
         }
         self.sampling

@@ -53,6 +53,19 @@ pub struct PpoBench {
     /// ids. Needs --model; --prompt-len is then ignored.
     #[arg(long, value_name = "FILE", requires = "model")]
     pub prompts: Option<PathBuf>,
+    /// Generator replicas (local, each with --actor-threads threads on --device).
+    #[arg(long, default_value_t = 1)]
+    pub generators: usize,
+    /// Reference-policy replicas.
+    #[arg(long, default_value_t = 1)]
+    pub references: usize,
+    /// Reward replicas.
+    #[arg(long, default_value_t = 1)]
+    pub rewards: usize,
+    /// Chunks each rollout batch is split into (`ppo.rollout_chunks`; default: the most
+    /// replicas of any kind).
+    #[arg(long)]
+    pub chunks: Option<usize>,
 }
 
 /// Mean seconds of each phase over the timed steps, and the steady-state rate.
@@ -127,6 +140,7 @@ pub async fn run(shape: &ShapeArgs, settings: &PpoBench) -> anyhow::Result<()> {
     };
     let ((sync_min, sync_max), (async_min, async_max)) = (rates(&results[0]), rates(&results[1]));
     let ideal = (sync.producer + sync.consumer) / sync.producer.max(sync.consumer);
+    let chunks = stage(shape, settings, 0)?.actors.chunks(settings.chunks);
     // With real prompts, the lengths the episodes had (responses stop at EOS).
     let step_flops = sys::ppo_step_flops(&PpoWork {
         policy_params: policy_config.num_parameters(),
@@ -144,6 +158,8 @@ pub async fn run(shape: &ShapeArgs, settings: &PpoBench) -> anyhow::Result<()> {
             "bench": "ppo", "batch": settings.batch, "prompt_len": settings.prompt_len,
             "new_tokens": settings.new_tokens, "ppo_epochs": settings.ppo_epochs, "minibatches": settings.minibatches,
             "actor_threads": settings.actor_threads,
+            "generators": settings.generators, "references": settings.references,
+            "rewards": settings.rewards, "rollout_chunks": chunks,
             "learner_threads": settings.learner_threads.unwrap_or(settings.actor_threads), "timed_steps": settings.steps - 1,
             "reward_model": settings.reward_model.as_ref().map(|d| d.display().to_string()),
             "prompts": settings.prompts.as_ref().map(|f| f.display().to_string()),
@@ -219,7 +235,13 @@ async fn run_once(
     let result = pipeline(run, &actors, prompts, None, &mut run_dir).await;
     actors.stop();
     result?;
-    let timing = timing(&dir.join("metrics.jsonl"), settings.batch, prompt_tokens);
+    let replicas = (settings.generators, settings.references, settings.rewards);
+    let timing = timing(
+        &dir.join("metrics.jsonl"),
+        settings.batch,
+        prompt_tokens,
+        replicas,
+    );
     let _ = std::fs::remove_dir_all(&dir);
     timing
 }
@@ -244,13 +266,10 @@ fn real_prompts(dir: &Path, file: &Path, count: usize) -> anyhow::Result<(Vec<Ve
 }
 
 fn stage(shape: &ShapeArgs, s: &PpoBench, max_staleness: u64) -> anyhow::Result<PpoStage> {
-    let place = Placement {
-        device: shape.device.clone(),
-        threads: s.actor_threads,
-    };
+    let place = Placement::single(&shape.device, s.actor_threads);
     let folder =
         |dir: Option<&std::path::PathBuf>| dir.map_or("random".into(), std::path::PathBuf::clone);
-    Ok(PpoStage {
+    let stage = PpoStage {
         policy: folder(shape.model.as_ref()),
         reward_model: folder(s.reward_model.as_ref().or(shape.model.as_ref())),
         prompts: "random".into(),
@@ -262,6 +281,7 @@ fn stage(shape: &ShapeArgs, s: &PpoBench, max_staleness: u64) -> anyhow::Result<
         max_prompt_len: s.prompt_len as usize,
         max_new_tokens: s.new_tokens,
         max_staleness,
+        rollout_chunks: s.chunks,
         ptx_batch_size: 1,
         ptx_seq_len: 1,
         sampling: Sampling::default(),
@@ -276,9 +296,18 @@ fn stage(shape: &ShapeArgs, s: &PpoBench, max_staleness: u64) -> anyhow::Result<
         },
         dtype: DType::parse(&shape.dtype)?,
         actors: Actors {
-            generator: place.clone(),
-            reference: place.clone(),
-            reward: place.clone(),
+            generator: Placement {
+                replicas: s.generators,
+                ..place.clone()
+            },
+            reference: Placement {
+                replicas: s.references,
+                ..place.clone()
+            },
+            reward: Placement {
+                replicas: s.rewards,
+                ..place.clone()
+            },
             learner: Placement {
                 threads: s.learner_threads.unwrap_or(s.actor_threads),
                 ..place
@@ -287,13 +316,20 @@ fn stage(shape: &ShapeArgs, s: &PpoBench, max_staleness: u64) -> anyhow::Result<
         reward: RewardConfig::Model,
         checkpoint_every: 0,
         keep_checkpoints: 1,
-    })
+    };
+    stage.validate().map_err(anyhow::Error::msg)?;
+    Ok(stage)
 }
 
 /// Steady state from the metrics log: steps 2.. (step 1 warms up).
 /// The timed steps' figures from a run's metrics log; `prompt_tokens` is the prompts' mean
 /// length.
-fn timing(path: &std::path::Path, batch: usize, prompt_tokens: f64) -> anyhow::Result<Timing> {
+fn timing(
+    path: &std::path::Path,
+    batch: usize,
+    prompt_tokens: f64,
+    replicas: (usize, usize, usize),
+) -> anyhow::Result<Timing> {
     let records: Vec<Value> = std::fs::read_to_string(path)?
         .lines()
         .map(serde_json::from_str)
@@ -320,11 +356,16 @@ fn timing(path: &std::path::Path, batch: usize, prompt_tokens: f64) -> anyhow::R
         - records[0]["elapsed_seconds"].as_f64().unwrap_or(0.0);
     let phases = json!({
         "generate": mean("generate_seconds"), "reference": mean("reference_seconds"), "reward": mean("reward_seconds"),
-        "learner": mean("learner_seconds"), "weight_sync": mean("weight_sync_seconds"), "queue_wait": mean("queue_wait_seconds"),
+        "learner": mean("learner_seconds"), "weight_sync": mean("weight_sync_seconds"),
+        "weight_load": mean("weight_load_seconds"), "queue_wait": mean("queue_wait_seconds"),
     });
+    // The producer's critical path: each stage's busy seconds shared among its replicas.
+    let producer = (mean("weight_load_seconds") + mean("generate_seconds")) / replicas.0 as f64
+        + mean("reference_seconds") / replicas.1 as f64
+        + mean("reward_seconds") / replicas.2 as f64;
     Ok(Timing {
         samples_per_second: (timed.len() * batch) as f64 / span,
-        producer: mean("generate_seconds") + mean("reference_seconds") + mean("reward_seconds"),
+        producer,
         consumer: mean("learner_seconds") + mean("weight_sync_seconds"),
         phases,
         prompt_tokens,

@@ -17,13 +17,6 @@ use rlhf::rollout::RolloutBatch;
 use tch::Tensor;
 use tracing::Instrument;
 
-/// The sampler's next rollout batch id (its randomness is keyed per episode, so nothing
-/// else carries over).
-#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SamplerState {
-    pub next_id: u64,
-}
-
 /// Which episode of the run a row is: the prompt's index among the prompts the run has
 /// drawn (a prompt drawn again gets a new index) and the sample's index for that prompt.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,7 +47,6 @@ pub struct Sampler {
     seed: u64,
     version: u64,
     cache: Option<KvCache>,
-    next_id: u64,
 }
 
 impl Sampler {
@@ -65,16 +57,16 @@ impl Sampler {
             seed,
             version: 0,
             cache: None,
-            next_id: 0,
         }
     }
 
     /// Sample one response per prompt (token ids), row i from the stream of `keys[i]`, into
-    /// a rollout batch.
+    /// (a chunk of) rollout batch `id`.
     pub fn rollout(
         &mut self,
         prompts: &[Vec<i64>],
         keys: &[EpisodeKey],
+        id: u64,
         pad_id: i64,
     ) -> anyhow::Result<RolloutBatch> {
         anyhow::ensure!(
@@ -97,8 +89,6 @@ impl Sampler {
         let cache = self.cache.insert(cache);
         let out = generate(&self.model, cache, prompts, &self.options, &mut streams)?;
         let (ids, mask) = left_pad(prompts, pad_id);
-        let id = self.next_id;
-        self.next_id += 1;
         Ok(RolloutBatch::from_generation(
             id,
             self.version,
@@ -107,17 +97,6 @@ impl Sampler {
             out,
             &self.options.eos_token_ids,
         ))
-    }
-
-    /// What a resumed run needs to sample exactly as the interrupted one would have.
-    pub fn snapshot(&self) -> SamplerState {
-        SamplerState {
-            next_id: self.next_id,
-        }
-    }
-
-    pub fn restore(&mut self, state: &SamplerState) {
-        self.next_id = state.next_id;
     }
 
     pub fn set_weights(
@@ -132,14 +111,11 @@ impl Sampler {
 }
 
 pub enum GeneratorMsg {
-    /// Sample responses for these tokenized prompts, one episode each.
-    Generate(Vec<Vec<i64>>, Vec<EpisodeKey>, Reply<RolloutBatch>),
+    /// Sample responses for these tokenized prompts, one episode each, as (a chunk of)
+    /// rollout batch `id`.
+    Generate(Vec<Vec<i64>>, Vec<EpisodeKey>, u64, Reply<RolloutBatch>),
     /// Load new policy weights (applied between batches).
     SetWeights(u64, Vec<(String, Tensor)>, Reply<()>),
-    /// The sampler's state, for a checkpoint.
-    Snapshot(Reply<SamplerState>),
-    /// Continue from a checkpointed sampler state.
-    Restore(SamplerState, Reply<()>),
 }
 
 // Local only: with ractor's cluster feature on, messages say whether they cross nodes.
@@ -148,6 +124,8 @@ impl ractor::Message for GeneratorMsg {}
 pub struct Generator;
 
 pub struct GeneratorState {
+    /// The replica's name: the `actor` label of its metrics.
+    name: &'static str,
     worker: Worker<Sampler>,
     pad_id: i64,
     /// The version of the weights the sampler holds.
@@ -155,6 +133,7 @@ pub struct GeneratorState {
 }
 
 pub struct GeneratorArgs {
+    pub name: &'static str,
     pub threads: i32,
     pub pad_id: i64,
     pub build: Box<dyn FnOnce() -> anyhow::Result<Sampler> + Send>,
@@ -170,9 +149,10 @@ impl Actor for Generator {
         _: ActorRef<GeneratorMsg>,
         args: GeneratorArgs,
     ) -> Result<GeneratorState, ActorProcessingErr> {
-        let worker = Worker::spawn("generator", args.threads, args.build).await?;
-        telemetry::set(&POLICY_VERSION, "generator", 0.0);
+        let worker = Worker::spawn(args.name, args.threads, args.build).await?;
+        telemetry::set(&POLICY_VERSION, args.name, 0.0);
         Ok(GeneratorState {
+            name: args.name,
             worker,
             pad_id: args.pad_id,
             version: 0,
@@ -186,10 +166,10 @@ impl Actor for Generator {
         state: &mut GeneratorState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            GeneratorMsg::Generate(prompts, keys, reply) => {
+            GeneratorMsg::Generate(prompts, keys, id, reply) => {
                 let span = tracing::debug_span!(
                     "generator",
-                    actor = "generator",
+                    actor = state.name,
                     message = "generate",
                     policy_version = state.version,
                     batch = tracing::field::Empty,
@@ -197,25 +177,19 @@ impl Actor for Generator {
                 let (pad, rows) = (state.pad_id, prompts.len() as i64);
                 let result = state
                     .worker
-                    .call(move |s| s.rollout(&prompts, &keys, pad))
+                    .call(move |s| s.rollout(&prompts, &keys, id, pad))
                     .instrument(span.clone())
                     .await;
                 if let Ok(batch) = &result {
                     span.record("batch", batch.id);
-                    telemetry::processed("generator", rows);
+                    telemetry::processed(state.name, rows);
                 }
                 let _ = reply.send(result);
-            }
-            GeneratorMsg::Snapshot(reply) => {
-                let _ = reply.send(state.worker.run(|s| s.snapshot()).await);
-            }
-            GeneratorMsg::Restore(saved, reply) => {
-                let _ = reply.send(state.worker.run(move |s| s.restore(&saved)).await);
             }
             GeneratorMsg::SetWeights(version, weights, reply) => {
                 let span = tracing::debug_span!(
                     "generator",
-                    actor = "generator",
+                    actor = state.name,
                     message = "set_weights",
                     policy_version = version,
                 );
@@ -226,7 +200,7 @@ impl Actor for Generator {
                     .await;
                 if result.is_ok() {
                     state.version = version;
-                    telemetry::set(&POLICY_VERSION, "generator", version as f64);
+                    telemetry::set(&POLICY_VERSION, state.name, version as f64);
                 }
                 let _ = reply.send(result);
             }

@@ -17,6 +17,8 @@ const SECONDS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 60.0,
     150.0, 300.0,
 ];
+/// Staleness buckets, in versions.
+const VERSIONS: &[f64] = &[0.0, 1.0, 2.0, 3.0, 4.0, 8.0, 16.0];
 /// Reward-score buckets, symmetric around 0 (reward models are centred on demonstrations).
 const SCORES: &[f64] = &[-4.0, -2.0, -1.0, -0.5, -0.25, 0.0, 0.25, 0.5, 1.0, 2.0, 4.0];
 
@@ -49,6 +51,8 @@ pub fn serve(addr: SocketAddr) -> anyhow::Result<()> {
     for metric in names::ALL.iter().filter(|m| m.kind == Kind::Histogram) {
         let buckets = if metric.name.ends_with("_seconds") {
             SECONDS
+        } else if metric.name.ends_with("_versions") {
+            VERSIONS
         } else {
             SCORES
         };

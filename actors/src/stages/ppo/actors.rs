@@ -1,10 +1,10 @@
 //! The four actors of a PPO run (generator, reference policy, reward, learner), where
 //! their models come from, and how they start.
 
+use super::weights::Published;
 use crate::system::generator::{Generator, GeneratorArgs, GeneratorMsg, Sampler};
 use crate::system::learner::{ask_common, Common, LearnerArgs, PpoEngine, PpoLearnerActor, PpoMsg};
 use crate::system::reward::{BuildContext, Decoder, LoadModel};
-use crate::system::rpc::ask;
 use crate::system::scorers::{
     reference_apply, reward_apply, Reference, RewardEngine, Scorer, ScorerArgs, ScorerMsg,
 };
@@ -25,33 +25,57 @@ use std::time::Instant;
 pub const LEARNER_STREAM: u64 = 0x1ea;
 
 pub struct Actors {
-    pub generator: ActorRef<GeneratorMsg>,
-    pub reference: ActorRef<ScorerMsg>,
-    pub reward: ActorRef<ScorerMsg>,
+    pub generators: Vec<Replica<GeneratorMsg>>,
+    pub references: Vec<Replica<ScorerMsg>>,
+    pub rewards: Vec<Replica<ScorerMsg>>,
     pub learner: ActorRef<PpoMsg>,
     pub pad_id: i64,
 }
 
 impl Actors {
-    /// Copy the learner's newest weights to the generator; returns the seconds it took.
-    pub async fn sync_generator(&self) -> anyhow::Result<f64> {
-        let sync = Instant::now();
+    /// The learner's newest weights, and the seconds it took to get them.
+    pub async fn weights(&self, step: u64) -> anyhow::Result<(Published, f64)> {
+        let fetch = Instant::now();
         let (version, weights) = ask_common(&self.learner, Common::Weights)
             .await
             .context("learner")?;
-        ask(&self.generator, "generator", |r| {
-            GeneratorMsg::SetWeights(version, weights, r)
-        })
-        .await
-        .context("generator")?;
-        Ok(sync.elapsed().as_secs_f64())
+        let published = Published::new(step, version, weights);
+        Ok((published, fetch.elapsed().as_secs_f64()))
     }
 
     pub fn stop(&self) {
-        self.generator.stop(None);
-        self.reference.stop(None);
-        self.reward.stop(None);
+        for g in &self.generators {
+            g.actor.stop(None);
+        }
+        for s in self.references.iter().chain(&self.rewards) {
+            s.actor.stop(None);
+        }
         self.learner.stop(None);
+    }
+}
+
+/// One replica of an actor, with its name (the `actor` label of its metrics).
+pub struct Replica<M: ractor::Message> {
+    pub name: &'static str,
+    pub actor: ActorRef<M>,
+}
+
+impl<M: ractor::Message> Clone for Replica<M> {
+    fn clone(&self) -> Self {
+        Replica {
+            name: self.name,
+            actor: self.actor.clone(),
+        }
+    }
+}
+
+/// The name of replica `i` of `count` of an actor `kind`: the kind alone for a single
+/// replica, else `kind.i` (the `actor` label of its metrics). Interned for the run: a run
+/// has a handful of replicas.
+fn replica_name(kind: &'static str, i: usize, count: usize) -> &'static str {
+    match count {
+        1 => kind,
+        _ => Box::leak(format!("{kind}.{i}").into_boxed_str()),
     }
 }
 
@@ -142,25 +166,27 @@ pub(super) async fn spawn_with(
         pad_token_id: tokens.pad,
         static_batch: false,
     };
-    let (policy, device) = (source.policy.clone(), a.generator.device.clone());
-    let generator = spawn_actor(
-        Generator,
-        GeneratorArgs {
+    let mut generators = Vec::new();
+    for i in 0..a.generator.replicas {
+        let (policy, options) = (source.policy.clone(), options.clone());
+        let device = a.generator.device_of(i).to_string();
+        let name = replica_name("generator", i, a.generator.replicas);
+        let args = GeneratorArgs {
+            name,
             threads: a.generator.threads,
             pad_id: tokens.pad,
             build: Box::new(move || Ok(Sampler::new(policy(&device)?, options, seed))),
-        },
-    )
-    .await?;
-    let (policy, device, sampling) = (
-        source.policy.clone(),
-        a.reference.device.clone(),
-        stage.sampling.clone(),
-    );
-    let reference = spawn_actor(
-        Scorer::new(),
-        ScorerArgs {
-            name: "reference",
+        };
+        let actor = spawn_actor(Generator, args).await?;
+        generators.push(Replica { name, actor });
+    }
+    let mut references = Vec::new();
+    for i in 0..a.reference.replicas {
+        let (policy, sampling) = (source.policy.clone(), stage.sampling.clone());
+        let device = a.reference.device_of(i).to_string();
+        let name = replica_name("reference", i, a.reference.replicas);
+        let args = ScorerArgs {
+            name,
             threads: a.reference.threads,
             build: Box::new(move || {
                 Ok(Reference {
@@ -169,18 +195,17 @@ pub(super) async fn spawn_with(
                 })
             }),
             apply: reference_apply,
-        },
-    )
-    .await?;
-    let (scorers, device, decoder) = (
-        source.scorers.clone(),
-        a.reward.device.clone(),
-        tokens.decoder.clone(),
-    );
-    let reward = spawn_actor(
-        Scorer::new(),
-        ScorerArgs {
-            name: "reward",
+        };
+        let actor = spawn_actor(Scorer::new(), args).await?;
+        references.push(Replica { name, actor });
+    }
+    let mut rewards = Vec::new();
+    for i in 0..a.reward.replicas {
+        let (scorers, decoder) = (source.scorers.clone(), tokens.decoder.clone());
+        let device = a.reward.device_of(i).to_string();
+        let name = replica_name("reward", i, a.reward.replicas);
+        let args = ScorerArgs {
+            name,
             threads: a.reward.threads,
             build: Box::new(move || {
                 let mut engine = scorers(&device)?;
@@ -188,9 +213,10 @@ pub(super) async fn spawn_with(
                 Ok(engine)
             }),
             apply: reward_apply,
-        },
-    )
-    .await?;
+        };
+        let actor = spawn_actor(Scorer::new(), args).await?;
+        rewards.push(Replica { name, actor });
+    }
     let (policy, rm, device, s) = (
         source.policy.clone(),
         source.reward.clone(),
@@ -220,9 +246,9 @@ pub(super) async fn spawn_with(
     )
     .await?;
     Ok(Actors {
-        generator,
-        reference,
-        reward,
+        generators,
+        references,
+        rewards,
         learner,
         pad_id: tokens.pad,
     })

@@ -1,7 +1,7 @@
 //! Exact resume of a PPO run. A training-state checkpoint is taken at a step boundary,
 //! after the weight sync and before the producer may start the next batch: the learner's
 //! policy, value model, both optimizers, KL coefficient, version and minibatch rng; the
-//! generator's next batch id; the pretraining-batch rng; the step; the metrics lines
+//! pretraining-batch rng; the step; the metrics lines
 //! written; and, with `max_staleness` > 0, the batches already generated with older weights
 //! ([`inflight`](super::inflight)). The prompt order is replayed from the seed, and every
 //! episode samples from a stream keyed by its place in the run, so a resumed run repeats the
@@ -12,9 +12,6 @@ use super::inflight;
 use super::produce::Produced;
 use crate::stages::resume::{self, Position};
 use crate::stages::run_dir::RunDir;
-use crate::system::generator::{GeneratorMsg, SamplerState};
-use crate::system::rpc::ask;
-use anyhow::Context;
 use rlhf::checkpoint::Checkpoints;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -26,7 +23,6 @@ pub struct PpoCursor {
     pub step: u64,
     /// The rng that picks pretraining batches (PPO-ptx).
     pub ptx_rng: u64,
-    pub sampler: SamplerState,
     pub metrics_lines: u64,
 }
 
@@ -49,13 +45,9 @@ pub async fn save(
     inflight: &[Produced],
     dir: &RunDir,
 ) -> anyhow::Result<PathBuf> {
-    let sampler = ask(&actors.generator, "generator", GeneratorMsg::Snapshot)
-        .await
-        .context("generator")?;
     let cursor = PpoCursor {
         step,
         ptx_rng,
-        sampler,
         metrics_lines: dir.lines(),
     };
     resume::save(&actors.learner, states, &cursor, |dir| {
@@ -70,8 +62,8 @@ pub struct Resumed {
     pub inflight: Vec<Produced>,
 }
 
-/// Restore the newest valid checkpoint into the actors (the learner's state, then the
-/// generator's weights and batch id); None when there is none.
+/// Restore the newest valid checkpoint into the learner; None when there is none. The
+/// generator replicas load its weights from the run's weight board.
 pub async fn restore(
     actors: &Actors,
     states: &Checkpoints,
@@ -82,11 +74,5 @@ pub async fn restore(
         return Ok(None);
     };
     let inflight = inflight::load(&path)?;
-    actors.sync_generator().await?;
-    ask(&actors.generator, "generator", |r| {
-        GeneratorMsg::Restore(cursor.sampler, r)
-    })
-    .await
-    .context("generator")?;
     Ok(Some(Resumed { cursor, inflight }))
 }

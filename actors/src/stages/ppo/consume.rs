@@ -6,6 +6,7 @@ use super::checkpoint::{self, PpoCursor};
 use super::metrics::{self, StepTimes};
 use super::produce::Produced;
 use super::prompts::ptx_batches;
+use super::weights::WeightBoard;
 use crate::stages::progress::Progress;
 use crate::stages::resume::last_good;
 use crate::stages::run_dir::RunDir;
@@ -68,7 +69,7 @@ impl Consumer<'_> {
         &self,
         actors: &Actors,
         (mut pending, inbox): (VecDeque<Produced>, &mut mpsc::Receiver<Produced>),
-        synced: &watch::Sender<u64>,
+        board: &WeightBoard,
         dir: &mut RunDir,
         stop: watch::Receiver<bool>,
     ) -> anyhow::Result<u64> {
@@ -120,13 +121,17 @@ impl Consumer<'_> {
             let mut record = json!({
                 "stage": "ppo", "step": step, "episodes": episodes,
                 "generate_seconds": times.generate, "reference_seconds": times.reference,
-                "reward_seconds": times.reward, "learner_seconds": learner,
+                "reward_seconds": times.reward, "weight_load_seconds": times.weight_load,
+                "learner_seconds": learner,
                 "queue_wait_seconds": queue_wait,
             });
-            // 4. A trained update goes to the generator; a skipped one changed nothing.
+            // 4. A trained update's weights are copied out for the generators (published
+            // after the checkpoint); a skipped one changed nothing.
+            let mut publish = None;
             match self.outcome(updated)? {
                 Update::Trained(stats) => {
-                    let weight_sync = actors.sync_generator().await?;
+                    let (weights, weight_sync) = actors.weights(step).await?;
+                    publish = Some(weights);
                     let times = StepTimes {
                         queue_wait,
                         learner,
@@ -167,7 +172,10 @@ impl Consumer<'_> {
             {
                 break;
             }
-            let _ = synced.send(step);
+            match publish {
+                Some(weights) => board.publish(weights),
+                None => board.republish(step),
+            }
         }
         progress.finish();
         Ok(done)

@@ -114,6 +114,7 @@ pub fn load(dir: &Path) -> anyhow::Result<Vec<Produced>> {
             batch,
             figures,
             times: ProducerTimes {
+                weight_load: 0.0,
                 generate: m.generate_seconds,
                 reference: m.reference_seconds,
                 reward: m.reward_seconds,

@@ -5,11 +5,23 @@ use rlhf::metric_names as m;
 use rlhf::ppo::learner::PpoStats;
 use rlhf::rollout::BatchFigures;
 
-/// Seconds the producer's phases took for one batch.
+/// Seconds the producer's phases took for one batch, summed over its chunks (the
+/// replicas' busy time): loading weights, generating, reference log-probs, reward.
+#[derive(Clone, Copy, Debug, Default)]
 pub struct ProducerTimes {
+    pub weight_load: f64,
     pub generate: f64,
     pub reference: f64,
     pub reward: f64,
+}
+
+impl ProducerTimes {
+    pub fn add(&mut self, other: &ProducerTimes) {
+        self.weight_load += other.weight_load;
+        self.generate += other.generate;
+        self.reference += other.reference;
+        self.reward += other.reward;
+    }
 }
 
 /// Seconds the consumer's phases took for one step.
@@ -36,6 +48,18 @@ pub fn queue_depth(stage: &str, depth: usize) {
     set(&m::QUEUE_DEPTH, stage, depth as f64);
 }
 
+/// The chunks waiting in `queue` for the replicas of an actor kind.
+pub fn waiting<T>(kind: &str, queue: &tokio::sync::mpsc::Sender<T>) {
+    let depth = queue.max_capacity() - queue.capacity();
+    set(&m::CHUNK_QUEUE_DEPTH, kind, depth as f64);
+}
+
+/// A generator replica loaded `bytes` of new weights in `seconds`.
+pub fn weights_loaded(replica: &str, bytes: u64, seconds: f64) {
+    add(&m::WEIGHT_LOAD_BYTES, replica, bytes);
+    observe(&m::WEIGHT_LOAD_DURATION, replica, seconds);
+}
+
 /// One PPO update is done.
 pub fn learned(stage: &str, stats: &PpoStats, monitor: Option<f64>, times: &StepTimes) {
     observe(&m::QUEUE_WAIT_DURATION, stage, times.queue_wait);
@@ -43,6 +67,7 @@ pub fn learned(stage: &str, stats: &PpoStats, monitor: Option<f64>, times: &Step
     observe(&m::WEIGHT_SYNC_DURATION, stage, times.weight_sync);
     observe(&m::STEP_DURATION, stage, times.step);
     add(&m::STEPS, stage, 1);
+    observe(&m::STALENESS_HISTOGRAM, stage, stats.staleness as f64);
     let gauges = [
         (&m::STALENESS, stats.staleness as f64),
         (&m::REWARD_MEAN, stats.score_mean),

@@ -1,21 +1,22 @@
 //! Stage 3, `rlhf ppo`: PPO (and PPO-ptx) as an actor system.
 //!
 //! ```text
-//! prompts -> Generator -> ReferencePolicy -> RewardModel -> bounded channel -> Learner
-//! Learner --(weights, version)--> Generator            (after every update)
+//! prompts -> Generators -> ReferencePolicies -> RewardModels -> bounded channel -> Learner
+//! Learner --(weights after step j)--> weight board --> Generators (for batch j + max_staleness)
 //! ```
-//! A producer task drives generation, reference log-probs and scoring as stages linked by
-//! channels (the generator samples a batch while earlier ones are scored); the consumer
-//! feeds the learner and syncs weights back. Before generating batch k the producer waits until
-//! the generator holds version k - max_staleness, so `max_staleness = 0` is synchronous PPO
-//! and 1 lets batch k+1 be generated while batch k trains. No batch is ever more than
-//! `max_staleness` versions old; each step records its staleness.
+//! A producer task splits each rollout batch into chunks and streams them through the
+//! generator, reference and reward replicas (each stage works on a different chunk or batch
+//! at the same time), gathering each batch in order; the consumer feeds the learner and
+//! publishes its weights. Batch k is sampled with the weights after step k - max_staleness
+//! exactly, so `max_staleness = 0` is synchronous PPO and 1 lets batch k+1 be generated while
+//! batch k trains; no batch is ever more than `max_staleness` versions old, and neither timing
+//! nor the replica layout changes what is sampled. Each step records its staleness.
 //!
-//! The files, in the order a step runs through them: [`actors`] (the four actors and where
-//! their models come from), [`prompts`] (what is sampled), [`produce`] (generate, score,
-//! queue), [`consume`] (update, sync, log, checkpoint), [`run`] (both sides of one run),
-//! [`checkpoint`] (exact resume at a step boundary, with the [`inflight`] batches) and
-//! [`metrics`] (what a step exports).
+//! The files, in the order a step runs through them: [`actors`] (the actors, their replicas,
+//! and where their models come from), [`prompts`] (what is sampled), [`produce`] (chunk,
+//! generate, score, gather, queue), [`consume`] (update, log, checkpoint, publish), [`weights`]
+//! (the published weights), [`run`] (both sides of one run), [`checkpoint`] (exact resume at a
+//! step boundary, with the [`inflight`] batches) and [`metrics`] (what a step exports).
 
 mod actors;
 mod checkpoint;
@@ -24,6 +25,8 @@ mod inflight;
 mod metrics;
 mod produce;
 mod prompts;
+#[cfg(test)]
+mod replica_tests;
 mod run;
 #[cfg(test)]
 mod stale_tests;
@@ -31,6 +34,7 @@ mod stale_tests;
 mod stream_tests;
 #[cfg(test)]
 mod tests;
+mod weights;
 
 pub use actors::{spawn, ModelSource, Tokens};
 pub use run::{pipeline, Run};

@@ -1,20 +1,26 @@
 //! The producer: generate rollout batches, add the reference log-probs and the scores,
-//! queue them; before each batch, wait until the generator holds weights recent enough
-//! for the staleness bound. Generation, reference and reward are stages linked by
-//! channels, so each works on a different batch at the same time.
+//! queue them. Each batch is split into `rollout_chunks` chunks; generation, reference and
+//! reward are stages linked by channels, each served by its actor's replicas, every replica
+//! taking the next chunk when it is free. So each stage works on a different chunk (or
+//! batch) at the same time, and a batch is gathered in order once all its chunks are
+//! scored. Batch k is sampled with the weights after step k - max_staleness, taken from the
+//! [`WeightBoard`]: a replica loads them before its first chunk of the batch.
 
-use super::actors::Actors;
+use super::actors::{Actors, Replica};
 use super::metrics::{self, ProducerTimes};
 use super::prompts::PromptCycle;
+use super::weights::{Published, WeightBoard};
 use crate::system::generator::{EpisodeKey, GeneratorMsg};
 use crate::system::rpc::ask;
 use crate::system::scorers::ScorerMsg;
-use anyhow::{anyhow, Context};
-use ractor::ActorRef;
+use anyhow::Context;
 use rlhf::config::PpoStage;
 use rlhf::rollout::{BatchFigures, RolloutBatch};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Instant;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, Mutex};
+use tokio::task::JoinSet;
 
 /// A scored batch, its figures, and the seconds each producer phase took.
 pub struct Produced {
@@ -27,12 +33,13 @@ pub struct Produced {
 pub struct Producer {
     /// The run's name: the `stage` label of its metrics.
     pub name: String,
-    pub generator: ActorRef<GeneratorMsg>,
-    pub reference: ActorRef<ScorerMsg>,
-    pub reward: ActorRef<ScorerMsg>,
+    pub generators: Vec<Replica<GeneratorMsg>>,
+    pub references: Vec<Replica<ScorerMsg>>,
+    pub rewards: Vec<Replica<ScorerMsg>>,
     pub prompts: Vec<Vec<i64>>,
     pub stage: PpoStage,
     pub seed: u64,
+    pub pad_id: i64,
 }
 
 impl Producer {
@@ -45,45 +52,78 @@ impl Producer {
     ) -> Producer {
         Producer {
             name: name.to_string(),
-            generator: actors.generator.clone(),
-            reference: actors.reference.clone(),
-            reward: actors.reward.clone(),
+            generators: actors.generators.clone(),
+            references: actors.references.clone(),
+            rewards: actors.rewards.clone(),
             prompts,
             stage: stage.clone(),
             seed,
+            pad_id: actors.pad_id,
         }
     }
 
-    /// Produce the batches of steps `start + 1..=steps` into `queue`; batch k waits until
-    /// `synced` (the steps whose weights the generator holds) reaches k - max_staleness.
-    /// The stages stream: the generator samples one batch while the reference policy and
-    /// the reward score earlier ones, each stage holding at most one batch waiting for it.
+    /// Produce the batches of steps `start + 1..=steps` into `queue`, batch k with the
+    /// weights `board` holds for step k - max_staleness (waiting for them).
     pub async fn run(
         self,
         start: u64,
         queue: mpsc::Sender<Produced>,
-        synced: watch::Receiver<u64>,
+        board: WeightBoard,
     ) -> anyhow::Result<()> {
-        let (to_reference, at_reference) = mpsc::channel(1);
-        let (to_reward, at_reward) = mpsc::channel(1);
-        let (to_queue, scored) = mpsc::channel(1);
-        let reference = (&self.reference, "reference policy");
-        let reward = (&self.reward, "reward actor");
+        let chunks = self.stage.actors.chunks(self.stage.rollout_chunks);
+        // Each stage holds at most one batch's chunks waiting for it.
+        let (to_generate, at_generate) = mpsc::channel(chunks);
+        let (to_reference, at_reference) = mpsc::channel(chunks);
+        let (to_reward, at_reward) = mpsc::channel(chunks);
+        let (to_gather, at_gather) = mpsc::channel(chunks);
+        let mut replicas = JoinSet::new();
+        let at_generate = Shared::new(at_generate);
+        for replica in &self.generators {
+            let (replica, work, out) = (replica.clone(), at_generate.clone(), to_reference.clone());
+            replicas.spawn(generate_on(replica, work, out));
+        }
+        let at_reference = Shared::new(at_reference);
+        for replica in &self.references {
+            let stage = ScoringStage {
+                replica: replica.clone(),
+                next: Some("reward"),
+                record: |t, s| t.reference += s,
+            };
+            replicas.spawn(stage.serve(at_reference.clone(), to_reward.clone()));
+        }
+        let at_reward = Shared::new(at_reward);
+        for replica in &self.rewards {
+            let stage = ScoringStage {
+                replica: replica.clone(),
+                next: None,
+                record: |t, s| t.reward += s,
+            };
+            replicas.spawn(stage.serve(at_reward.clone(), to_gather.clone()));
+        }
+        // The replicas hold the only senders now: each stage closes when the one before ends.
+        drop((to_reference, to_reward, to_gather));
+        let replicas = async {
+            while let Some(done) = replicas.join_next().await {
+                done.context("a producer replica task panicked")??;
+            }
+            anyhow::Ok(())
+        };
         tokio::try_join!(
-            self.generate(start, to_reference, synced),
-            relay(reference, at_reference, to_reward, |t, s| t.reference = s),
-            relay(reward, at_reward, to_queue, |t, s| t.reward = s),
-            self.enqueue(scored, queue),
+            self.dispatch(start, chunks, to_generate, board),
+            replicas,
+            self.gather(start, chunks, at_gather, queue),
         )?;
         Ok(())
     }
 
-    /// Generate batch after batch, each once the generator's weights are recent enough.
-    async fn generate(
+    /// Split batch after batch into chunks for the generator replicas, each batch once its
+    /// weights are published.
+    async fn dispatch(
         &self,
         start: u64,
-        out: mpsc::Sender<InFlight>,
-        mut synced: watch::Receiver<u64>,
+        chunks: usize,
+        out: mpsc::Sender<Chunk>,
+        board: WeightBoard,
     ) -> anyhow::Result<()> {
         let stage = &self.stage;
         let samples = stage.algo.samples_per_prompt;
@@ -94,82 +134,211 @@ impl Producer {
             cycle.next(&self.prompts, distinct, samples);
         }
         for k in start..stage.steps {
-            let needed = k.saturating_sub(stage.max_staleness);
-            synced
-                .wait_for(|&v| v >= needed)
-                .await
-                .map_err(|_| anyhow!("the learner loop ended"))?;
+            let weights = board.take(k.saturating_sub(stage.max_staleness)).await;
             let prompts = cycle.next(&self.prompts, distinct, samples);
             let keys = EpisodeKey::of_batch(k, distinct, samples);
-            let t = Instant::now();
-            let batch = ask(&self.generator, "generator", |r| {
-                GeneratorMsg::Generate(prompts, keys, r)
-            })
-            .await
-            .context("generator")?;
-            let times = ProducerTimes {
-                generate: t.elapsed().as_secs_f64(),
-                reference: 0.0,
-                reward: 0.0,
-            };
-            if out.send(InFlight { batch, times }).await.is_err() {
-                break;
+            for (index, rows) in chunk_ranges(prompts.len(), chunks).into_iter().enumerate() {
+                let chunk = Chunk {
+                    batch: k,
+                    index,
+                    weights: weights.clone(),
+                    prompts: prompts[rows.clone()].to_vec(),
+                    keys: keys[rows].to_vec(),
+                };
+                if out.send(chunk).await.is_err() {
+                    return Ok(());
+                }
+                metrics::waiting("generator", &out);
             }
         }
         Ok(())
     }
 
-    /// Count each scored batch's figures, export them, and queue it for the learner.
-    async fn enqueue(
+    /// Gather each batch's scored chunks in order, count its figures, export them, and
+    /// queue it for the learner.
+    async fn gather(
         &self,
-        mut scored: mpsc::Receiver<InFlight>,
+        start: u64,
+        chunks: usize,
+        mut parts: mpsc::Receiver<Part>,
         queue: mpsc::Sender<Produced>,
     ) -> anyhow::Result<()> {
-        while let Some(InFlight { batch, times }) = scored.recv().await {
-            // Counted on a blocking thread: reading tensors back is a device sync on a GPU.
-            let (batch, figures) = tokio::task::spawn_blocking(move || {
-                let figures = batch.figures();
-                (batch, figures)
-            })
-            .await?;
-            metrics::produced(&self.name, &figures, &times);
-            let produced = Produced {
-                batch,
-                figures,
-                times,
-            };
-            if queue.send(produced).await.is_err() {
-                break;
+        let mut waiting: BTreeMap<u64, Vec<Option<Part>>> = BTreeMap::new();
+        let mut next = start;
+        while let Some(part) = parts.recv().await {
+            let slots = waiting
+                .entry(part.batch)
+                .or_insert_with(|| (0..chunks).map(|_| None).collect());
+            let index = part.index;
+            slots[index] = Some(part);
+            while waiting
+                .get(&next)
+                .is_some_and(|slots| slots.iter().all(Option::is_some))
+            {
+                let slots = waiting.remove(&next).expect("complete");
+                let parts: Vec<Part> = slots.into_iter().map(|p| p.expect("complete")).collect();
+                next += 1;
+                let mut times = ProducerTimes::default();
+                for part in &parts {
+                    times.add(&part.times);
+                }
+                let batches = parts.into_iter().map(|p| p.rollout).collect();
+                let pad = self.pad_id;
+                // Gathered and counted on a blocking thread: reading tensors back is a
+                // device sync on a GPU.
+                let (batch, figures) = tokio::task::spawn_blocking(move || {
+                    let batch = RolloutBatch::concat(batches, pad)?;
+                    let figures = batch.figures();
+                    anyhow::Ok((batch, figures))
+                })
+                .await??;
+                metrics::produced(&self.name, &figures, &times);
+                let produced = Produced {
+                    batch,
+                    figures,
+                    times,
+                };
+                if queue.send(produced).await.is_err() {
+                    return Ok(());
+                }
+                metrics::queue_depth(&self.name, queue.max_capacity() - queue.capacity());
             }
-            metrics::queue_depth(&self.name, queue.max_capacity() - queue.capacity());
         }
         Ok(())
     }
 }
 
-/// A batch between the producer's stages, with the seconds each stage took so far.
-struct InFlight {
-    batch: RolloutBatch,
+/// The contiguous row ranges of `rows` split into `chunks` parts whose sizes differ by at
+/// most one, the larger first.
+fn chunk_ranges(rows: usize, chunks: usize) -> Vec<std::ops::Range<usize>> {
+    let (size, extra) = (rows / chunks, rows % chunks);
+    let mut start = 0;
+    (0..chunks)
+        .map(|i| {
+            let end = start + size + usize::from(i < extra);
+            let range = start..end;
+            start = end;
+            range
+        })
+        .collect()
+}
+
+/// A chunk of a batch for a generator replica: its prompts, their episode keys and the
+/// weights to sample with.
+struct Chunk {
+    batch: u64,
+    index: usize,
+    weights: Arc<Published>,
+    prompts: Vec<Vec<i64>>,
+    keys: Vec<EpisodeKey>,
+}
+
+/// A generated chunk between the producer's stages, with the seconds each stage took.
+struct Part {
+    batch: u64,
+    index: usize,
+    rollout: RolloutBatch,
     times: ProducerTimes,
 }
 
-/// One scoring stage: each batch from `input`, with what the scoring actor adds (its
-/// seconds recorded by `record`), on to `output`, until either side closes.
-async fn relay(
-    (actor, name): (&ActorRef<ScorerMsg>, &str),
-    mut input: mpsc::Receiver<InFlight>,
-    output: mpsc::Sender<InFlight>,
-    record: fn(&mut ProducerTimes, f64),
+/// A queue the replicas of a stage share: each takes the next item when it is free.
+struct Shared<T>(Arc<Mutex<mpsc::Receiver<T>>>);
+
+impl<T> Shared<T> {
+    fn new(receiver: mpsc::Receiver<T>) -> Shared<T> {
+        Shared(Arc::new(Mutex::new(receiver)))
+    }
+
+    async fn next(&self) -> Option<T> {
+        self.0.lock().await.recv().await
+    }
+}
+
+impl<T> Clone for Shared<T> {
+    fn clone(&self) -> Self {
+        Shared(self.0.clone())
+    }
+}
+
+/// One generator replica: each chunk it takes, sampled with the chunk's weights (loaded
+/// first when the replica holds others), on to the reference stage.
+async fn generate_on(
+    Replica { name, actor }: Replica<GeneratorMsg>,
+    work: Shared<Chunk>,
+    out: mpsc::Sender<Part>,
 ) -> anyhow::Result<()> {
-    while let Some(InFlight { batch, mut times }) = input.recv().await {
+    // The step whose weights the replica holds: it starts with the initial policy.
+    let mut held = 0;
+    while let Some(chunk) = work.next().await {
+        let mut times = ProducerTimes::default();
+        if chunk.weights.step != held {
+            let load = Instant::now();
+            let weights = &chunk.weights;
+            if let Some(tensors) = weights.tensors() {
+                ask(&actor, "generator", |r| {
+                    GeneratorMsg::SetWeights(weights.version, tensors, r)
+                })
+                .await
+                .with_context(|| format!("{name}: loading the weights of step {}", weights.step))?;
+            }
+            held = weights.step;
+            times.weight_load = load.elapsed().as_secs_f64();
+            metrics::weights_loaded(name, weights.bytes(), times.weight_load);
+        }
         let t = Instant::now();
-        let batch = ask(actor, "scorer", |r| ScorerMsg::Score(batch, r))
-            .await
-            .context(name.to_string())?;
-        record(&mut times, t.elapsed().as_secs_f64());
-        if output.send(InFlight { batch, times }).await.is_err() {
+        let Chunk {
+            batch,
+            index,
+            prompts,
+            keys,
+            ..
+        } = chunk;
+        let rollout = ask(&actor, "generator", |r| {
+            GeneratorMsg::Generate(prompts, keys, batch, r)
+        })
+        .await
+        .context(name)?;
+        times.generate = t.elapsed().as_secs_f64();
+        let part = Part {
+            batch,
+            index,
+            rollout,
+            times,
+        };
+        if out.send(part).await.is_err() {
             break;
         }
+        metrics::waiting("reference", &out);
     }
     Ok(())
+}
+
+/// One replica of a scoring stage (reference policy or reward): each chunk it takes, with
+/// what its actor adds (its seconds recorded by `record`), on to `output`, the queue of
+/// the `next` actor kind (none: the gathering).
+struct ScoringStage {
+    replica: Replica<ScorerMsg>,
+    next: Option<&'static str>,
+    record: fn(&mut ProducerTimes, f64),
+}
+
+impl ScoringStage {
+    async fn serve(self, input: Shared<Part>, output: mpsc::Sender<Part>) -> anyhow::Result<()> {
+        let Replica { name, actor } = &self.replica;
+        while let Some(mut part) = input.next().await {
+            let t = Instant::now();
+            let rollout = part.rollout;
+            part.rollout = ask(actor, name, |r| ScorerMsg::Score(rollout, r))
+                .await
+                .context(*name)?;
+            (self.record)(&mut part.times, t.elapsed().as_secs_f64());
+            if output.send(part).await.is_err() {
+                break;
+            }
+            if let Some(next) = self.next {
+                metrics::waiting(next, &output);
+            }
+        }
+        Ok(())
+    }
 }

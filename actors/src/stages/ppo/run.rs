@@ -5,12 +5,13 @@ use super::actors::Actors;
 use super::checkpoint::Resumed;
 use super::consume::Consumer;
 use super::produce::{Produced, Producer};
+use super::weights::{Published, WeightBoard};
 use crate::stages::run_dir::RunDir;
 use anyhow::anyhow;
 use rlhf::checkpoint::Checkpoints;
 use rlhf::config::PpoStage;
 use rlhf::data::SftSequence;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
 /// One PPO run: its name (the `stage` label of its metrics), settings, seed, and the
 /// checkpoint it continues from.
@@ -42,13 +43,15 @@ pub async fn pipeline(
     };
     let start = from.map_or(0, |c| c.step);
     let (queue, mut inbox) = mpsc::channel::<Produced>(stage.max_staleness.max(1) as usize);
-    // Steps done whose weights the generator holds (a skipped step leaves the weights as
-    // they were, so they count as synced): `start` when the producer begins.
-    let (synced, synced_rx) = watch::channel(start);
+    // The weights the generators sample with: the initial policy, or a resumed run's.
+    let board = WeightBoard::new(match from {
+        Some(cursor) => actors.weights(cursor.step).await?.0,
+        None => Published::initial(),
+    });
     let producer = Producer::new(name, actors, prompts, stage, seed);
     // The checkpoint's in-flight batches come first; the producer goes on after them.
     let first = start + inflight.len() as u64;
-    let producer = tokio::spawn(producer.run(first, queue, synced_rx));
+    let producer = tokio::spawn(producer.run(first, queue, board.clone()));
     let consumer = Consumer {
         name,
         stage,
@@ -62,7 +65,7 @@ pub async fn pipeline(
         .run(
             actors,
             (inflight.into(), &mut inbox),
-            &synced,
+            &board,
             dir,
             crate::system::shutdown::listen(),
         )

@@ -48,10 +48,7 @@ pub(super) fn source() -> ModelSource {
 }
 
 pub(super) fn stage() -> PpoStage {
-    let place = Placement {
-        device: "cpu".into(),
-        threads: 1,
-    };
+    let place = Placement::single("cpu", 1);
     PpoStage {
         policy: "mem".into(),
         reward_model: "mem".into(),
@@ -83,6 +80,7 @@ pub(super) fn stage() -> PpoStage {
             reward: place.clone(),
             learner: place,
         },
+        rollout_chunks: None,
         reward: RewardConfig::Model,
         checkpoint_every: 0,
         keep_checkpoints: 1,
@@ -138,10 +136,11 @@ impl PlainLoop {
     /// sampler's current weights.
     pub(super) fn batch(&mut self, prompts: &[Vec<i64>]) -> RolloutBatch {
         let keys = EpisodeKey::of_batch(self.batches, 4, 1);
+        let id = self.batches;
         self.batches += 1;
         let batch = self
             .sampler
-            .rollout(&self.cycle.next(prompts, 4, 1), &keys, 0)
+            .rollout(&self.cycle.next(prompts, 4, 1), &keys, id, 0)
             .unwrap();
         let batch = reference_apply(&mut self.reference, batch).unwrap();
         reward_apply(&mut self.reward, batch).unwrap()
@@ -206,13 +205,20 @@ async fn a_ppo_run_exports_its_metrics_under_the_documented_names() {
         };
         let labelled = match metric.labels {
             ["stage"] => vec![format!("{series}{{stage=\"{run}\"}}")],
-            ["actor"] => ["generator", "reference", "reward", "learner"]
-                .iter()
-                .filter(|a| {
-                    metric.name != m::POLICY_VERSION.name || ["generator", "learner"].contains(a)
-                })
-                .map(|a| format!("{series}{{actor=\"{a}\"}}"))
-                .collect(),
+            ["actor"] => {
+                let actors: &[&str] = match metric.name {
+                    n if n == m::POLICY_VERSION.name => &["generator", "learner"],
+                    n if n == m::WEIGHT_LOAD_DURATION.name || n == m::WEIGHT_LOAD_BYTES.name => {
+                        &["generator"]
+                    }
+                    n if n == m::CHUNK_QUEUE_DEPTH.name => &["generator", "reference", "reward"],
+                    _ => &["generator", "reference", "reward", "learner"],
+                };
+                actors
+                    .iter()
+                    .map(|a| format!("{series}{{actor=\"{a}\"}}"))
+                    .collect()
+            }
             _ => vec![format!("{series} ")],
         };
         for s in labelled {
