@@ -7,11 +7,13 @@
 
 //!
 //! The files: [`shape`] (the model and timing flags every bench shares), [`generate`],
-//! [`train`], [`score`], [`ppo`] and [`scaling`] (one command each), and [`sys`]
+//! [`train`], [`score`], [`ppo`] and [`scaling`] (one command each), [`project`] (a model of
+//! the PPO pipeline on more devices, from `ppo`'s measurements), and [`sys`]
 //! (FLOP counts, the matmul peak, peak memory, the idle-machine wait).
 
 mod generate;
 mod ppo;
+mod project;
 mod scaling;
 mod score;
 mod shape;
@@ -56,6 +58,13 @@ pub enum BenchCommand {
         #[command(flatten)]
         settings: ppo::PpoBench,
     },
+    /// Predicted PPO episodes/s with more generator devices, from the per-stage costs of
+    /// `rlhf bench ppo` runs (a discrete-event model, checked against those runs): a table
+    /// and a PNG chart.
+    Project {
+        #[command(flatten)]
+        settings: project::ProjectBench,
+    },
     /// Step time of a training step and of a generation run as the batch size doubles and
     /// as the model doubles (d_model or layers): a table and a PNG chart.
     Scaling {
@@ -76,5 +85,6 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Train { shape, settings } => train::run(&shape, &settings),
         BenchCommand::Score { shape, settings } => score::run(&shape, &settings),
         BenchCommand::Scaling { shape, settings } => scaling::run(&shape, &settings),
+        BenchCommand::Project { settings } => project::run(&settings),
     }
 }
