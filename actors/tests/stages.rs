@@ -290,6 +290,10 @@ fn sft_loss_falls_reward_model_learns_and_ppo_raises_the_reward() {
         error.contains("reward actor") && error.contains("injected failure on rollout batch 2"),
         "{stderr}"
     );
+    assert!(
+        error.contains("the last training-state checkpoint is"),
+        "{stderr}"
+    );
     assert!(run.join("ppo/checkpoints/last/model.safetensors").exists());
 
     // SIGTERM finishes the current step, checkpoints and exits 0.

@@ -40,7 +40,7 @@ pub(super) struct Engine<'a> {
     rows: Vec<Row>,
     /// The order prompts are admitted in: by length when they outnumber the rows, so the
     /// prompts prefilled together need little padding (an episode does not depend on its
-    /// batch, so the order changes no episode).
+    /// batch, up to float rounding: see the module docs of `generate`).
     order: Vec<usize>,
     /// The next place in `order` to admit.
     next: usize,

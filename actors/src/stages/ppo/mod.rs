@@ -39,6 +39,7 @@ mod weights;
 pub use actors::{spawn, ModelSource, Tokens};
 pub use run::{pipeline, Run};
 
+use crate::stages::resume::last_good;
 use crate::stages::run_dir::RunDir;
 use crate::stages::supervised::save;
 use consume::NonFiniteStop;
@@ -125,5 +126,15 @@ pub async fn run_variant(
         }
     }
     actors.stop();
-    outcome.map(|_| ())
+    outcome.map(|_| ()).map_err(|e| {
+        if e.is::<NonFiniteStop>() {
+            return e;
+        }
+        // An actor failed: say where the run can continue from.
+        let states = Checkpoints::new(dir.path("state"), stage.keep_checkpoints);
+        anyhow::anyhow!(
+            "{e:#}; the last training-state checkpoint is {}",
+            last_good(&states)
+        )
+    })
 }

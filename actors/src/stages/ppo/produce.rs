@@ -86,6 +86,7 @@ impl Producer {
         for replica in &self.references {
             let stage = ScoringStage {
                 replica: replica.clone(),
+                what: "reference policy",
                 next: Some("reward"),
                 record: |t, s| t.reference += s,
             };
@@ -95,6 +96,7 @@ impl Producer {
         for replica in &self.rewards {
             let stage = ScoringStage {
                 replica: replica.clone(),
+                what: "reward actor",
                 next: None,
                 record: |t, s| t.reward += s,
             };
@@ -315,9 +317,10 @@ async fn generate_on(
 
 /// One replica of a scoring stage (reference policy or reward): each chunk it takes, with
 /// what its actor adds (its seconds recorded by `record`), on to `output`, the queue of
-/// the `next` actor kind (none: the gathering).
+/// the `next` actor kind (none: the gathering). Errors name the stage as `what`.
 struct ScoringStage {
     replica: Replica<ScorerMsg>,
+    what: &'static str,
     next: Option<&'static str>,
     record: fn(&mut ProducerTimes, f64),
 }
@@ -325,12 +328,17 @@ struct ScoringStage {
 impl ScoringStage {
     async fn serve(self, input: Shared<Part>, output: mpsc::Sender<Part>) -> anyhow::Result<()> {
         let Replica { name, actor } = &self.replica;
+        // "reward actor", or "reward actor reward.1" among several.
+        let label = match name.contains('.') {
+            true => format!("{} {name}", self.what),
+            false => self.what.to_string(),
+        };
         while let Some(mut part) = input.next().await {
             let t = Instant::now();
             let rollout = part.rollout;
-            part.rollout = ask(actor, name, |r| ScorerMsg::Score(rollout, r))
+            part.rollout = ask(actor, &label, |r| ScorerMsg::Score(rollout, r))
                 .await
-                .context(*name)?;
+                .context(label.clone())?;
             (self.record)(&mut part.times, t.elapsed().as_secs_f64());
             if output.send(part).await.is_err() {
                 break;
