@@ -6,6 +6,7 @@
 //! - [`learner`]: the only actor that changes trainable weights (SFT, RM and PPO).
 //! - [`generator`], [`scorers`]: PPO's generator, reference-policy and reward actors.
 //! - [`reward`]: the reward contract and its kinds; [`node`]: serving one as a cluster node.
+//! - [`supervisor`]: links a run's actors, so one that dies is reported by name at once.
 //! - [`shutdown`], [`telemetry`], [`process`], [`serial`], [`allocator`]: signals, metrics,
 //!   this process's memory and CPU figures, the wire format, and the allocator setting
 //!   every binary applies first.
@@ -20,6 +21,7 @@ pub mod rpc;
 pub mod scorers;
 pub mod serial;
 pub mod shutdown;
+pub mod supervisor;
 pub mod telemetry;
 pub mod worker;
 

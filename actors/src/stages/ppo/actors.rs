@@ -8,9 +8,9 @@ use crate::system::reward::{BuildContext, Decoder, LoadModel};
 use crate::system::scorers::{
     reference_apply, reward_apply, Reference, RewardEngine, Scorer, ScorerArgs, ScorerMsg,
 };
-use crate::system::worker::spawn_error;
+use crate::system::supervisor::Supervised;
 use anyhow::Context;
-use ractor::{Actor, ActorRef};
+use ractor::ActorRef;
 use rlhf::config::{PpoStage, RewardConfig};
 use rlhf::device::parse_device;
 use rlhf::generate::GenerateOptions;
@@ -30,6 +30,8 @@ pub struct Actors {
     pub rewards: Vec<Replica<ScorerMsg>>,
     pub learner: ActorRef<PpoMsg>,
     pub pad_id: i64,
+    /// Every actor above is linked to it.
+    pub supervised: Supervised,
 }
 
 impl Actors {
@@ -44,6 +46,7 @@ impl Actors {
     }
 
     pub fn stop(&self) {
+        self.supervised.stopping();
         for g in &self.generators {
             g.actor.stop(None);
         }
@@ -159,6 +162,7 @@ pub(super) async fn spawn_with(
     arm: fn(&mut PpoLearner),
 ) -> anyhow::Result<Actors> {
     let a = &stage.actors;
+    let supervised = Supervised::start().await?;
     let options = GenerateOptions {
         sampling: stage.sampling.clone(),
         max_new_tokens: stage.max_new_tokens,
@@ -177,7 +181,7 @@ pub(super) async fn spawn_with(
             pad_id: tokens.pad,
             build: Box::new(move || Ok(Sampler::new(policy(&device)?, options, seed))),
         };
-        let actor = spawn_actor(Generator, args).await?;
+        let actor = supervised.spawn(name, Generator, args).await?;
         generators.push(Replica { name, actor });
     }
     let mut references = Vec::new();
@@ -196,7 +200,7 @@ pub(super) async fn spawn_with(
             }),
             apply: reference_apply,
         };
-        let actor = spawn_actor(Scorer::new(), args).await?;
+        let actor = supervised.spawn(name, Scorer::new(), args).await?;
         references.push(Replica { name, actor });
     }
     let mut rewards = Vec::new();
@@ -214,7 +218,7 @@ pub(super) async fn spawn_with(
             }),
             apply: reward_apply,
         };
-        let actor = spawn_actor(Scorer::new(), args).await?;
+        let actor = supervised.spawn(name, Scorer::new(), args).await?;
         rewards.push(Replica { name, actor });
     }
     let (policy, rm, device, s) = (
@@ -223,38 +227,36 @@ pub(super) async fn spawn_with(
         a.learner.device.clone(),
         stage.clone(),
     );
-    let learner = spawn_actor(
-        PpoLearnerActor,
-        LearnerArgs {
-            threads: a.learner.threads,
-            build: Box::new(move || {
-                let mut learner = PpoLearner::new(
-                    policy(&device)?,
-                    rm(&device)?,
-                    &s.optimizer,
-                    &s.algo,
-                    s.sampling.clone(),
-                );
-                arm(&mut learner);
-                Ok(PpoEngine {
-                    learner,
-                    minibatch_rng: Rng::new(seed ^ LEARNER_STREAM),
-                    lr: s.optimizer.lr,
-                })
-            }),
-        },
-    )
-    .await?;
+    let learner = supervised
+        .spawn(
+            "learner",
+            PpoLearnerActor,
+            LearnerArgs {
+                threads: a.learner.threads,
+                build: Box::new(move || {
+                    let mut learner = PpoLearner::new(
+                        policy(&device)?,
+                        rm(&device)?,
+                        &s.optimizer,
+                        &s.algo,
+                        s.sampling.clone(),
+                    );
+                    arm(&mut learner);
+                    Ok(PpoEngine {
+                        learner,
+                        minibatch_rng: Rng::new(seed ^ LEARNER_STREAM),
+                        lr: s.optimizer.lr,
+                    })
+                }),
+            },
+        )
+        .await?;
     Ok(Actors {
         generators,
         references,
         rewards,
         learner,
         pad_id: tokens.pad,
+        supervised,
     })
-}
-
-async fn spawn_actor<A: Actor>(actor: A, args: A::Arguments) -> anyhow::Result<ActorRef<A::Msg>> {
-    let (actor, _) = Actor::spawn(None, actor, args).await.map_err(spawn_error)?;
-    Ok(actor)
 }

@@ -83,3 +83,46 @@ async fn one_two_or_three_generators_train_the_same_weights() {
         }
     }
 }
+
+/// A replica killed mid-run ends the run at once with an error naming it, while the other
+/// replicas could go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_replica_ends_the_run_naming_it() {
+    let mut stage = stage();
+    stage.steps = 100_000;
+    stage.rollout_batch_size = 4;
+    stage.rollout_chunks = Some(2);
+    stage.actors.reward.replicas = 2;
+    let tokens = Tokens {
+        eos: vec![63],
+        pad: 0,
+        decoder: Decoder::ids_only(),
+    };
+    let dir = std::env::temp_dir().join(format!("rlhf-ppo-killed-{}", std::process::id()));
+    let config = RunConfig::for_ppo(dir.clone(), 5, stage.clone());
+    let mut run_dir = RunDir::create(&dir, &config).unwrap();
+    let actors = spawn(&stage, tokens, 5, &source()).await.unwrap();
+    let victim = actors.rewards[1].actor.clone();
+    let killer = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        victim.kill();
+    });
+    let run = Run {
+        name: "ppo",
+        stage: &stage,
+        seed: 5,
+        from: None,
+    };
+    let prompts: Vec<Vec<i64>> = (0..4).map(|i| vec![i + 1, i + 2]).collect();
+    let outcome = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        pipeline(run, &actors, prompts, None, &mut run_dir),
+    )
+    .await
+    .expect("the run ends once a replica is killed");
+    killer.await.unwrap();
+    actors.stop();
+    let error = format!("{:#}", outcome.unwrap_err());
+    assert!(error.contains("reward.1"), "{error}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -61,15 +61,18 @@ pub async fn pipeline(
         from,
         states: Checkpoints::new(dir.path("state"), stage.keep_checkpoints),
     };
-    let consumed = consumer
-        .run(
-            actors,
-            (inflight.into(), &mut inbox),
-            &board,
-            dir,
-            crate::system::shutdown::listen(),
-        )
-        .await;
+    let consuming = consumer.run(
+        actors,
+        (inflight.into(), &mut inbox),
+        &board,
+        dir,
+        crate::system::shutdown::listen(),
+    );
+    // An actor that dies ends the run at once, whatever the loops were waiting for.
+    let consumed = tokio::select! {
+        consumed = consuming => consumed,
+        failure = actors.supervised.failure() => Err(anyhow!(failure)),
+    };
     // The producer either finished, or waits on a queue or a version nobody will send.
     producer.abort();
     let produced = match producer.await {
