@@ -294,6 +294,7 @@ fn a_remote_node_gives_the_in_process_scores_and_its_overhead_is_measured() {
         timeout_seconds: 60.0,
         retries: 0,
         on_disconnect: OnDisconnect::Fail,
+        tls: None,
     });
     let mut remote = rlhf_actors::reward::build(&config, "cpu", &context).unwrap();
     // One libtorch thread on both sides, as the node's config asks.
@@ -384,6 +385,49 @@ fn a_node_with_the_wrong_secret_is_refused() {
         "{log}"
     );
     assert!(!dir.join("run/ppo/metrics.jsonl").exists() || steps(&dir.join("run")).is_empty());
+}
+
+/// `[ppo.reward.tls]` with the test CA's files (tests/fixtures/tls, from
+/// scripts/make_tls_fixture.sh), trusting `ca`.
+fn tls(ca: &str) -> String {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tls");
+    let file = |name: &str| dir.join(name).display().to_string();
+    format!(
+        "\n[ppo.reward.tls]\ncert = \"{}\"\nkey = \"{}\"\nca = \"{}\"\n",
+        file("cert.pem"),
+        file("key.pem"),
+        file(ca)
+    )
+}
+
+/// With `[ppo.reward.tls]` the node joins over TLS and the run scores as before; a node
+/// that trusts another CA gives up at once, naming TLS.
+#[test]
+fn a_tls_cluster_scores_and_refuses_a_node_trusting_another_ca() {
+    let (dir, secret) = test_dir("tls", "tls-secret");
+    let port = free_port();
+    let reward = format!("{}{}", remote(port, &secret, 120.0, "fail"), tls("ca.pem"));
+    let config = ppo_config(&dir, "run", 2, &reward);
+    let mut trainer = Proc::ppo(&config);
+    let other = format!(
+        "{}{}",
+        remote(port, &secret, 120.0, "fail"),
+        tls("other-ca.pem")
+    );
+    let doubter = ppo_config(&dir, "doubter", 2, &other);
+    let mut refused = Proc::node(&doubter, "doubter");
+    let status = refused.wait(60);
+    let refused_log = refused.stderr();
+    assert_eq!(status.code(), Some(2), "{refused_log}");
+    assert!(
+        error_line(&refused_log).contains("TLS with the trainer at 127.0.0.1:"),
+        "{refused_log}"
+    );
+    let mut node = Proc::node(&config, "trusted");
+    assert!(trainer.wait(300).success(), "{}", trainer.stderr());
+    assert!(node.wait(30).success(), "{}", node.stderr());
+    assert!(trainer.stderr().contains("reward node \"trusted\""));
+    assert_eq!(steps(&dir.join("run")).len(), 2);
 }
 
 #[test]

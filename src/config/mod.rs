@@ -26,7 +26,8 @@ pub use model::{ArchName, ModelSection};
 pub use pipeline::PipelineConfig;
 pub use ppo::{Actors, Placement, PpoStage};
 pub use reward::{
-    HttpRewardConfig, OnDisconnect, RemoteRewardConfig, RewardConfig, RuleConfig, WeightedReward,
+    HttpRewardConfig, OnDisconnect, RemoteRewardConfig, RewardConfig, RuleConfig, TlsFiles,
+    WeightedReward,
 };
 pub use sections::{
     ChatConfig, GenerateSection, MetricsConfig, TemplateKind, TokenizerConfig, WorldConfig,

@@ -99,6 +99,23 @@ pub struct RemoteRewardConfig {
     /// `wait_for_node_seconds` for a node to join again.
     #[serde(default)]
     pub on_disconnect: OnDisconnect,
+    /// Encrypt the cluster's links with TLS (`[ppo.reward.tls]`); none: plain TCP.
+    #[serde(default)]
+    pub tls: Option<TlsFiles>,
+}
+
+/// The TLS files of a cluster: the trainer presents `cert` (PEM chain) with `key` (PEM);
+/// a node accepts the trainer only if `cert` chains to a certificate in `ca`. One section
+/// serves both sides (a node reads the trainer's config); each reads only its own files.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ca: PathBuf,
+    /// The name the node checks the trainer's certificate against; default: the host of
+    /// the address it connects to.
+    pub server_name: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -33,7 +33,8 @@ pub struct NodeArgs {
     /// where `kind = "remote"` means the neural reward model at `ppo.reward_model` (on
     /// `[ppo.actors.reward]`'s device and threads). The cluster secret is that remote
     /// section's `secret_file`, else its `secret_env` variable; when `[ppo.reward]` is not
-    /// remote, the `RLHF_CLUSTER_SECRET` variable. Never a flag.
+    /// remote, the `RLHF_CLUSTER_SECRET` variable. Never a flag. With `[ppo.reward.tls]` the
+    /// node connects over TLS, trusting its `ca`.
     #[arg(long, default_value = "configs/default.toml")]
     pub config: PathBuf,
     /// This node's name in the trainer's logs and errors (default `reward-<pid>`).
@@ -45,15 +46,17 @@ pub fn run(args: &NodeArgs) -> anyhow::Result<()> {
     let Role::Reward = args.role;
     let config = RunConfig::load(&args.config)?;
     let stage = RunConfig::section(&config.ppo, "ppo", &args.config)?;
-    let (served, secret, listen) = match &stage.reward {
+    let (served, secret, listen, tls) = match &stage.reward {
         RewardConfig::Remote(remote) => (
             RewardConfig::Model,
             read_secret(remote.secret_file.as_deref(), &remote.secret_env),
             Some(remote.listen.clone()),
+            remote.tls.clone(),
         ),
         other => (
             other.clone(),
             read_secret(None, "RLHF_CLUSTER_SECRET"),
+            None,
             None,
         ),
     };
@@ -87,6 +90,7 @@ pub fn run(args: &NodeArgs) -> anyhow::Result<()> {
             connect,
             secret,
             name,
+            tls,
         },
     )
 }

@@ -22,6 +22,7 @@
 //!             connect: "127.0.0.1:4697".into(),
 //!             secret: NodeOptions::secret_from_env_or_file("RLHF_CLUSTER_SECRET", None)?,
 //!             name: "shouting".into(),
+//!             tls: None,
 //!         },
 //!     )
 //! }
@@ -29,8 +30,10 @@
 
 use crate::system::reward::remote::read_secret;
 use crate::system::reward::remote::serve::{serve, Session};
+use crate::system::reward::remote::tls::connector;
 use crate::system::reward::Reward;
 use anyhow::bail;
+use rlhf::config::TlsFiles;
 use std::path::Path;
 use std::time::Duration;
 
@@ -43,6 +46,9 @@ pub struct NodeOptions {
     pub secret: String,
     /// This node's name in the trainer's logs and errors; unique per cluster, no `@`.
     pub name: String,
+    /// The trainer's TLS (its `[ppo.reward.tls]`): connect encrypted, accepting a trainer
+    /// whose certificate chains to `ca` (`cert` and `key` are the trainer's, unread here).
+    pub tls: Option<TlsFiles>,
 }
 
 impl NodeOptions {
@@ -72,6 +78,10 @@ pub fn serve_reward(reward: Box<dyn Reward>, options: NodeOptions) -> anyhow::Re
     options.check()?;
     // Intra-op threads for the reward's tensor work, as set on the calling thread.
     let threads = tch::get_num_threads();
+    let tls = match &options.tls {
+        Some(files) => Some(connector(files, &options.connect)?),
+        None => None,
+    };
     let runtime = crate::system::runtime()?;
     let result = runtime.block_on(serve(
         reward,
@@ -80,6 +90,7 @@ pub fn serve_reward(reward: Box<dyn Reward>, options: NodeOptions) -> anyhow::Re
             secret: &options.secret,
             name: &options.name,
             threads,
+            tls,
         },
     ));
     // Cluster tasks may still wait on sockets; they hold nothing worth waiting for.

@@ -68,6 +68,7 @@ fn main() {
             secret: std::env::var("RLHF_CLUSTER_SECRET")
                 .map_err(|_| anyhow::anyhow!("set RLHF_CLUSTER_SECRET to the cluster's secret"))?,
             name: args.name.clone(),
+            tls: None,
         };
         serve_reward(Box::new(reward), options)
     };

@@ -13,10 +13,11 @@
 
 mod cluster;
 pub(crate) mod serve;
+pub(crate) mod tls;
 mod wire;
 
 use super::contract::{checked_scores, Reward, ScoreRequest};
-use anyhow::{anyhow, bail};
+use anyhow::{anyhow, bail, Context};
 use cluster::{Peer, Roster, Side};
 use ractor::rpc::CallResult;
 use ractor::ActorRef;
@@ -91,10 +92,14 @@ impl RemoteReward {
                     .build()?,
             ),
         };
-        if !listen.ip().is_loopback() {
+        let tls = match &config.tls {
+            Some(files) => Some(tls::acceptor(files).context("ppo.reward.tls")?),
+            None => None,
+        };
+        if !listen.ip().is_loopback() && tls.is_none() {
             warn!(
                 "the cluster listens on {listen}: nodes authenticate with the secret, but their \
-                 traffic is not encrypted; keep it on a trusted network"
+                 traffic is not encrypted (configure [ppo.reward.tls]) or keep it on a trusted network"
             );
         }
         let roster = Roster::new(Side::Trainer);
@@ -104,6 +109,7 @@ impl RemoteReward {
                 secret,
                 "rlhf-trainer",
                 roster.clone(),
+                tls,
             ))
             .map_err(|e| anyhow!("listening for reward nodes on {}: {e:#}", config.listen))?;
         info!(

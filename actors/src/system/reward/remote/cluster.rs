@@ -5,7 +5,9 @@
 use anyhow::{anyhow, bail, Context};
 use ractor::{Actor, ActorRef};
 use ractor_cluster::node::{NodeConnectionMode, NodeServerSessionInformation};
-use ractor_cluster::{NodeEventSubscription, NodeId, NodeServer, NodeServerMessage};
+use ractor_cluster::{
+    IncomingEncryptionMode, NodeEventSubscription, NodeId, NodeServer, NodeServerMessage,
+};
 use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::Path;
@@ -202,12 +204,14 @@ impl NodeEventSubscription for Events {
 }
 
 /// A node server on `listen` (port 0: any free port) authenticating peers with `secret`,
-/// reporting its sessions to `roster`. Isolated: it connects to no peer of its peers.
+/// reporting its sessions to `roster`, its links TLS-encrypted with `tls` when given.
+/// Isolated: it connects to no peer of its peers.
 pub async fn start_server(
     listen: SocketAddr,
     secret: String,
     name: &str,
     roster: Arc<Roster>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 ) -> anyhow::Result<ActorRef<NodeServerMessage>> {
     // ractor reports a failed bind as a nested startup error; binding once here first
     // gives the plain OS error ("Address already in use").
@@ -217,7 +221,7 @@ pub async fn start_server(
         secret,
         name.to_string(),
         "localhost".to_string(),
-        None,
+        tls.map(IncomingEncryptionMode::Tls),
         Some(NodeConnectionMode::Isolated),
     )
     .with_listen_addr(listen.ip())

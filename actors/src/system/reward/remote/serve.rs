@@ -7,7 +7,10 @@ use crate::system::reward::contract::Reward;
 use crate::system::worker::Worker;
 use anyhow::{anyhow, bail};
 use ractor::{Actor, ActorProcessingErr, ActorRef, ActorStatus};
+use ractor_cluster::ClientConnectErr;
+use rustls_pki_types::ServerName;
 use std::time::{Duration, Instant};
+use tokio_rustls::TlsConnector;
 use tracing::{debug, info, warn};
 
 /// How long a node keeps trying to reach a trainer that is not listening yet.
@@ -23,6 +26,8 @@ pub struct Session<'a> {
     pub name: &'a str,
     /// libtorch intra-op threads of the reward's thread.
     pub threads: i32,
+    /// Connect over TLS, checking the trainer's certificate against this name.
+    pub tls: Option<(TlsConnector, ServerName<'static>)>,
 }
 
 /// Serve `reward` to the trainer at `session.connect` until the trainer goes away (Ok) or a
@@ -43,10 +48,11 @@ pub async fn serve(reward: Box<dyn Reward>, session: Session<'_>) -> anyhow::Res
         session.secret.to_string(),
         session.name,
         roster.clone(),
+        None,
     )
     .await?;
     let result = async {
-        connect(&server, session.connect).await?;
+        connect(&server, session.connect, session.tls.as_ref()).await?;
         authenticate(&roster, session.connect).await?;
         info!(
             node = session.name,
@@ -63,11 +69,23 @@ pub async fn serve(reward: Box<dyn Reward>, session: Session<'_>) -> anyhow::Res
 async fn connect(
     server: &ActorRef<ractor_cluster::NodeServerMessage>,
     addr: &str,
+    tls: Option<&(TlsConnector, ServerName<'static>)>,
 ) -> anyhow::Result<()> {
     let deadline = Instant::now() + CONNECT_WAIT;
     loop {
-        match ractor_cluster::client_connect(server, addr).await {
+        let connected = match tls {
+            Some((connector, name)) => {
+                ractor_cluster::client_connect_enc(server, addr, connector.clone(), name.clone())
+                    .await
+            }
+            None => ractor_cluster::client_connect(server, addr).await,
+        };
+        match connected {
             Ok(()) => return Ok(()),
+            // A certificate the CA does not vouch for will not change by waiting.
+            Err(ClientConnectErr::Encryption(e)) => {
+                bail!("TLS with the trainer at {addr} failed: {e}")
+            }
             Err(e) if Instant::now() >= deadline => bail!(
                 "could not reach the trainer at {addr} within {}s: {e}",
                 CONNECT_WAIT.as_secs()
