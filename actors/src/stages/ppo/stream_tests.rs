@@ -9,6 +9,7 @@ use super::weights::{Published, WeightBoard};
 use crate::system::generator::GeneratorMsg;
 use crate::system::scorers::ScorerMsg;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
+use rlhf::config::PpoStage;
 use rlhf::rollout::RolloutBatch;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -177,6 +178,44 @@ async fn produce(producer: Producer) -> Vec<(u64, u64, Vec<i64>)> {
     seen
 }
 
+/// A producer named `name` over fake `generators` and a fake reference (holding batch 0
+/// until batch 1 is generated when `hold`) and reward, all logging to `log`, on `prompts`.
+async fn fake_producer(
+    name: &str,
+    generators: Vec<Replica<GeneratorMsg>>,
+    (log, hold): (&Log, bool),
+    stage: PpoStage,
+    prompts: Vec<Vec<i64>>,
+) -> Producer {
+    let reference = spawn_replica("reference", FakeScorer, ("reference", log.clone(), hold)).await;
+    let reward = spawn_replica("reward", FakeScorer, ("reward", log.clone(), false)).await;
+    Producer {
+        name: name.into(),
+        generators,
+        references: vec![reference],
+        rewards: vec![reward],
+        prompts,
+        stage,
+        seed: 5,
+        pad_id: 0,
+    }
+}
+
+/// Stop every actor of a producer made by [`fake_producer`].
+fn stop_all(cells: Vec<ractor::ActorCell>) {
+    for cell in cells {
+        cell.stop(None);
+    }
+}
+
+fn cells(producer: &Producer) -> Vec<ractor::ActorCell> {
+    let generators = producer.generators.iter().map(|r| r.actor.get_cell());
+    let scorers = producer.references.iter().chain(&producer.rewards);
+    generators
+        .chain(scorers.map(|r| r.actor.get_cell()))
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_generator_samples_while_earlier_batches_are_scored() {
     let log = Log::default();
@@ -186,23 +225,15 @@ async fn the_generator_samples_while_earlier_batches_are_scored() {
         (log.clone(), "generator", Duration::ZERO),
     )
     .await;
-    let reference = spawn_replica("reference", FakeScorer, ("reference", log.clone(), true)).await;
-    let reward = spawn_replica("reward", FakeScorer, ("reward", log.clone(), false)).await;
     let mut stage = stage();
     stage.steps = 3;
     stage.max_staleness = 1;
     stage.rollout_batch_size = 2;
     stage.algo.samples_per_prompt = 1;
-    let producer = Producer {
-        name: "stream-test".into(),
-        generators: vec![generator.clone()],
-        references: vec![reference.clone()],
-        rewards: vec![reward.clone()],
-        prompts: vec![vec![1, 2], vec![3]],
-        stage,
-        seed: 5,
-        pad_id: 0,
-    };
+    let prompts = vec![vec![1, 2], vec![3]];
+    let producer =
+        fake_producer("stream-test", vec![generator], (&log, true), stage, prompts).await;
+    let actors = cells(&producer);
     let seen = produce(producer).await;
     // Batch k is sampled with the weights after step k - 1 (the initial ones for 0 and 1).
     let versions: Vec<(u64, u64)> = seen.iter().map(|(id, v, _)| (*id, *v)).collect();
@@ -212,13 +243,7 @@ async fn the_generator_samples_while_earlier_batches_are_scored() {
     assert!(at("generate 1") < at("reference 0"), "{events:?}");
     assert!(at("reward 0") < at("reward 1"), "{events:?}");
     assert!(at("generator weights 1") < at("generate 2"), "{events:?}");
-    for replica in [
-        generator.actor.get_cell(),
-        reference.actor.get_cell(),
-        reward.actor.get_cell(),
-    ] {
-        replica.stop(None);
-    }
+    stop_all(actors);
 }
 
 /// Two generator replicas, the first slow: the second does the later chunks first, and
@@ -226,36 +251,20 @@ async fn the_generator_samples_while_earlier_batches_are_scored() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chunks_done_out_of_order_are_gathered_in_order() {
     let log = Log::default();
-    let slow = spawn_replica(
-        "generator.0",
-        FakeGenerator,
-        (log.clone(), "generator.0", Duration::from_millis(300)),
-    )
-    .await;
-    let fast = spawn_replica(
-        "generator.1",
-        FakeGenerator,
-        (log.clone(), "generator.1", Duration::ZERO),
-    )
-    .await;
-    let reference = spawn_replica("reference", FakeScorer, ("reference", log.clone(), false)).await;
-    let reward = spawn_replica("reward", FakeScorer, ("reward", log.clone(), false)).await;
+    let mut generators = Vec::new();
+    for (name, delay) in [("generator.0", 300), ("generator.1", 0)] {
+        let args = (log.clone(), name, Duration::from_millis(delay));
+        generators.push(spawn_replica(name, FakeGenerator, args).await);
+    }
     let mut stage = stage();
     stage.steps = 3;
     stage.max_staleness = 0;
     stage.rollout_batch_size = 6;
     stage.algo.samples_per_prompt = 1;
     stage.rollout_chunks = Some(3);
-    let producer = Producer {
-        name: "gather-test".into(),
-        generators: vec![slow.clone(), fast.clone()],
-        references: vec![reference.clone()],
-        rewards: vec![reward.clone()],
-        prompts: (0..6).map(|i| vec![i + 1]).collect(),
-        stage,
-        seed: 5,
-        pad_id: 0,
-    };
+    let prompts = (0..6).map(|i| vec![i + 1]).collect();
+    let producer = fake_producer("gather-test", generators, (&log, false), stage, prompts).await;
+    let actors = cells(&producer);
     let seen = produce(producer).await;
     for (k, (id, version, rows)) in seen.iter().enumerate() {
         let k = k as u64;
@@ -277,12 +286,5 @@ async fn chunks_done_out_of_order_are_gathered_in_order() {
         .collect();
     assert_eq!(ended.len(), 3, "{ended:?}");
     assert!(ended.windows(2).any(|w| w[0] > w[1]), "in order: {ended:?}");
-    for replica in [
-        slow.actor.get_cell(),
-        fast.actor.get_cell(),
-        reference.actor.get_cell(),
-        reward.actor.get_cell(),
-    ] {
-        replica.stop(None);
-    }
+    stop_all(actors);
 }
