@@ -205,8 +205,15 @@ pub fn run(settings: &ProjectBench) -> anyhow::Result<()> {
     }
     let base = measured(&found[0].1)?;
     println!(
-        "\n| generator devices | predicted episodes/s, max_staleness 0 | max_staleness 1 |\n|---|---|---|"
+        "\n| generator devices | max_staleness 0: predicted | measured | max_staleness 1: predicted | measured |\n|---|---:|---:|---:|---:|"
     );
+    // A measured run at this many generators, if any (the first such).
+    let measured_at = |g: usize, staleness: usize| {
+        checks
+            .iter()
+            .find(|c| c.0 == g && c.1 == staleness)
+            .map_or("-".to_string(), |c| format!("{:.1}", c.2))
+    };
     let mut lines = vec![Vec::new(), Vec::new()];
     for &g in &settings.generators {
         let mut row = Vec::new();
@@ -224,7 +231,13 @@ pub fn run(settings: &ProjectBench) -> anyhow::Result<()> {
             lines[*staleness].push((g as f64, predicted));
             row.push(predicted);
         }
-        println!("| {g} | {:.1} | {:.1} |", row[0], row[1]);
+        println!(
+            "| {g} | {:.1} | {} | {:.1} | {} |",
+            row[0],
+            measured_at(g, 0),
+            row[1],
+            measured_at(g, 1)
+        );
     }
     if let Some(out) = &settings.out {
         let mut series: Vec<Series> = lines
