@@ -62,6 +62,8 @@ async fn run_with(replicas: (usize, usize, usize)) -> (Vec<(String, Tensor)>, Ve
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_two_or_three_generators_train_the_same_weights() {
+    use crate::system::telemetry::tests::{endpoint, scrape};
+    let addr = endpoint();
     let (weights, records) = run_with((1, 1, 1)).await;
     assert_eq!(records.len(), 3);
     for layout in [(2, 1, 1), (3, 2, 2)] {
@@ -81,6 +83,18 @@ async fn one_two_or_three_generators_train_the_same_weights() {
             assert_eq!(name, other_name);
             assert!(a.equal(b), "{layout:?}: {name} differs");
         }
+    }
+    // Each replica's work is exported under its own name.
+    let body = tokio::task::spawn_blocking(move || scrape(addr))
+        .await
+        .unwrap();
+    for series in [
+        "rlhf_samples_total{actor=\"generator.2\"}",
+        "rlhf_samples_total{actor=\"reference.1\"}",
+        "rlhf_samples_total{actor=\"reward.1\"}",
+        "rlhf_weight_load_bytes_total{actor=\"generator.1\"}",
+    ] {
+        assert!(body.contains(series), "no {series} in\n{body}");
     }
 }
 
