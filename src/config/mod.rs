@@ -317,6 +317,10 @@ mod tests {
                 "[ppo.actors.generator]\nreplica = 2\n",
                 "unknown field `replica`",
             ),
+            (
+                "[ppo.actors.reward]\nreplicas = 2\n[ppo.reward]\nkind = \"remote\"\n",
+                "ppo.actors.reward.replicas (2): a remote reward is one node per trainer process",
+            ),
         ] {
             let err = parse(extra).unwrap_err().to_string();
             assert!(err.contains(expected), "{extra}: {err}");

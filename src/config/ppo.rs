@@ -254,6 +254,12 @@ impl PpoStage {
         ] {
             p.validate(name)?;
         }
+        if self.reward.has_remote() && a.reward.replicas > 1 {
+            return Err(format!(
+                "ppo.actors.reward.replicas ({}): a remote reward is one node per trainer process; use 1",
+                a.reward.replicas
+            ));
+        }
         let chunks = a.chunks(self.rollout_chunks);
         if chunks < 1 || chunks > self.rollout_batch_size {
             return Err(format!(

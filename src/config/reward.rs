@@ -170,6 +170,15 @@ fn default_wait() -> f64 {
 }
 
 impl RewardConfig {
+    /// Whether any part is `kind = "remote"` (served by a cluster node).
+    pub fn has_remote(&self) -> bool {
+        match self {
+            RewardConfig::Remote(_) => true,
+            RewardConfig::Weighted { parts } => parts.iter().any(|p| p.reward.has_remote()),
+            _ => false,
+        }
+    }
+
     /// Checks that need no file or network; `at` names the key in errors.
     pub fn validate(&self, at: &str) -> Result<(), String> {
         let positive = |name: &str, v: f64| {

@@ -61,7 +61,7 @@ pub fn run(args: &NodeArgs) -> anyhow::Result<()> {
         ),
     };
     let secret = secret.with_context(|| args.config.display().to_string())?;
-    if has_remote(&served) {
+    if served.has_remote() {
         bail!(
             "{}: [ppo.reward] has a `kind = \"remote\"` part: a node serves its reward here",
             args.config.display()
@@ -93,12 +93,4 @@ pub fn run(args: &NodeArgs) -> anyhow::Result<()> {
             tls,
         },
     )
-}
-
-fn has_remote(config: &RewardConfig) -> bool {
-    match config {
-        RewardConfig::Remote(_) => true,
-        RewardConfig::Weighted { parts } => parts.iter().any(|p| has_remote(&p.reward)),
-        _ => false,
-    }
 }
