@@ -36,12 +36,12 @@ pub struct Actors {
 
 impl Actors {
     /// The learner's newest weights, and the seconds it took to get them.
-    pub async fn weights(&self, step: u64) -> anyhow::Result<(Published, f64)> {
+    pub async fn weights(&self) -> anyhow::Result<(Published, f64)> {
         let fetch = Instant::now();
         let (version, weights) = ask_common(&self.learner, Common::Weights)
             .await
             .context("learner")?;
-        let published = Published::new(step, version, weights);
+        let published = Published::new(version, weights);
         Ok((published, fetch.elapsed().as_secs_f64()))
     }
 

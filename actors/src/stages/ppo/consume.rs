@@ -130,7 +130,7 @@ impl Consumer<'_> {
             let mut publish = None;
             match self.outcome(updated)? {
                 Update::Trained(stats) => {
-                    let (weights, weight_sync) = actors.weights(step).await?;
+                    let (weights, weight_sync) = actors.weights().await?;
                     publish = Some(weights);
                     let times = StepTimes {
                         queue_wait,
@@ -173,7 +173,7 @@ impl Consumer<'_> {
                 break;
             }
             match publish {
-                Some(weights) => board.publish(weights),
+                Some(weights) => board.publish(step, weights),
                 None => board.republish(step),
             }
         }

@@ -269,11 +269,11 @@ async fn generate_on(
     work: Shared<Chunk>,
     out: mpsc::Sender<Part>,
 ) -> anyhow::Result<()> {
-    // The step whose weights the replica holds: it starts with the initial policy.
+    // The version the replica holds: it starts with the initial policy.
     let mut held = 0;
     while let Some(chunk) = work.next().await {
         let mut times = ProducerTimes::default();
-        if chunk.weights.step != held {
+        if chunk.weights.version != held {
             let load = Instant::now();
             let weights = &chunk.weights;
             if let Some(tensors) = weights.tensors() {
@@ -281,9 +281,9 @@ async fn generate_on(
                     GeneratorMsg::SetWeights(weights.version, tensors, r)
                 })
                 .await
-                .with_context(|| format!("{name}: loading the weights of step {}", weights.step))?;
+                .with_context(|| format!("{name}: loading policy version {}", weights.version))?;
             }
-            held = weights.step;
+            held = weights.version;
             times.weight_load = load.elapsed().as_secs_f64();
             metrics::weights_loaded(name, weights.bytes(), times.weight_load);
         }

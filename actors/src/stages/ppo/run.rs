@@ -44,10 +44,13 @@ pub async fn pipeline(
     let start = from.map_or(0, |c| c.step);
     let (queue, mut inbox) = mpsc::channel::<Produced>(stage.max_staleness.max(1) as usize);
     // The weights the generators sample with: the initial policy, or a resumed run's.
-    let board = WeightBoard::new(match from {
-        Some(cursor) => actors.weights(cursor.step).await?.0,
-        None => Published::initial(),
-    });
+    let board = WeightBoard::new(
+        start,
+        match from {
+            Some(_) => actors.weights().await?.0,
+            None => Published::initial(),
+        },
+    );
     let producer = Producer::new(name, actors, prompts, stage, seed);
     // The checkpoint's in-flight batches come first; the producer goes on after them.
     let first = start + inflight.len() as u64;

@@ -164,7 +164,7 @@ async fn spawn_replica<A: Actor>(
 /// rows' prompt indices.
 async fn produce(producer: Producer) -> Vec<(u64, u64, Vec<i64>)> {
     let (queue, mut inbox) = mpsc::channel(1);
-    let board = WeightBoard::new(Published::initial());
+    let board = WeightBoard::new(0, Published::initial());
     let running = tokio::spawn(producer.run(0, queue, board.clone()));
     let mut seen = Vec::new();
     while let Some(produced) = inbox.recv().await {
@@ -172,7 +172,7 @@ async fn produce(producer: Producer) -> Vec<(u64, u64, Vec<i64>)> {
         let rows = Vec::<i64>::try_from(b.response_ids.select(1, 0)).unwrap();
         seen.push((b.id, b.policy_version, rows));
         let step = seen.len() as u64;
-        board.publish(Published::new(step, step, Vec::new()));
+        board.publish(step, Published::new(step, Vec::new()));
     }
     running.await.unwrap().unwrap();
     seen

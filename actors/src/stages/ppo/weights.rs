@@ -9,10 +9,9 @@ use std::sync::{Arc, Mutex};
 use tch::Tensor;
 use tokio::sync::watch;
 
-/// The policy after a step: the learner's version, and its tensors (none for step 0, the
-/// initial policy every replica starts with).
+/// The policy after a step: the learner's version, and its tensors (none for version 0,
+/// the initial policy every replica starts with). A replica holding the version has them.
 pub struct Published {
-    pub step: u64,
     pub version: u64,
     tensors: Option<Mutex<Vec<(String, Tensor)>>>,
 }
@@ -21,21 +20,19 @@ impl Published {
     /// The initial policy, which the replicas load themselves.
     pub fn initial() -> Published {
         Published {
-            step: 0,
             version: 0,
             tensors: None,
         }
     }
 
-    pub fn new(step: u64, version: u64, tensors: Vec<(String, Tensor)>) -> Published {
+    pub fn new(version: u64, tensors: Vec<(String, Tensor)>) -> Published {
         Published {
-            step,
             version,
             tensors: Some(Mutex::new(tensors)),
         }
     }
 
-    /// The tensors, sharing storage (a replica's load copies them); none for step 0.
+    /// The tensors, sharing storage (a replica's load copies them); none for version 0.
     pub fn tensors(&self) -> Option<Vec<(String, Tensor)>> {
         let tensors = self.tensors.as_ref()?;
         let tensors = tensors.lock().unwrap_or_else(|e| e.into_inner());
@@ -64,31 +61,26 @@ pub struct WeightBoard {
 }
 
 impl WeightBoard {
-    /// A board holding `first`: the initial policy, or a resumed run's weights.
-    pub fn new(first: Published) -> WeightBoard {
-        let (steps, _) = watch::channel(BTreeMap::from([(first.step, Arc::new(first))]));
+    /// A board holding `first` as the weights after `step`: the initial policy, or a
+    /// resumed run's weights.
+    pub fn new(step: u64, first: Published) -> WeightBoard {
+        let (steps, _) = watch::channel(BTreeMap::from([(step, Arc::new(first))]));
         WeightBoard { steps }
     }
 
     /// Publish the weights after `step`.
-    pub fn publish(&self, published: Published) {
+    pub fn publish(&self, step: u64, published: Published) {
         self.steps.send_modify(|steps| {
-            steps.insert(published.step, Arc::new(published));
+            steps.insert(step, Arc::new(published));
         });
     }
 
     /// Publish after a step that changed nothing (a skipped update): the newest weights
-    /// again, under `step`.
+    /// again, under `step` (the same version, so no replica loads them again).
     pub fn republish(&self, step: u64) {
         self.steps.send_modify(|steps| {
-            let newest = steps.values().next_back().cloned();
-            if let Some(newest) = newest {
-                let again = Published {
-                    step,
-                    version: newest.version,
-                    tensors: newest.tensors().map(Mutex::new),
-                };
-                steps.insert(step, Arc::new(again));
+            if let Some(newest) = steps.values().next_back().cloned() {
+                steps.insert(step, newest);
             }
         });
     }
