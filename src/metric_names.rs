@@ -293,7 +293,7 @@ pub const ERRORS: Metric = counter(
 pub const RESTARTS: Metric = counter(
     "rlhf_actor_restarts_total",
     ACTOR,
-    "Times an actor was replaced and went on (a remote reward node that rejoined after a loss).",
+    "Times an actor was replaced and the run went on: a remote reward node that rejoined after a loss, or a generator or reference node that left (its work re-queued to the other replicas).",
 );
 pub const RESIDENT_MEMORY: Metric = gauge(
     "rlhf_process_resident_memory_bytes",

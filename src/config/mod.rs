@@ -3,7 +3,7 @@
 //! default.
 //!
 //! One file per section: `ppo.rs` (`[ppo]`, its actors' placement), `reward.rs`
-//! (`[ppo.reward]`), `stage.rs` (`[pretrain]`, `[sft]`, `[rm]`), `pipeline.rs`
+//! (`[ppo.reward]`), `cluster.rs` (`[ppo.cluster]`), `stage.rs` (`[pretrain]`, `[sft]`, `[rm]`), `pipeline.rs`
 //! (`[pipeline]`), `model.rs` (`[model]`), `data.rs` (the data keys, `truncate`,
 //! `assistant_turns` of the stages), `sections.rs` (`[world]`, `[tokenizer]`,
 //! `[chat]`, `[generate]`, `[metrics]`); `defaults.rs` holds the defaults several sections share.
@@ -12,6 +12,7 @@
 
 use crate::{Error, Result};
 
+mod cluster;
 mod data;
 mod defaults;
 mod model;
@@ -21,6 +22,7 @@ mod reward;
 mod sections;
 mod stage;
 
+pub use cluster::ClusterConfig;
 pub use data::{AssistantTurns, DataKeys, Truncate};
 pub use model::{ArchName, ModelSection};
 pub use pipeline::PipelineConfig;
@@ -288,6 +290,12 @@ mod tests {
                 .unwrap();
         assert_eq!(ok.actors.chunks(ok.rollout_chunks), 3);
         assert_eq!(ok.actors.generator.device_of(2), "cpu");
+        let nodes = parse("[ppo.actors.generator]\nreplicas = 0\nnodes = 2\n")
+            .unwrap()
+            .ppo
+            .unwrap();
+        assert_eq!(nodes.actors.chunks(nodes.rollout_chunks), 2);
+        assert!(nodes.has_nodes());
         for (extra, expected) in [
             (
                 "[ppo.actors.generator]\nreplicas = 0\n",
@@ -307,7 +315,7 @@ mod tests {
             ),
             (
                 "rollout_chunks = 2\n[ppo.actors.generator]\nreplicas = 3\n",
-                "ppo.rollout_chunks (2) is below ppo.actors.generator.replicas (3)",
+                "ppo.rollout_chunks (2) is below ppo.actors.generator.replicas + nodes (3)",
             ),
             (
                 "rollout_chunks = 7\n",
@@ -320,6 +328,26 @@ mod tests {
             (
                 "[ppo.actors.reward]\nreplicas = 2\n[ppo.reward]\nkind = \"remote\"\n",
                 "ppo.actors.reward.replicas (2): a remote reward is one node per trainer process",
+            ),
+            (
+                "[ppo.actors.reward]\nnodes = 1\n",
+                "ppo.actors.reward.nodes: only the generator and the reference run on nodes; a remote reward is [ppo.reward] kind = \"remote\"",
+            ),
+            (
+                "rollout_chunks = 2\n[ppo.actors.generator]\nreplicas = 1\nnodes = 2\n",
+                "ppo.rollout_chunks (2) is below ppo.actors.generator.replicas + nodes (3)",
+            ),
+            (
+                "[ppo.actors.reference]\nnodes = 1\n[ppo.reward]\nkind = \"remote\"\n",
+                "ppo.actors: generator or reference nodes with a remote reward",
+            ),
+            (
+                "[ppo.actors.generator]\nnodes = 1\n[ppo.cluster]\nweights_dtype = \"f16\"\n",
+                "ppo.cluster.weights_dtype: \"f32\" or \"bf16\"",
+            ),
+            (
+                "[ppo.cluster]\nlisten_on = \"x\"\n",
+                "unknown field `listen_on`",
             ),
         ] {
             let err = parse(extra).unwrap_err().to_string();

@@ -1,5 +1,6 @@
 //! `[ppo]`: stage 3, PPO and PPO-ptx on the actor system, and where each actor runs.
 
+use super::cluster::ClusterConfig;
 use super::data::{DataKeys, Truncate};
 use super::defaults::{default_device, DEFAULT_KEEP_CHECKPOINTS};
 use super::reward::RewardConfig;
@@ -86,6 +87,10 @@ pub struct PpoStage {
     /// What scores the rollouts (`[ppo.reward]`); by default the reward model above.
     #[serde(default)]
     pub reward: RewardConfig,
+    /// Where generator and reference nodes join (`[ppo.cluster]`), when any
+    /// `[ppo.actors.<kind>] nodes` is set.
+    #[serde(default)]
+    pub cluster: ClusterConfig,
     /// Steps between resumable training-state checkpoints (`<run>/state/`). 0: none
     /// (a signal still checkpoints).
     #[serde(default = "checkpoint_every")]
@@ -133,9 +138,13 @@ pub struct Placement {
     /// `cpu`, `cuda` or `cuda:N`: every replica's device, unless `devices` names one each.
     pub device: String,
     pub threads: i32,
-    /// Copies of the actor sharing its work (generator, reference and reward; the learner
-    /// has one).
+    /// Copies of the actor in this process sharing its work (generator, reference and
+    /// reward; the learner has one). May be 0 for a generator or reference with `nodes`.
     pub replicas: usize,
+    /// Further replicas on other processes (`rlhf node --role generator|reference`, joining
+    /// at `[ppo.cluster] listen`): the trainer waits for this many before the first batch.
+    /// Generator and reference only.
+    pub nodes: usize,
     /// One device per replica (as many as `replicas`), e.g. `["cuda:0", "cuda:1"]`.
     pub devices: Vec<String>,
 }
@@ -146,6 +155,7 @@ impl Default for Placement {
             device: default_device(),
             threads: DEFAULT_ACTOR_THREADS,
             replicas: 1,
+            nodes: 0,
             devices: Vec::new(),
         }
     }
@@ -161,6 +171,11 @@ impl Placement {
         }
     }
 
+    /// Local replicas and nodes together.
+    pub fn total(&self) -> usize {
+        self.replicas + self.nodes
+    }
+
     /// The device of replica `i`.
     pub fn device_of(&self, i: usize) -> &str {
         self.devices.get(i).unwrap_or(&self.device)
@@ -168,8 +183,17 @@ impl Placement {
 
     fn validate(&self, name: &str) -> std::result::Result<(), String> {
         let key = format!("ppo.actors.{name}");
-        if self.replicas < 1 {
-            return Err(format!("{key}.replicas must be at least 1"));
+        if self.nodes > 0 && !matches!(name, "generator" | "reference") {
+            let hint = match name {
+                "reward" => "; a remote reward is [ppo.reward] kind = \"remote\"",
+                _ => "",
+            };
+            return Err(format!(
+                "{key}.nodes: only the generator and the reference run on nodes{hint}"
+            ));
+        }
+        if self.total() < 1 {
+            return Err(format!("{key}.replicas must be at least 1 (or nodes)"));
         }
         if name == "learner" && self.replicas != 1 {
             return Err(format!("{key}.replicas: the learner has one replica"));
@@ -205,7 +229,7 @@ impl Actors {
         chunks.unwrap_or_else(|| {
             [&self.generator, &self.reference, &self.reward]
                 .iter()
-                .map(|p| p.replicas)
+                .map(|p| p.total())
                 .max()
                 .unwrap_or(1)
         })
@@ -213,6 +237,11 @@ impl Actors {
 }
 
 impl PpoStage {
+    /// Whether any generator or reference replica runs on a node.
+    pub fn has_nodes(&self) -> bool {
+        self.actors.generator.nodes + self.actors.reference.nodes > 0
+    }
+
     /// Every key's constraint, as `ppo.KEY: what is wrong`.
     pub fn validate(&self) -> std::result::Result<(), String> {
         for (name, value) in [
@@ -272,12 +301,22 @@ impl PpoStage {
             ("reference", &a.reference),
             ("reward", &a.reward),
         ] {
-            if p.replicas > chunks {
+            if p.total() > chunks {
                 return Err(format!(
-                    "ppo.rollout_chunks ({chunks}) is below ppo.actors.{name}.replicas ({}): a replica would have no work",
-                    p.replicas
+                    "ppo.rollout_chunks ({chunks}) is below ppo.actors.{name}.replicas + nodes ({}): a replica would have no work",
+                    p.total()
                 ));
             }
+        }
+        if self.has_nodes() {
+            if self.reward.has_remote() {
+                return Err(
+                    "ppo.actors: generator or reference nodes with a remote reward: the trainer \
+                     listens once per process; serve the reward in-process or run the policy actors locally"
+                        .into(),
+                );
+            }
+            self.cluster.validate()?;
         }
         self.sampling
             .validate()

@@ -314,6 +314,7 @@ fn stage(shape: &ShapeArgs, s: &PpoBench, max_staleness: u64) -> anyhow::Result<
             },
         },
         reward: RewardConfig::Model,
+        cluster: Default::default(),
         checkpoint_every: 0,
         keep_checkpoints: 1,
     };

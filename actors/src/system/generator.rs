@@ -114,8 +114,9 @@ pub enum GeneratorMsg {
     /// Sample responses for these tokenized prompts, one episode each, as (a chunk of)
     /// rollout batch `id`.
     Generate(Vec<Vec<i64>>, Vec<EpisodeKey>, u64, Reply<RolloutBatch>),
-    /// Load new policy weights (applied between batches).
-    SetWeights(u64, Vec<(String, Tensor)>, Reply<()>),
+    /// Load new policy weights (applied between batches); answers the bytes loaded (or
+    /// sent, for a replica on a node).
+    SetWeights(u64, Vec<(String, Tensor)>, Reply<u64>),
 }
 
 // Local only: with ractor's cluster feature on, messages say whether they cross nodes.
@@ -193,11 +194,16 @@ impl Actor for Generator {
                     message = "set_weights",
                     policy_version = version,
                 );
+                let bytes = weights
+                    .iter()
+                    .map(|(_, t)| (t.numel() * t.kind().elt_size_in_bytes()) as u64)
+                    .sum();
                 let result = state
                     .worker
                     .call(move |s| s.set_weights(version, &weights))
                     .instrument(span)
-                    .await;
+                    .await
+                    .map(|()| bytes);
                 if result.is_ok() {
                     state.version = version;
                     telemetry::set(&POLICY_VERSION, state.name, version as f64);

@@ -5,16 +5,20 @@
 //!
 //! - [`learner`]: the only actor that changes trainable weights (SFT, RM and PPO).
 //! - [`generator`], [`scorers`]: PPO's generator, reference-policy and reward actors.
-//! - [`reward`]: the reward contract and its kinds; [`node`]: serving one as a cluster node.
+//! - [`reward`]: the reward contract and its kinds; [`node`]: serving an actor as a cluster
+//!   node; [`cluster`]: the cluster plumbing both sides share; [`policy_node`]: generator
+//!   and reference replicas on nodes.
 //! - [`supervisor`]: links a run's actors, so one that dies is reported by name at once.
 //! - [`shutdown`], [`telemetry`], [`process`], [`serial`], [`allocator`]: signals, metrics,
 //!   this process's memory and CPU figures, the wire format, and the allocator setting
 //!   every binary applies first.
 
 pub mod allocator;
+pub mod cluster;
 pub mod generator;
 pub mod learner;
 pub mod node;
+pub mod policy_node;
 pub mod process;
 pub mod reward;
 pub mod rpc;

@@ -1,6 +1,6 @@
 //! A node: this process joins a trainer's ractor_cluster and serves one of its actors
-//! there (`rlhf node`, in [`crate::cli`]). The reward role is the one built
-//! (`[ppo.reward] kind = "remote"` on the trainer).
+//! there (`rlhf node`, in [`crate::cli`]): the reward (`[ppo.reward] kind = "remote"` on
+//! the trainer), or a generator or reference replica (`[ppo.actors.<role>] nodes`).
 //!
 //! Plug-ins serve their own [`Reward`] the same way, with [`serve_reward`]:
 //!
@@ -28,10 +28,14 @@
 //! }
 //! ```
 
-use crate::system::reward::remote::read_secret;
-use crate::system::reward::remote::serve::{serve, Session};
-use crate::system::reward::remote::tls::connector;
+use crate::system::cluster::join::Session;
+use crate::system::cluster::read_secret;
+use crate::system::cluster::tls::connector;
+use crate::system::reward::remote::serve::serve;
 use crate::system::reward::Reward;
+use rlhf::model::Model;
+
+pub use crate::system::policy_node::node::Role;
 use anyhow::bail;
 use rlhf::config::TlsFiles;
 use std::path::Path;
@@ -75,24 +79,48 @@ impl NodeOptions {
 /// 60 s, refuses the secret, or the handshake does not finish in 30 s. Blocking; it runs its
 /// own async runtime, so call it from `main`, not from async code.
 pub fn serve_reward(reward: Box<dyn Reward>, options: NodeOptions) -> anyhow::Result<()> {
-    options.check()?;
     // Intra-op threads for the reward's tensor work, as set on the calling thread.
     let threads = tch::get_num_threads();
+    join(&options, |session| {
+        Box::pin(serve(reward, threads, session))
+    })
+}
+
+/// Serve the policy `load` builds as a generator or reference replica of the trainer at
+/// `options.connect` (its `[ppo.actors.<role>] nodes`), its tensor work on a thread with
+/// `threads` libtorch threads; otherwise as [`serve_reward`].
+pub fn serve_policy(
+    role: Role,
+    load: Box<dyn FnOnce() -> anyhow::Result<Model> + Send>,
+    threads: i32,
+    options: NodeOptions,
+) -> anyhow::Result<()> {
+    join(&options, |session| {
+        Box::pin(crate::system::policy_node::node::serve(
+            role, load, threads, session,
+        ))
+    })
+}
+
+type Serving<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>> + 'a>>;
+
+/// Run `serve` with the session `options` describe on a runtime of its own.
+fn join(
+    options: &NodeOptions,
+    serve: impl for<'a> FnOnce(Session<'a>) -> Serving<'a>,
+) -> anyhow::Result<()> {
+    options.check()?;
     let tls = match &options.tls {
         Some(files) => Some(connector(files, &options.connect)?),
         None => None,
     };
     let runtime = crate::system::runtime()?;
-    let result = runtime.block_on(serve(
-        reward,
-        Session {
-            connect: &options.connect,
-            secret: &options.secret,
-            name: &options.name,
-            threads,
-            tls,
-        },
-    ));
+    let result = runtime.block_on(serve(Session {
+        connect: &options.connect,
+        secret: &options.secret,
+        name: &options.name,
+        tls,
+    }));
     // Cluster tasks may still wait on sockets; they hold nothing worth waiting for.
     runtime.shutdown_timeout(Duration::from_secs(1));
     result

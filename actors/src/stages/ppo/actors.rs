@@ -4,6 +4,10 @@
 use super::weights::Published;
 use crate::system::generator::{Generator, GeneratorArgs, GeneratorMsg, Sampler};
 use crate::system::learner::{ask_common, Common, LearnerArgs, PpoEngine, PpoLearnerActor, PpoMsg};
+use crate::system::policy_node::link::Cluster;
+use crate::system::policy_node::node::Role;
+use crate::system::policy_node::proxy::{ProxyArgs, RemoteGenerator, RemoteReference};
+use crate::system::policy_node::wire::Setup;
 use crate::system::reward::{BuildContext, Decoder, LoadModel};
 use crate::system::scorers::{
     reference_apply, reward_apply, Reference, RewardEngine, Scorer, ScorerArgs, ScorerMsg,
@@ -32,6 +36,8 @@ pub struct Actors {
     pub pad_id: i64,
     /// Every actor above is linked to it.
     pub supervised: Supervised,
+    /// Where the replicas on nodes joined; dropping it ends their sessions.
+    pub cluster: Option<Cluster>,
 }
 
 impl Actors {
@@ -54,6 +60,9 @@ impl Actors {
             s.actor.stop(None);
         }
         self.learner.stop(None);
+        if let Some(cluster) = &self.cluster {
+            cluster.close();
+        }
     }
 }
 
@@ -72,14 +81,18 @@ impl<M: ractor::Message> Clone for Replica<M> {
     }
 }
 
-/// The name of replica `i` of `count` of an actor `kind`: the kind alone for a single
-/// replica, else `kind.i` (the `actor` label of its metrics). Interned for the run: a run
-/// has a handful of replicas.
+/// The name of local replica `i` of `count` replicas (nodes included) of an actor `kind`:
+/// the kind alone for a single replica, else `kind.i` (the `actor` label of its metrics).
+/// Interned for the run: a run has a handful of replicas.
 fn replica_name(kind: &'static str, i: usize, count: usize) -> &'static str {
     match count {
         1 => kind,
-        _ => Box::leak(format!("{kind}.{i}").into_boxed_str()),
+        _ => intern(format!("{kind}.{i}")),
     }
+}
+
+fn intern(name: String) -> &'static str {
+    Box::leak(name.into_boxed_str())
 }
 
 /// What the actors need to know about tokens: the EOS ids a response stops at (none:
@@ -174,7 +187,7 @@ pub(super) async fn spawn_with(
     for i in 0..a.generator.replicas {
         let (policy, options) = (source.policy.clone(), options.clone());
         let device = a.generator.device_of(i).to_string();
-        let name = replica_name("generator", i, a.generator.replicas);
+        let name = replica_name("generator", i, a.generator.total());
         let args = GeneratorArgs {
             name,
             threads: a.generator.threads,
@@ -188,7 +201,7 @@ pub(super) async fn spawn_with(
     for i in 0..a.reference.replicas {
         let (policy, sampling) = (source.policy.clone(), stage.sampling.clone());
         let device = a.reference.device_of(i).to_string();
-        let name = replica_name("reference", i, a.reference.replicas);
+        let name = replica_name("reference", i, a.reference.total());
         let args = ScorerArgs {
             name,
             threads: a.reference.threads,
@@ -203,6 +216,35 @@ pub(super) async fn spawn_with(
         let actor = supervised.spawn(name, Scorer::new(), args).await?;
         references.push(Replica { name, actor });
     }
+    let cluster = match stage.has_nodes() {
+        true => {
+            let setup = Setup {
+                seed,
+                sampling: options.sampling.clone(),
+                max_new_tokens: options.max_new_tokens,
+                eos_token_ids: options.eos_token_ids.clone(),
+                pad_token_id: options.pad_token_id,
+            };
+            let cluster = Cluster::start(&stage.cluster).await?;
+            let nodes = Nodes {
+                cluster: &cluster,
+                setup,
+                supervised: &supervised,
+            };
+            generators.extend(
+                nodes
+                    .join(Role::Generator, a.generator.nodes, RemoteGenerator)
+                    .await?,
+            );
+            references.extend(
+                nodes
+                    .join(Role::Reference, a.reference.nodes, RemoteReference)
+                    .await?,
+            );
+            Some(cluster)
+        }
+        false => None,
+    };
     let mut rewards = Vec::new();
     for i in 0..a.reward.replicas {
         let (scorers, decoder) = (source.scorers.clone(), tokens.decoder.clone());
@@ -258,5 +300,43 @@ pub(super) async fn spawn_with(
         learner,
         pad_id: tokens.pad,
         supervised,
+        cluster,
     })
+}
+
+/// What replicas on nodes are made of.
+struct Nodes<'a> {
+    cluster: &'a Cluster,
+    setup: Setup,
+    supervised: &'a Supervised,
+}
+
+impl Nodes<'_> {
+    /// Replicas of `role` for `count` nodes, named `role.<node name>`, each a stand-in
+    /// `proxy` actor for its node: the cluster's nodes as they join.
+    async fn join<A>(
+        &self,
+        role: Role,
+        count: usize,
+        proxy: A,
+    ) -> anyhow::Result<Vec<Replica<A::Msg>>>
+    where
+        A: ractor::Actor<Arguments = ProxyArgs> + Clone,
+    {
+        let config = self.cluster.config();
+        let mut replicas = Vec::new();
+        for link in self.cluster.wait_for(role, count).await? {
+            let name = intern(format!("{}.{}", role.name(), link.name));
+            let args = ProxyArgs {
+                name,
+                link,
+                setup: self.setup.clone(),
+                weights_kind: config.weights_dtype.kind(),
+                weight_chunk_bytes: config.weight_chunk_mib << 20,
+            };
+            let actor = self.supervised.spawn(name, proxy.clone(), args).await?;
+            replicas.push(Replica { name, actor });
+        }
+        Ok(replicas)
+    }
 }

@@ -35,6 +35,7 @@ mod stream_tests;
 #[cfg(test)]
 mod tests;
 mod weights;
+mod work_queue;
 
 pub use actors::{spawn, ModelSource, Tokens};
 pub use run::{pipeline, Run};

@@ -10,6 +10,7 @@ use super::actors::{Actors, Replica};
 use super::metrics::{self, ProducerTimes};
 use super::prompts::PromptCycle;
 use super::weights::{Published, WeightBoard};
+use super::work_queue::WorkQueue;
 use crate::system::generator::{EpisodeKey, GeneratorMsg};
 use crate::system::rpc::ask;
 use crate::system::scorers::ScorerMsg;
@@ -19,7 +20,7 @@ use rlhf::rollout::{BatchFigures, RolloutBatch};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
-use tokio::sync::{mpsc, Mutex};
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 /// A scored batch, its figures, and the seconds each producer phase took.
@@ -77,12 +78,12 @@ impl Producer {
         let (to_reward, at_reward) = mpsc::channel(chunks);
         let (to_gather, at_gather) = mpsc::channel(chunks);
         let mut replicas = JoinSet::new();
-        let at_generate = Shared::new(at_generate);
+        let at_generate = WorkQueue::new(at_generate, self.generators.len());
         for replica in &self.generators {
             let (replica, work, out) = (replica.clone(), at_generate.clone(), to_reference.clone());
             replicas.spawn(generate_on(replica, work, out));
         }
-        let at_reference = Shared::new(at_reference);
+        let at_reference = WorkQueue::new(at_reference, self.references.len());
         for replica in &self.references {
             let stage = ScoringStage {
                 replica: replica.clone(),
@@ -92,7 +93,7 @@ impl Producer {
             };
             replicas.spawn(stage.serve(at_reference.clone(), to_reward.clone()));
         }
-        let at_reward = Shared::new(at_reward);
+        let at_reward = WorkQueue::new(at_reward, self.rewards.len());
         for replica in &self.rewards {
             let stage = ScoringStage {
                 replica: replica.clone(),
@@ -243,70 +244,58 @@ struct Part {
     times: ProducerTimes,
 }
 
-/// A queue the replicas of a stage share: each takes the next item when it is free.
-struct Shared<T>(Arc<Mutex<mpsc::Receiver<T>>>);
-
-impl<T> Shared<T> {
-    fn new(receiver: mpsc::Receiver<T>) -> Shared<T> {
-        Shared(Arc::new(Mutex::new(receiver)))
-    }
-
-    async fn next(&self) -> Option<T> {
-        self.0.lock().await.recv().await
-    }
-}
-
-impl<T> Clone for Shared<T> {
-    fn clone(&self) -> Self {
-        Shared(self.0.clone())
-    }
-}
-
 /// One generator replica: each chunk it takes, sampled with the chunk's weights (loaded
-/// first when the replica holds others), on to the reference stage.
+/// first when the replica holds others), on to the reference stage. A replica on a node
+/// that leaves hands its chunk back to the others.
 async fn generate_on(
     Replica { name, actor }: Replica<GeneratorMsg>,
-    work: Shared<Chunk>,
+    work: WorkQueue<Chunk>,
     out: mpsc::Sender<Part>,
 ) -> anyhow::Result<()> {
     // The version the replica holds: it starts with the initial policy.
     let mut held = 0;
     while let Some(chunk) = work.next().await {
         let mut times = ProducerTimes::default();
-        if chunk.weights.version != held {
-            let load = Instant::now();
-            let weights = &chunk.weights;
-            if let Some(tensors) = weights.tensors() {
-                ask(&actor, "generator", |r| {
-                    GeneratorMsg::SetWeights(weights.version, tensors, r)
-                })
-                .await
-                .with_context(|| format!("{name}: loading policy version {}", weights.version))?;
+        let generated = async {
+            if chunk.weights.version != held {
+                let load = Instant::now();
+                let weights = &chunk.weights;
+                let bytes = match weights.tensors() {
+                    Some(tensors) => ask(&actor, "generator", |r| {
+                        GeneratorMsg::SetWeights(weights.version, tensors, r)
+                    })
+                    .await
+                    .with_context(|| {
+                        format!("{name}: loading policy version {}", weights.version)
+                    })?,
+                    None => 0,
+                };
+                held = weights.version;
+                times.weight_load = load.elapsed().as_secs_f64();
+                metrics::weights_loaded(name, bytes, times.weight_load);
             }
-            held = weights.version;
-            times.weight_load = load.elapsed().as_secs_f64();
-            metrics::weights_loaded(name, weights.bytes(), times.weight_load);
+            let t = Instant::now();
+            let (prompts, keys) = (chunk.prompts.clone(), chunk.keys.clone());
+            let rollout = ask(&actor, "generator", |r| {
+                GeneratorMsg::Generate(prompts, keys, chunk.batch, r)
+            })
+            .await
+            .context(name)?;
+            times.generate = t.elapsed().as_secs_f64();
+            anyhow::Ok(rollout)
         }
-        let t = Instant::now();
-        let Chunk {
-            batch,
-            index,
-            prompts,
-            keys,
-            ..
-        } = chunk;
-        let rollout = ask(&actor, "generator", |r| {
-            GeneratorMsg::Generate(prompts, keys, batch, r)
-        })
-        .await
-        .context(name)?;
-        times.generate = t.elapsed().as_secs_f64();
+        .await;
+        let rollout = match generated {
+            Ok(rollout) => rollout,
+            Err(e) => return work.lost(name, chunk.batch, chunk.index, chunk, e),
+        };
         let part = Part {
-            batch,
-            index,
+            batch: chunk.batch,
+            index: chunk.index,
             rollout,
             times,
         };
+        work.done();
         if out.send(part).await.is_err() {
             break;
         }
@@ -326,7 +315,7 @@ struct ScoringStage {
 }
 
 impl ScoringStage {
-    async fn serve(self, input: Shared<Part>, output: mpsc::Sender<Part>) -> anyhow::Result<()> {
+    async fn serve(self, input: WorkQueue<Part>, output: mpsc::Sender<Part>) -> anyhow::Result<()> {
         let Replica { name, actor } = &self.replica;
         // "reward actor", or "reward actor reward.1" among several.
         let label = match name.contains('.') {
@@ -335,11 +324,16 @@ impl ScoringStage {
         };
         while let Some(mut part) = input.next().await {
             let t = Instant::now();
-            let rollout = part.rollout;
-            part.rollout = ask(actor, &label, |r| ScorerMsg::Score(rollout, r))
+            let rollout = part.rollout.shallow_clone();
+            let scored = ask(actor, &label, |r| ScorerMsg::Score(rollout, r))
                 .await
-                .context(label.clone())?;
+                .context(label.clone());
+            part.rollout = match scored {
+                Ok(rollout) => rollout,
+                Err(e) => return input.lost(name, part.batch, part.index, part, e),
+            };
             (self.record)(&mut part.times, t.elapsed().as_secs_f64());
+            input.done();
             if output.send(part).await.is_err() {
                 break;
             }

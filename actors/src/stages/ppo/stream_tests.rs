@@ -105,7 +105,7 @@ impl Actor for FakeGenerator {
             GeneratorMsg::SetWeights(v, _, reply) => {
                 log.push(format!("{name} weights {v}"));
                 *version = v;
-                let _ = reply.send(Ok(()));
+                let _ = reply.send(Ok(0));
             }
         }
         Ok(())

@@ -82,6 +82,7 @@ pub(super) fn stage() -> PpoStage {
         },
         rollout_chunks: None,
         reward: RewardConfig::Model,
+        cluster: Default::default(),
         checkpoint_every: 0,
         keep_checkpoints: 1,
     }

@@ -43,15 +43,6 @@ impl Published {
                 .collect(),
         )
     }
-
-    /// The bytes a replica loads.
-    pub fn bytes(&self) -> u64 {
-        self.tensors().map_or(0, |ts| {
-            ts.iter()
-                .map(|(_, t)| (t.numel() * t.kind().elt_size_in_bytes()) as u64)
-                .sum()
-        })
-    }
 }
 
 /// The published steps not yet passed by the producer.

@@ -11,14 +11,12 @@
 //! One `kind = "remote"` per trainer process: ractor_cluster numbers nodes per server, so two
 //! servers in one process would confuse their peers' actors.
 
-mod cluster;
 pub(crate) mod serve;
-pub(crate) mod tls;
 mod wire;
 
 use super::contract::{checked_scores, Reward, ScoreRequest};
+use crate::system::cluster::{self, read_secret, tls, Peer, Roster, Side};
 use anyhow::{anyhow, bail, Context};
-use cluster::{Peer, Roster, Side};
 use ractor::rpc::CallResult;
 use ractor::ActorRef;
 use ractor_cluster::{NodeId, NodeServerMessage};
@@ -27,8 +25,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
 use wire::RewardNodeMsg;
-
-pub use cluster::read_secret;
 
 /// How often waits look at the roster again.
 const POLL: Duration = Duration::from_millis(20);

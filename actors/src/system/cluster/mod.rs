@@ -1,6 +1,10 @@
 //! The ractor_cluster plumbing both sides share: the cluster secret, a node server bound
 //! where asked, and a roster of peer sessions kept from the server's events (who joined,
-//! who left, who failed to authenticate), which is what the logs and errors name.
+//! who left, who failed to authenticate), which is what the logs and errors name. [`tls`]
+//! encrypts the links; [`join`] is a node's side of a session.
+
+pub mod join;
+pub mod tls;
 
 use anyhow::{anyhow, bail, Context};
 use ractor::{Actor, ActorRef};
@@ -30,7 +34,7 @@ pub fn read_secret(file: Option<&Path>, env: &str) -> anyhow::Result<String> {
         None => match std::env::var(env) {
             Ok(value) => value.trim().to_string(),
             Err(_) => bail!(
-                "no cluster secret: set `secret_file` in [ppo.reward] or the environment variable {env}"
+                "no cluster secret: set `secret_file` in [ppo.cluster] (or [ppo.reward] for a remote reward) or the environment variable {env}"
             ),
         },
     };
@@ -67,7 +71,7 @@ pub struct Peer {
 }
 
 impl Peer {
-    /// How errors name a reward node: `"node-a" (127.0.0.1:51234)`.
+    /// How errors name a node: `"node-a" (127.0.0.1:51234)`.
     pub fn label(&self) -> String {
         format!("{:?} ({})", self.name, self.addr)
     }
@@ -142,7 +146,7 @@ impl Roster {
             Side::Trainer => info!(
                 node = %peer.name,
                 addr = %peer.addr,
-                "reward node {} joined the cluster",
+                "node {} joined the cluster",
                 peer.label()
             ),
             Side::Node => info!(addr = %peer.addr, "joined the trainer's cluster at {}", peer.addr),
@@ -160,7 +164,7 @@ impl Roster {
                 Side::Trainer => warn!(
                     node = %peer.name,
                     addr = %peer.addr,
-                    "reward node {} left the cluster",
+                    "node {} left the cluster",
                     peer.label()
                 ),
                 Side::Node => info!("the trainer at {} closed the connection", peer.addr),

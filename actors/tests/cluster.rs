@@ -1,8 +1,14 @@
-//! Remote reward nodes over ractor_cluster, on loopback: `rlhf node` serving the reward model
-//! to `rlhf ppo` (`[ppo.reward] kind = "remote"`) gives the in-process scores; a node killed
-//! mid-run fails the run by name with a checkpoint, or is replaced by a restarted one; a node
-//! that stops answering fails the run after `1 + retries` timeouts; a node with the wrong
-//! secret is refused. Also measures the remote actor's overhead per batch.
+//! Nodes over ractor_cluster, on loopback.
+//!
+//! Remote reward: `rlhf node` serving the reward model to `rlhf ppo` (`[ppo.reward] kind =
+//! "remote"`) gives the in-process scores; a node killed mid-run fails the run by name with
+//! a checkpoint, or is replaced by a restarted one; a node that stops answering fails the
+//! run after `1 + retries` timeouts; a node with the wrong secret is refused. Also measures
+//! the remote actor's overhead per batch.
+//!
+//! Generator and reference nodes (`[ppo.actors.<kind>] nodes`): a run on them trains the
+//! weights local replicas train, bit for bit; a generator node killed with SIGKILL mid-run
+//! hands its chunk to the other, and the run still trains those weights.
 
 mod common;
 
@@ -32,7 +38,7 @@ fn fixture() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
         // Under target/tmp, replaced by each run and kept after it, for reading the logs.
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("reward_remote");
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cluster");
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let tiny = Tiny {
@@ -136,12 +142,16 @@ impl Proc {
     }
 
     fn node(config: &Path, name: &str) -> Proc {
+        Proc::node_as(config, "reward", name)
+    }
+
+    fn node_as(config: &Path, role: &str, name: &str) -> Proc {
         let log = config.with_file_name(format!("{name}.log"));
         Proc::start(
             &[
                 "node",
                 "--role",
-                "reward",
+                role,
                 "--config",
                 config.to_str().unwrap(),
                 "--name",
@@ -487,4 +497,150 @@ fn a_node_that_stops_answering_fails_the_run_within_the_retry_bound() {
         run.join("ppo/checkpoints/last/model.safetensors").exists(),
         "{log}"
     );
+}
+
+/// A PPO config into `dir` (run under `dir/<run>`) with `actors` as its `[ppo.actors]`
+/// tables, a cluster at `port` with the secret in `secret` (when given), fixed
+/// `rollout_chunks` and `max_staleness`.
+fn policy_config(
+    dir: &Path,
+    run: &str,
+    steps: u64,
+    chunks: usize,
+    staleness: u64,
+    actors: &str,
+    cluster: Option<(u16, &Path)>,
+) -> PathBuf {
+    let f = fixture();
+    let head = ppo_head(
+        &dir.join(run),
+        &f.policy,
+        &f.reward_model,
+        &f.prompts,
+        steps,
+    );
+    let cluster = match cluster {
+        Some((port, secret)) => format!(
+            "[ppo.cluster]\nlisten = \"127.0.0.1:{port}\"\nsecret_file = \"{}\"\n\
+             weight_chunk_mib = 1\n",
+            secret.display()
+        ),
+        None => String::new(),
+    };
+    let text = format!(
+        "{head}rollout_batch_size = 16\nmax_new_tokens = 10\nmax_staleness = {staleness}\n\
+         rollout_chunks = {chunks}\n[ppo.actors]\nreward = {{ threads = 1 }}\n\
+         learner = {{ threads = 1 }}\n{actors}{cluster}"
+    );
+    write(dir.join(format!("{run}.toml")), text)
+}
+
+/// The final policy's tensors, by name.
+fn final_policy(run: &Path) -> Vec<(String, tch::Tensor)> {
+    let mut tensors =
+        tch::Tensor::read_safetensors(run.join("ppo/checkpoints/last/model.safetensors")).unwrap();
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    tensors
+}
+
+/// Runs `a` and `b` logged the same steps and trained bit-identical policies.
+fn assert_same_training(a: &Path, b: &Path) {
+    let (sa, sb) = (steps(a), steps(b));
+    assert_eq!(sa.len(), sb.len());
+    for (x, y) in sa.iter().zip(&sb) {
+        for key in [
+            "score_mean",
+            "kl_per_sequence",
+            "policy_loss",
+            "response_length_mean",
+        ] {
+            assert_eq!(x[key], y[key], "{key}: {} vs {}", a.display(), b.display());
+        }
+    }
+    let (pa, pb) = (final_policy(a), final_policy(b));
+    assert_eq!(pa.len(), pb.len());
+    for ((n, x), (m, y)) in pa.iter().zip(&pb) {
+        assert_eq!(n, m);
+        assert!(x.equal(y), "tensor {n} differs");
+    }
+}
+
+/// Local replicas only, `chunks` chunks: what node layouts are compared with.
+fn local_run(dir: &Path, steps: u64, chunks: usize, staleness: u64) -> PathBuf {
+    let config = policy_config(
+        dir,
+        "local",
+        steps,
+        chunks,
+        staleness,
+        "generator = { threads = 1 }\nreference = { threads = 1 }\n",
+        None,
+    );
+    let mut run = Proc::ppo(&config);
+    assert!(run.wait(300).success(), "{}", run.stderr());
+    dir.join("local")
+}
+
+#[test]
+fn generator_and_reference_nodes_train_the_weights_local_replicas_train() {
+    let (dir, secret) = test_dir("policy-nodes", "policy-secret");
+    let port = free_port();
+    let config = policy_config(
+        &dir,
+        "nodes",
+        3,
+        2,
+        0,
+        "generator = { replicas = 0, nodes = 2, threads = 1 }\n\
+         reference = { replicas = 0, nodes = 1, threads = 1 }\n",
+        Some((port, &secret)),
+    );
+    let mut trainer = Proc::ppo(&config);
+    let mut nodes = [
+        Proc::node_as(&config, "generator", "gen-a"),
+        Proc::node_as(&config, "generator", "gen-b"),
+        Proc::node_as(&config, "reference", "ref-a"),
+    ];
+    assert!(trainer.wait(300).success(), "{}", trainer.stderr());
+    for node in &mut nodes {
+        // The trainer's exit closes the session; the node's job is done.
+        assert!(node.wait(30).success(), "{}", node.stderr());
+    }
+    let log = trainer.stderr();
+    assert!(log.contains("generator node \"gen-a\""), "{log}");
+    assert!(log.contains("reference node \"ref-a\""), "{log}");
+    assert_same_training(&dir.join("nodes"), &local_run(&dir, 3, 2, 0));
+}
+
+#[test]
+fn a_generator_node_killed_mid_run_hands_its_work_to_the_other() {
+    let (dir, secret) = test_dir("kill-generator", "kill-generator-secret");
+    let port = free_port();
+    let steps = 8;
+    let config = policy_config(
+        &dir,
+        "nodes",
+        steps,
+        4,
+        1,
+        "generator = { replicas = 0, nodes = 2, threads = 1 }\nreference = { threads = 1 }\n",
+        Some((port, &secret)),
+    );
+    let mut trainer = Proc::ppo(&config);
+    let mut doomed = Proc::node_as(&config, "generator", "gen-doomed");
+    let mut survivor = Proc::node_as(&config, "generator", "gen-survivor");
+    let run = dir.join("nodes");
+    wait_for_steps(&run, 2, &mut trainer);
+    // SIGKILL: no goodbye on the wire, the session just ends.
+    doomed.child.kill().unwrap();
+    let _ = doomed.child.wait();
+    assert!(trainer.wait(300).success(), "{}", trainer.stderr());
+    assert!(survivor.wait(30).success(), "{}", survivor.stderr());
+    let log = trainer.stderr();
+    assert!(
+        log.contains("generator.gen-doomed is gone; chunk"),
+        "no re-queue logged:\n{log}"
+    );
+    // Every episode once: the same steps and weights as an uninterrupted local run.
+    assert_same_training(&run, &local_run(&dir, steps, 4, 1));
 }
