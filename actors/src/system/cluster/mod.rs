@@ -136,6 +136,15 @@ impl Roster {
         self.lock().refused.clone()
     }
 
+    /// What a "no node joined" error adds: how many were refused, and the last reason.
+    pub fn refused_hint(&self) -> String {
+        let refused = self.refused();
+        match refused.last() {
+            Some(last) => format!("; {} refused, the last: {last}", refused.len()),
+            None => String::new(),
+        }
+    }
+
     fn opened(&self, ses: &NodeServerSessionInformation) {
         self.lock().live.insert(ses.node_id, Peer::from(ses, false));
     }
@@ -205,6 +214,36 @@ impl NodeEventSubscription for Events {
     fn node_session_authenticated(&self, ses: NodeServerSessionInformation) {
         self.0.authenticated_now(&ses);
     }
+}
+
+/// The trainer's node server: on `listen` with the secret from `secret_file` or `secret_env`,
+/// TLS-encrypted with `tls` when given, and the roster of its sessions. `section` (the
+/// config section these come from, `ppo.cluster` or `ppo.reward`) and `what` (the nodes it
+/// waits for) name it in errors.
+pub async fn trainer_server(
+    section: &str,
+    what: &str,
+    listen: &str,
+    secret: (Option<&Path>, &str),
+    tls: Option<&rlhf::config::TlsFiles>,
+) -> anyhow::Result<(ActorRef<NodeServerMessage>, Arc<Roster>)> {
+    let secret = read_secret(secret.0, secret.1)?;
+    let addr = resolve(listen).map_err(|e| anyhow!("{section}.listen: {e:#}"))?;
+    let tls = match tls {
+        Some(files) => Some(tls::acceptor(files).with_context(|| format!("{section}.tls"))?),
+        None => None,
+    };
+    if !addr.ip().is_loopback() && tls.is_none() {
+        warn!(
+            "the cluster listens on {addr}: nodes authenticate with the secret, but their \
+             traffic is not encrypted (configure [{section}.tls]) or keep it on a trusted network"
+        );
+    }
+    let roster = Roster::new(Side::Trainer);
+    let server = start_server(addr, secret, "rlhf-trainer", roster.clone(), tls)
+        .await
+        .map_err(|e| anyhow!("listening for {what} on {listen}: {e:#}"))?;
+    Ok((server, roster))
 }
 
 /// A node server on `listen` (port 0: any free port) authenticating peers with `secret`,

@@ -4,8 +4,8 @@
 
 use super::node::Role;
 use super::wire::{self, Answer, PolicyNodeMsg};
-use crate::system::cluster::{self, read_secret, tls, Roster, Side};
-use anyhow::{anyhow, bail, Context};
+use crate::system::cluster::{self, Roster};
+use anyhow::{anyhow, bail};
 use ractor::rpc::CallResult;
 use ractor::ActorRef;
 use ractor_cluster::{NodeId, NodeServerMessage};
@@ -13,7 +13,7 @@ use rlhf::config::ClusterConfig;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tracing::{info, warn};
+use tracing::info;
 
 const POLL: Duration = Duration::from_millis(20);
 
@@ -46,23 +46,14 @@ pub struct Cluster {
 impl Cluster {
     /// Listen on `config.listen`.
     pub async fn start(config: &ClusterConfig) -> anyhow::Result<Cluster> {
-        let secret = read_secret(config.secret_file.as_deref(), &config.secret_env)?;
-        let listen =
-            cluster::resolve(&config.listen).map_err(|e| anyhow!("ppo.cluster.listen: {e:#}"))?;
-        let tls = match &config.tls {
-            Some(files) => Some(tls::acceptor(files).context("ppo.cluster.tls")?),
-            None => None,
-        };
-        if !listen.ip().is_loopback() && tls.is_none() {
-            warn!(
-                "the cluster listens on {listen}: nodes authenticate with the secret, but their \
-                 traffic is not encrypted (configure [ppo.cluster.tls]) or keep it on a trusted network"
-            );
-        }
-        let roster = Roster::new(Side::Trainer);
-        let server = cluster::start_server(listen, secret, "rlhf-trainer", roster.clone(), tls)
-            .await
-            .map_err(|e| anyhow!("listening for policy nodes on {}: {e:#}", config.listen))?;
+        let (server, roster) = cluster::trainer_server(
+            "ppo.cluster",
+            "policy nodes",
+            &config.listen,
+            (config.secret_file.as_deref(), &config.secret_env),
+            config.tls.as_ref(),
+        )
+        .await?;
         Ok(Cluster {
             config: config.clone(),
             server,
@@ -94,11 +85,7 @@ impl Cluster {
                 continue;
             }
             if Instant::now() >= deadline {
-                let refused = self.roster.refused();
-                let hint = match refused.last() {
-                    Some(last) => format!("; {} refused, the last: {last}", refused.len()),
-                    None => String::new(),
-                };
+                let hint = self.roster.refused_hint();
                 bail!(
                     "{} of {count} {} nodes joined the cluster at {} within {}s (start them with \
                      `rlhf node --role {} --connect {}` and the same cluster secret){hint}",

@@ -15,8 +15,8 @@ pub(crate) mod serve;
 mod wire;
 
 use super::contract::{checked_scores, Reward, ScoreRequest};
-use crate::system::cluster::{self, read_secret, tls, Peer, Roster, Side};
-use anyhow::{anyhow, bail, Context};
+use crate::system::cluster::{self, Peer, Roster};
+use anyhow::{anyhow, bail};
 use ractor::rpc::CallResult;
 use ractor::ActorRef;
 use ractor_cluster::{NodeId, NodeServerMessage};
@@ -76,9 +76,6 @@ impl RemoteReward {
         config: &RemoteRewardConfig,
         runtime: Option<tokio::runtime::Handle>,
     ) -> anyhow::Result<RemoteReward> {
-        let secret = read_secret(config.secret_file.as_deref(), &config.secret_env)?;
-        let listen =
-            cluster::resolve(&config.listen).map_err(|e| anyhow!("ppo.reward.listen: {e:#}"))?;
         let runtime = match runtime {
             Some(handle) => Runtime::Shared(handle),
             None => Runtime::Owned(
@@ -88,26 +85,13 @@ impl RemoteReward {
                     .build()?,
             ),
         };
-        let tls = match &config.tls {
-            Some(files) => Some(tls::acceptor(files).context("ppo.reward.tls")?),
-            None => None,
-        };
-        if !listen.ip().is_loopback() && tls.is_none() {
-            warn!(
-                "the cluster listens on {listen}: nodes authenticate with the secret, but their \
-                 traffic is not encrypted (configure [ppo.reward.tls]) or keep it on a trusted network"
-            );
-        }
-        let roster = Roster::new(Side::Trainer);
-        let server = runtime
-            .block_on(cluster::start_server(
-                listen,
-                secret,
-                "rlhf-trainer",
-                roster.clone(),
-                tls,
-            ))
-            .map_err(|e| anyhow!("listening for reward nodes on {}: {e:#}", config.listen))?;
+        let (server, roster) = runtime.block_on(cluster::trainer_server(
+            "ppo.reward",
+            "reward nodes",
+            &config.listen,
+            (config.secret_file.as_deref(), &config.secret_env),
+            config.tls.as_ref(),
+        ))?;
         info!(
             listen = %config.listen,
             "waiting up to {}s for a reward node (rlhf node --role reward --connect {})",
@@ -136,11 +120,7 @@ impl RemoteReward {
                 return Ok(node);
             }
             if Instant::now() >= deadline {
-                let refused = self.roster.refused();
-                let hint = match refused.last() {
-                    Some(last) => format!("; {} refused, the last: {last}", refused.len()),
-                    None => String::new(),
-                };
+                let hint = self.roster.refused_hint();
                 bail!(
                     "no reward node joined the cluster at {} within {}s {when} (start one with \
                      `rlhf node --role reward --connect {}` and the same cluster secret){hint}",
