@@ -7,11 +7,13 @@
 
 //!
 //! The files: [`shape`] (the model and timing flags every bench shares), [`generate`],
-//! [`train`], [`score`], [`ppo`] and [`scaling`] (one command each), [`project`] (a model of
+//! [`train`], [`score`], [`ppo`] (with [`nodes`], its replicas as node processes) and
+//! [`scaling`] (one command each), [`project`] (a model of
 //! the PPO pipeline on more devices, from `ppo`'s measurements), and [`sys`]
 //! (FLOP counts, the matmul peak, peak memory, the idle-machine wait).
 
 mod generate;
+mod nodes;
 mod ppo;
 mod project;
 mod scaling;

@@ -2,6 +2,7 @@
 //! Hugging Face folders, synchronous (max_staleness 0) and asynchronous (1) in one
 //! invocation, `--repeats` times each (alternating, each after an optional idle wait).
 
+use super::nodes::NodeProcs;
 use super::shape::{load_folder, merge, ShapeArgs};
 use super::sys::{self, PpoWork};
 use crate::stages::ppo::{pipeline, spawn, ModelSource, Run, Tokens};
@@ -62,6 +63,13 @@ pub struct PpoBench {
     /// Reward replicas.
     #[arg(long, default_value_t = 1)]
     pub rewards: usize,
+    /// Generator replicas as node processes on loopback (`rlhf node --role generator`),
+    /// besides --generators local ones (which may then be 0).
+    #[arg(long, default_value_t = 0)]
+    pub generator_nodes: usize,
+    /// Reference replicas as node processes on loopback, besides --references local ones.
+    #[arg(long, default_value_t = 0)]
+    pub reference_nodes: usize,
     /// Chunks each rollout batch is split into (`ppo.rollout_chunks`; default: the most
     /// replicas of any kind).
     #[arg(long)]
@@ -159,6 +167,7 @@ pub async fn run(shape: &ShapeArgs, settings: &PpoBench) -> anyhow::Result<()> {
             "new_tokens": settings.new_tokens, "ppo_epochs": settings.ppo_epochs, "minibatches": settings.minibatches,
             "actor_threads": settings.actor_threads,
             "generators": settings.generators, "references": settings.references,
+            "generator_nodes": settings.generator_nodes, "reference_nodes": settings.reference_nodes,
             "rewards": settings.rewards, "rollout_chunks": chunks,
             "learner_threads": settings.learner_threads.unwrap_or(settings.actor_threads), "timed_steps": settings.steps - 1,
             "reward_model": settings.reward_model.as_ref().map(|d| d.display().to_string()),
@@ -197,10 +206,27 @@ async fn run_once(
     vocab: i64,
     source: &ModelSource,
 ) -> anyhow::Result<Timing> {
-    let stage = stage(shape, settings, staleness)?;
+    let mut stage = stage(shape, settings, staleness)?;
     let dir =
         std::env::temp_dir().join(format!("rlhf-bench-ppo-{}-{staleness}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let nodes = match stage.has_nodes() {
+        true => {
+            // The nodes load the policy from a folder: --model's, or this shape's, saved.
+            let policy = match &shape.model {
+                Some(dir) => dir.clone(),
+                None => {
+                    let folder = dir.join("node-policy");
+                    (source.policy)("cpu")?.save(&folder)?;
+                    folder
+                }
+            };
+            let counts = (settings.generator_nodes, settings.reference_nodes);
+            Some(NodeProcs::start(&dir, &mut stage, &policy, counts)?)
+        }
+        false => None,
+    };
     let config = RunConfig::for_ppo(dir.clone(), 0, stage.clone());
     let mut run_dir = RunDir::create(&dir, &config)?;
     let episodes = settings.steps as usize * settings.batch;
@@ -235,7 +261,14 @@ async fn run_once(
     let result = pipeline(run, &actors, prompts, None, &mut run_dir).await;
     actors.stop();
     result?;
-    let replicas = (settings.generators, settings.references, settings.rewards);
+    if let Some(nodes) = nodes {
+        nodes.finish()?;
+    }
+    let replicas = (
+        settings.generators + settings.generator_nodes,
+        settings.references + settings.reference_nodes,
+        settings.rewards,
+    );
     let timing = timing(
         &dir.join("metrics.jsonl"),
         settings.batch,
@@ -298,10 +331,12 @@ fn stage(shape: &ShapeArgs, s: &PpoBench, max_staleness: u64) -> anyhow::Result<
         actors: Actors {
             generator: Placement {
                 replicas: s.generators,
+                nodes: s.generator_nodes,
                 ..place.clone()
             },
             reference: Placement {
                 replicas: s.references,
+                nodes: s.reference_nodes,
                 ..place.clone()
             },
             reward: Placement {
