@@ -500,8 +500,8 @@ fn a_node_that_stops_answering_fails_the_run_within_the_retry_bound() {
 }
 
 /// A PPO config into `dir` (run under `dir/<run>`) with `actors` as its `[ppo.actors]`
-/// tables, a cluster at `port` with the secret in `secret` (when given), fixed
-/// `rollout_chunks` and `max_staleness`.
+/// tables, a cluster at `port` with the secret in `secret` and `more` keys (when given),
+/// fixed `rollout_chunks` and `max_staleness`.
 fn policy_config(
     dir: &Path,
     run: &str,
@@ -509,7 +509,7 @@ fn policy_config(
     chunks: usize,
     staleness: u64,
     actors: &str,
-    cluster: Option<(u16, &Path)>,
+    cluster: Option<(u16, &Path, &str)>,
 ) -> PathBuf {
     let f = fixture();
     let head = ppo_head(
@@ -520,9 +520,9 @@ fn policy_config(
         steps,
     );
     let cluster = match cluster {
-        Some((port, secret)) => format!(
+        Some((port, secret, more)) => format!(
             "[ppo.cluster]\nlisten = \"127.0.0.1:{port}\"\nsecret_file = \"{}\"\n\
-             weight_chunk_mib = 1\n",
+             weight_chunk_mib = 1\n{more}",
             secret.display()
         ),
         None => String::new(),
@@ -593,7 +593,7 @@ fn generator_and_reference_nodes_train_the_weights_local_replicas_train() {
         0,
         "generator = { replicas = 0, nodes = 2, threads = 1 }\n\
          reference = { replicas = 0, nodes = 1, threads = 1 }\n",
-        Some((port, &secret)),
+        Some((port, &secret, "")),
     );
     let mut trainer = Proc::ppo(&config);
     let mut nodes = [
@@ -624,7 +624,7 @@ fn a_generator_node_killed_mid_run_hands_its_work_to_the_other() {
         4,
         1,
         "generator = { replicas = 0, nodes = 2, threads = 1 }\nreference = { threads = 1 }\n",
-        Some((port, &secret)),
+        Some((port, &secret, "")),
     );
     let mut trainer = Proc::ppo(&config);
     let mut doomed = Proc::node_as(&config, "generator", "gen-doomed");
@@ -643,4 +643,52 @@ fn a_generator_node_killed_mid_run_hands_its_work_to_the_other() {
     );
     // Every episode once: the same steps and weights as an uninterrupted local run.
     assert_same_training(&run, &local_run(&dir, steps, 4, 1));
+}
+
+#[test]
+fn bf16_weights_reach_a_generator_node_and_missing_nodes_fail_the_run_by_count() {
+    let (dir, secret) = test_dir("bf16-and-missing", "bf16-secret");
+    let port = free_port();
+    let config = policy_config(
+        &dir,
+        "bf16",
+        3,
+        1,
+        0,
+        "generator = { replicas = 0, nodes = 1, threads = 1 }\nreference = { threads = 1 }\n",
+        Some((port, &secret, "weights_dtype = \"bf16\"\n")),
+    );
+    let mut trainer = Proc::ppo(&config);
+    let mut node = Proc::node_as(&config, "generator", "gen-bf16");
+    assert!(trainer.wait(300).success(), "{}", trainer.stderr());
+    assert!(node.wait(30).success(), "{}", node.stderr());
+    // Step 1 samples with the initial policy, which the node loaded itself: exact. Later
+    // steps sample with bf16-rounded weights, so they are only close.
+    let local = local_run(&dir, 3, 1, 0);
+    let (nodes, local) = (steps(&dir.join("bf16")), steps(&local));
+    assert_eq!(nodes.len(), 3);
+    assert_eq!(nodes[0]["score_mean"], local[0]["score_mean"]);
+
+    let port = free_port();
+    let config = policy_config(
+        &dir,
+        "missing",
+        3,
+        2,
+        0,
+        "generator = { replicas = 0, nodes = 2, threads = 1 }\nreference = { threads = 1 }\n",
+        Some((port, &secret, "wait_for_nodes_seconds = 3.0\n")),
+    );
+    let mut trainer = Proc::ppo(&config);
+    let _node = Proc::node_as(&config, "generator", "gen-lonely");
+    let status = trainer.wait(120);
+    let log = trainer.stderr();
+    assert_eq!(status.code(), Some(2), "{log}");
+    let error = error_line(&log);
+    assert!(
+        error.contains(&format!(
+            "1 of 2 generator nodes joined the cluster at 127.0.0.1:{port} within 3s"
+        )),
+        "{log}"
+    );
 }
