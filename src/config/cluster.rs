@@ -18,6 +18,8 @@ const DEFAULT_WAIT_SECONDS: f64 = 120.0;
 const DEFAULT_TIMEOUT_SECONDS: f64 = 600.0;
 /// Default `cluster.weight_chunk_mib`: the bytes of one weight message on the wire.
 const DEFAULT_WEIGHT_CHUNK_MIB: usize = 32;
+/// The largest `cluster.weight_chunk_mib`: half the cluster's frame limit.
+const MAX_WEIGHT_CHUNK_MIB: usize = 128;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -70,8 +72,12 @@ impl ClusterConfig {
         if self.weights_dtype == DType::F16 {
             return Err("ppo.cluster.weights_dtype: \"f32\" or \"bf16\"".into());
         }
-        if self.weight_chunk_mib == 0 {
-            return Err("ppo.cluster.weight_chunk_mib must be positive".into());
+        if !(1..=MAX_WEIGHT_CHUNK_MIB).contains(&self.weight_chunk_mib) {
+            return Err(format!(
+                "ppo.cluster.weight_chunk_mib must be between 1 and {MAX_WEIGHT_CHUNK_MIB} \
+                 (a cluster message carries at most 256 MiB), not {}",
+                self.weight_chunk_mib
+            ));
         }
         Ok(())
     }

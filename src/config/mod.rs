@@ -346,6 +346,10 @@ mod tests {
                 "ppo.cluster.weights_dtype: \"f32\" or \"bf16\"",
             ),
             (
+                "[ppo.actors.generator]\nnodes = 1\n[ppo.cluster]\nweight_chunk_mib = 512\n",
+                "ppo.cluster.weight_chunk_mib must be between 1 and 128",
+            ),
+            (
                 "[ppo.cluster]\nlisten_on = \"x\"\n",
                 "unknown field `listen_on`",
             ),

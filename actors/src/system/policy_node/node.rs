@@ -209,13 +209,12 @@ impl PolicyNodeState {
             pending.next,
             pending.version
         );
-        let start = offset as usize;
-        let end = start + raw.len();
-        ensure!(
-            end <= pending.bytes.len(),
-            "weights part {part} runs past the weights"
-        );
-        pending.bytes[start..end].copy_from_slice(raw);
+        let range = usize::try_from(offset)
+            .ok()
+            .and_then(|start| Some(start..start.checked_add(raw.len())?))
+            .filter(|range| range.end <= pending.bytes.len());
+        let range = range.ok_or_else(|| anyhow!("weights part {part} runs past the weights"))?;
+        pending.bytes[range].copy_from_slice(raw);
         pending.next += 1;
         if pending.next < parts {
             return Ok(None);

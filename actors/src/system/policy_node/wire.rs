@@ -83,13 +83,17 @@ pub struct TensorMeta {
 
 impl TensorMeta {
     pub fn bytes(&self) -> anyhow::Result<usize> {
-        let elements: i64 = self.shape.iter().product();
-        ensure!(
-            self.shape.iter().all(|&d| d >= 0),
-            "tensor `{}`: negative shape",
-            self.name
-        );
-        Ok(elements as usize * kind_of(&self.kind)?.elt_size_in_bytes())
+        let size = kind_of(&self.kind)?.elt_size_in_bytes();
+        self.shape
+            .iter()
+            .try_fold(size, |n, &d| n.checked_mul(usize::try_from(d).ok()?))
+            .ok_or_else(|| {
+                anyhow!(
+                    "tensor `{}`: shape {:?} is not a size",
+                    self.name,
+                    self.shape
+                )
+            })
     }
 }
 
