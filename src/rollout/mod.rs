@@ -13,12 +13,18 @@
 //! `P - 1 + j` is the state in which response token `j` is chosen: its logits give the
 //! token's log-prob and the value head there gives `V(s_j)`.
 //!
+//! The models score a batch in groups of rows of similar length, each with only the padding
+//! it needs ([`groups`]).
+//!
 //! The generator stamps each batch with the `policy_version` of its weights; the reference
 //! policy fills `ref_logprobs`, the reward model `scores`, and the learner consumes it.
+
+mod groups;
 
 use crate::generate::Generation;
 use crate::model::Model;
 use crate::sampling::Sampling;
+use groups::{length_groups, Group};
 use tch::{Device, Kind, Tensor};
 
 /// One batch of sampled responses and everything PPO needs to learn from it.
@@ -271,20 +277,63 @@ impl BatchFigures {
 }
 
 /// Hidden states at the positions where the response tokens are chosen: column
-/// `P - 1 + j` of `prompt ++ response`, [B, N, d], on the model's device. Keeps the graph
-/// when grad mode is on; `train` enables dropout.
+/// `P - 1 + j` of `prompt ++ response`, [B, N, d], on the model's device (zero past a
+/// group's longest response, where every row is padding). Keeps the graph when grad mode
+/// is on; `train` enables dropout.
 fn response_hidden(model: &Model, batch: &RolloutBatch, train: bool) -> Tensor {
-    let (p, n) = (batch.prompt_width(), batch.response_width());
-    assert!(p > 0, "rollout batch {}: prompts are empty", batch.id);
-    let device = model.device();
-    let (ids, valid) = batch.sequences();
-    let hidden = model.forward(
-        &ids.to_device(device),
-        Some(&valid.to_device(device)),
-        None,
-        train,
+    let n = batch.response_width();
+    assert!(
+        batch.prompt_width() > 0,
+        "rollout batch {}: prompts are empty",
+        batch.id
     );
-    hidden.narrow(1, p - 1, n)
+    by_length(model, batch, train, |hidden, _, group| {
+        hidden
+            .narrow(1, group.prompt - 1, group.response)
+            .constant_pad_nd([0, 0, 0, n - group.response])
+    })
+}
+
+/// One forward per length group of the batch's rows ([`groups::length_groups`]), each on
+/// its own columns: `f` of the group's hidden states and validity mask, the results
+/// joined back in row order.
+fn by_length(
+    model: &Model,
+    batch: &RolloutBatch,
+    train: bool,
+    f: impl Fn(&Tensor, &Tensor, &Group) -> Tensor,
+) -> Tensor {
+    let device = model.device();
+    let lengths = |mask: &Tensor| {
+        Vec::<i64>::try_from(
+            mask.sum_dim_intlist(1, false, Kind::Int64)
+                .to_device(Device::Cpu),
+        )
+        .expect("a [B] i64 tensor")
+    };
+    let groups = length_groups(&lengths(&batch.prompt_mask), &lengths(&batch.response_mask));
+    let (ids, valid) = batch.sequences();
+    let (ids, valid) = (ids.to_device(device), valid.to_device(device));
+    let p = batch.prompt_width();
+    let mut parts = Vec::with_capacity(groups.len());
+    let mut inverse = vec![0i64; batch.len() as usize];
+    let mut placed = 0;
+    for group in &groups {
+        let rows = Tensor::from_slice(&group.rows).to_device(device);
+        let cut = |t: &Tensor| {
+            t.index_select(0, &rows)
+                .narrow(1, p - group.prompt, group.prompt + group.response)
+        };
+        let (ids, valid) = (cut(&ids), cut(&valid));
+        let hidden = model.forward(&ids, Some(&valid), None, train);
+        parts.push(f(&hidden, &valid, group));
+        for &row in &group.rows {
+            inverse[row as usize] = placed;
+            placed += 1;
+        }
+    }
+    let joined = Tensor::cat(&parts, 0);
+    joined.index_select(0, &Tensor::from_slice(&inverse).to_device(device))
 }
 
 /// The next-token logits at the positions where the response tokens are chosen,
@@ -356,16 +405,14 @@ pub fn response_values(value_model: &Model, batch: &RolloutBatch, train: bool) -
 /// sequence alone.
 pub fn sequence_scores(reward_model: &Model, batch: &RolloutBatch) -> Tensor {
     tch::no_grad(|| {
-        let device = reward_model.device();
-        let (ids, valid) = batch.sequences();
-        let valid = valid.to_device(device);
-        let hidden = reward_model.forward(&ids.to_device(device), Some(&valid), None, false);
-        let (b, t, d) = hidden.size3().expect("hidden states are [B, T, d]");
-        let columns = Tensor::arange(t, (Kind::Int64, device)).unsqueeze(0);
-        let last = (valid.to_kind(Kind::Int64) * columns).amax(1, false);
-        let at_last = hidden
-            .gather(1, &last.view([b, 1, 1]).expand([b, 1, d], false), false)
-            .squeeze_dim(1);
+        let at_last = by_length(reward_model, batch, false, |hidden, valid, _| {
+            let (b, t, d) = hidden.size3().expect("hidden states are [B, T, d]");
+            let columns = Tensor::arange(t, (Kind::Int64, hidden.device())).unsqueeze(0);
+            let last = (valid.to_kind(Kind::Int64) * columns).amax(1, false);
+            hidden
+                .gather(1, &last.view([b, 1, 1]).expand([b, 1, d], false), false)
+                .squeeze_dim(1)
+        });
         reward_model.scores(&at_last).to_kind(Kind::Float)
     })
 }
@@ -717,6 +764,88 @@ mod tests {
                 assert!((values[r][j] - want).abs() < 1e-5, "row {r} token {j}");
             }
             assert!(values[r][len..].iter().all(|&v| v == 0.0));
+        }
+    }
+
+    /// Rows of very different lengths, which the models score in several groups.
+    fn uneven_batch(vocab: i64) -> (RolloutBatch, Vec<Vec<i64>>, Vec<Vec<i64>>) {
+        let prompt_lens = [3usize, 3, 4, 3, 20, 3, 4, 3];
+        let response_lens = [2usize, 3, 2, 2, 15, 1, 2, 3];
+        let mut next = 7i64;
+        let mut token = || {
+            next = (next * 48271) % 2147483647;
+            1 + next % (vocab - 1)
+        };
+        let prompts: Vec<Vec<i64>> = prompt_lens
+            .iter()
+            .map(|&l| (0..l).map(|_| token()).collect())
+            .collect();
+        let responses: Vec<Vec<i64>> = response_lens
+            .iter()
+            .map(|&l| (0..l).map(|_| token()).collect())
+            .collect();
+        let (prompt_ids, prompt_mask) = left_pad(&prompts, 0);
+        let n = 15;
+        let rows = prompts.len() as i64;
+        let mut ids = vec![0i64; (rows * n) as usize];
+        let mut mask = vec![0f32; (rows * n) as usize];
+        for (r, response) in responses.iter().enumerate() {
+            for (j, &t) in response.iter().enumerate() {
+                ids[r * n as usize + j] = t;
+                mask[r * n as usize + j] = 1.0;
+            }
+        }
+        let batch = RolloutBatch {
+            id: 0,
+            policy_version: 0,
+            prompt_ids,
+            prompt_mask,
+            response_ids: Tensor::from_slice(&ids).view([rows, n]),
+            response_mask: Tensor::from_slice(&mask).view([rows, n]),
+            behaviour_logprobs: Tensor::zeros([rows, n], (Kind::Float, Device::Cpu)),
+            ended_with_eos: Tensor::zeros([rows], (Kind::Bool, Device::Cpu)),
+            ref_logprobs: None,
+            scores: None,
+            monitor_scores: None,
+        };
+        (batch, prompts, responses)
+    }
+
+    #[test]
+    fn rows_of_uneven_length_score_as_each_row_alone() {
+        let policy = fixture("llama-tiny", Head::LanguageModel);
+        let rm = fixture("llama-tiny-score", Head::Scalar);
+        let (batch, prompts, responses) = uneven_batch(policy.config().vocab_size);
+        let lengths =
+            |m: &Tensor| Vec::<i64>::try_from(m.sum_dim_intlist(1, false, Kind::Int64)).unwrap();
+        let groups = length_groups(&lengths(&batch.prompt_mask), &lengths(&batch.response_mask));
+        assert!(groups.len() > 1, "{groups:?}");
+        let sampling = options(None).sampling;
+        let logprobs = rows_f64(&response_logprobs(&policy, &batch, &sampling, false));
+        let trained = response_logprobs(&policy, &batch, &sampling, true);
+        assert!(trained.requires_grad());
+        let scores = sequence_scores(&rm, &batch);
+        for (r, (prompt, response)) in prompts.iter().zip(&responses).enumerate() {
+            let mut seq = prompt.clone();
+            seq.extend(response);
+            let ids = Tensor::from_slice(&seq).unsqueeze(0);
+            let (log_probs, score) = tch::no_grad(|| {
+                let hidden = policy.forward(&ids, None, None, false);
+                let log_probs = sampling.log_probs(&policy.logits(&hidden));
+                let rm_hidden = rm.forward(&ids, None, None, false);
+                let score = rm
+                    .scores(&rm_hidden.select(1, seq.len() as i64 - 1))
+                    .double_value(&[0]);
+                (log_probs, score)
+            });
+            for (j, &token) in response.iter().enumerate() {
+                let at = (prompt.len() + j - 1) as i64;
+                let want = log_probs.double_value(&[0, at, token]);
+                assert!((logprobs[r][j] - want).abs() < 1e-5, "row {r} token {j}");
+            }
+            assert!(logprobs[r][response.len()..].iter().all(|&v| v == 0.0));
+            let got = scores.double_value(&[r as i64]);
+            assert!((got - score).abs() < 1e-5, "row {r}: {got} vs {score}");
         }
     }
 }
