@@ -19,7 +19,7 @@
 //! The generator stamps each batch with the `policy_version` of its weights; the reference
 //! policy fills `ref_logprobs`, the reward model `scores`, and the learner consumes it.
 
-mod groups;
+pub mod groups;
 
 use crate::generate::Generation;
 use crate::model::Model;
