@@ -399,15 +399,20 @@ fn a_node_with_the_wrong_secret_is_refused() {
 
 /// `[ppo.reward.tls]` with the test CA's files (tests/fixtures/tls, from
 /// scripts/make_tls_fixture.sh), trusting `ca`.
-fn tls(ca: &str) -> String {
+/// A `[<section>.tls]` table with the fixture certificates, trusting `ca`.
+fn tls_in(section: &str, ca: &str) -> String {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tls");
     let file = |name: &str| dir.join(name).display().to_string();
     format!(
-        "\n[ppo.reward.tls]\ncert = \"{}\"\nkey = \"{}\"\nca = \"{}\"\n",
+        "\n[{section}.tls]\ncert = \"{}\"\nkey = \"{}\"\nca = \"{}\"\n",
         file("cert.pem"),
         file("key.pem"),
         file(ca)
     )
+}
+
+fn tls(ca: &str) -> String {
+    tls_in("ppo.reward", ca)
 }
 
 /// With `[ppo.reward.tls]` the node joins over TLS and the run scores as before; a node
@@ -646,7 +651,7 @@ fn a_generator_node_killed_mid_run_hands_its_work_to_the_other() {
 }
 
 #[test]
-fn bf16_weights_reach_a_generator_node_and_missing_nodes_fail_the_run_by_count() {
+fn bf16_weights_reach_a_generator_node_over_tls_and_missing_nodes_fail_the_run_by_count() {
     let (dir, secret) = test_dir("bf16-and-missing", "bf16-secret");
     let port = free_port();
     let config = policy_config(
@@ -656,7 +661,14 @@ fn bf16_weights_reach_a_generator_node_and_missing_nodes_fail_the_run_by_count()
         1,
         0,
         "generator = { replicas = 0, nodes = 1, threads = 1 }\nreference = { threads = 1 }\n",
-        Some((port, &secret, "weights_dtype = \"bf16\"\n")),
+        Some((
+            port,
+            &secret,
+            &format!(
+                "weights_dtype = \"bf16\"\n{}",
+                tls_in("ppo.cluster", "ca.pem")
+            ),
+        )),
     );
     let mut trainer = Proc::ppo(&config);
     let mut node = Proc::node_as(&config, "generator", "gen-bf16");

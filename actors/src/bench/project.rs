@@ -121,7 +121,9 @@ struct Measured {
 
 fn measured(summary: &Value) -> anyhow::Result<Measured> {
     let count = |key: &str| summary[key].as_u64().map_or(1, |v| v as usize);
-    let generators = count("generators");
+    // Replicas on node processes (`--generator-nodes`) count like local ones.
+    let nodes = |key: &str| summary[key].as_u64().unwrap_or(0) as usize;
+    let generators = count("generators") + nodes("generator_nodes");
     let runs = [(0usize, "sync"), (1, "async")]
         .into_iter()
         .map(|(staleness, name)| {
@@ -148,7 +150,7 @@ fn measured(summary: &Value) -> anyhow::Result<Measured> {
             .ok_or_else(|| anyhow!("no batch"))? as usize,
         chunks: count("rollout_chunks"),
         generators,
-        references: count("references"),
+        references: count("references") + nodes("reference_nodes"),
         rewards: count("rewards"),
         runs,
     })
@@ -296,6 +298,20 @@ mod tests {
             rewards: 1,
             max_staleness,
         }
+    }
+
+    #[test]
+    fn node_processes_count_as_replicas() {
+        let phases = json!({"generate": 0.2, "weight_load": 0.02, "reference": 0.1,
+            "reward": 0.1, "learner": 0.4, "weight_sync": 0.001});
+        let summary = json!({"batch": 32, "generators": 0, "generator_nodes": 2,
+            "references": 1, "rollout_chunks": 2,
+            "phases_seconds_sync": phases, "phases_seconds_async": phases,
+            "samples_per_second_sync": 50.0, "samples_per_second_async": 80.0});
+        let m = measured(&summary).unwrap();
+        assert_eq!((m.generators, m.references, m.rewards), (2, 1, 1));
+        // Two replicas loaded the weights: each once per batch.
+        assert!((m.runs[0].1.weight_load - 0.01).abs() < 1e-12);
     }
 
     #[test]
