@@ -16,7 +16,21 @@ pub enum KlEstimator {
     K3,
 }
 
-/// The KL penalty to the reference (SFT) policy folded into the per-token reward.
+/// Where the KL to the reference policy enters the objective.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KlPlacement {
+    /// A penalty on every token's reward, before the advantages (InstructGPT's PPO).
+    #[default]
+    Reward,
+    /// A term of the loss, `coef` times the aggregated per-token estimate of the current
+    /// policy against the reference, differentiated (GRPO's, usually with `k3`); the
+    /// rewards carry no penalty.
+    Loss,
+}
+
+/// The KL to the reference (SFT) policy: a penalty folded into the per-token reward, or a
+/// loss term.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KlConfig {
@@ -33,6 +47,8 @@ pub struct KlConfig {
     /// Horizon of the adaptive controller in sequences (> 0): the larger, the slower
     /// `coef` moves.
     pub horizon: u64,
+    /// `reward` (a per-token penalty, InstructGPT) or `loss` (a loss term, GRPO).
+    pub placement: KlPlacement,
 }
 
 impl Default for KlConfig {
@@ -43,6 +59,7 @@ impl Default for KlConfig {
             adaptive: false,
             target: 6.0,
             horizon: 10_000,
+            placement: KlPlacement::Reward,
         }
     }
 }
@@ -62,6 +79,36 @@ pub enum Baseline {
     Group,
 }
 
+/// How a score is taken relative to the other samples of its prompt
+/// (`samples_per_prompt` >= 2).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupAdvantage {
+    /// Minus the mean of the others (RLOO; unbiased).
+    #[default]
+    LeaveOneOut,
+    /// Minus the group's mean, over the group's standard deviation (unbiased) plus 1e-4
+    /// (GRPO, as TRL computes it).
+    MeanStd,
+    /// Minus the group's mean, not scaled (Dr. GRPO).
+    Mean,
+}
+
+/// How the per-token policy terms (and the KL term of `kl.placement = "loss"`) of a
+/// minibatch become one loss.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LossAggregation {
+    /// The mean over every response token of the minibatch (InstructGPT, TRL's PPO, DAPO).
+    #[default]
+    TokenMean,
+    /// The mean over responses of each response's token mean (GRPO).
+    SequenceMean,
+    /// The sum over tokens divided by rows x `loss_constant_tokens`, the same for every
+    /// minibatch whatever its lengths (Dr. GRPO).
+    Constant,
+}
+
 /// PPO and PPO-ptx hyper-parameters.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -72,8 +119,18 @@ pub struct PpoConfig {
     pub gamma: f64,
     /// GAE lambda, in [0, 1].
     pub lam: f64,
-    /// Clip range epsilon of the policy ratio (> 0).
+    /// Clip range epsilon of the policy ratio (> 0): the ratio is clipped to
+    /// `[1 - clip_range, 1 + clip_range_high]`.
     pub clip_range: f64,
+    /// The upper clip range (> 0); default `clip_range`. DAPO's clip-higher raises it
+    /// (0.28 against 0.2) so unlikely tokens can gain probability.
+    pub clip_range_high: Option<f64>,
+    /// How the per-token policy terms become one loss: `token_mean`, `sequence_mean` or
+    /// `constant` ([`LossAggregation`]).
+    pub loss_aggregation: LossAggregation,
+    /// The constant of `loss_aggregation = "constant"`: tokens per response, usually the
+    /// stage's `max_new_tokens` (>= 1; needed then, unused otherwise).
+    pub loss_constant_tokens: Option<usize>,
     /// Clip range of the value prediction around the rollout's old values (> 0; a large
     /// value effectively disables value clipping).
     pub clip_range_value: f64,
@@ -95,9 +152,12 @@ pub struct PpoConfig {
     /// The advantage baseline: `value` (GAE with the value model) or `group` (the other
     /// samples of the prompt; see [`Baseline`]).
     pub baseline: Baseline,
+    /// With `samples_per_prompt` >= 2, how each score is taken relative to its prompt's
+    /// other samples: `leave_one_out` (RLOO), `mean_std` (GRPO) or `mean` (Dr. GRPO).
+    pub group_advantage: GroupAdvantage,
     /// Responses sampled per prompt (>= 1). With more than one, each score is taken
-    /// relative to the mean score of the other responses to the same prompt (the
-    /// leave-one-out baseline, see [`super::leave_one_out`]) before shaping, so
+    /// relative to the other responses to the same prompt (`group_advantage`; by default
+    /// the leave-one-out baseline, see [`super::group_relative`]) before shaping, so
     /// that how hard a prompt is, and any per-prompt offset of the reward model, drop out
     /// of the advantage. The stage's `rollout_batch_size` counts responses and must be a
     /// multiple of it.
@@ -130,6 +190,9 @@ impl Default for PpoConfig {
             gamma: 1.0,
             lam: 0.95,
             clip_range: 0.2,
+            clip_range_high: None,
+            loss_aggregation: LossAggregation::TokenMean,
+            loss_constant_tokens: None,
             clip_range_value: 0.2,
             vf_coef: 0.1,
             entropy_coef: 0.0,
@@ -138,6 +201,7 @@ impl Default for PpoConfig {
             minibatches: 1,
             no_eos_penalty: 0.0,
             baseline: Baseline::Value,
+            group_advantage: GroupAdvantage::LeaveOneOut,
             samples_per_prompt: 1,
             normalize_rewards: false,
             whiten_advantages: true,
@@ -189,6 +253,25 @@ impl PpoConfig {
         self.ppo_epochs * rows.div_ceil(self.minibatch_size(rows))
     }
 
+    /// How the policy terms of a minibatch become one loss.
+    pub fn reduce(&self) -> super::Reduce {
+        match self.loss_aggregation {
+            LossAggregation::TokenMean => super::Reduce::TokenMean,
+            LossAggregation::SequenceMean => super::Reduce::SequenceMean,
+            LossAggregation::Constant => {
+                super::Reduce::Constant(self.loss_constant_tokens.unwrap_or(1) as f64)
+            }
+        }
+    }
+
+    /// The ratio's clip range below and above 1.
+    pub fn clip(&self) -> (f64, f64) {
+        (
+            self.clip_range,
+            self.clip_range_high.unwrap_or(self.clip_range),
+        )
+    }
+
     /// Whether the value model is run and trained (`baseline = "value"`).
     pub fn uses_value_model(&self) -> bool {
         self.baseline == Baseline::Value
@@ -202,9 +285,25 @@ impl PpoConfig {
         }
         for (name, v) in [
             ("clip_range", self.clip_range),
+            ("clip_range_high", self.clip().1),
             ("clip_range_value", self.clip_range_value),
         ] {
             check(v > 0.0 && !v.is_nan(), name, "positive", v)?;
+        }
+        match (self.loss_aggregation, self.loss_constant_tokens) {
+            (LossAggregation::Constant, None | Some(0)) => {
+                return Err(
+                    "loss_constant_tokens must be at least 1 with loss_aggregation = \"constant\" \
+                     (usually the stage's max_new_tokens)"
+                        .into(),
+                )
+            }
+            (LossAggregation::TokenMean | LossAggregation::SequenceMean, Some(_)) => {
+                return Err(
+                    "loss_constant_tokens is only read with loss_aggregation = \"constant\"".into(),
+                )
+            }
+            _ => {}
         }
         for (name, v) in [
             ("vf_coef", self.vf_coef),
@@ -281,6 +380,18 @@ mod tests {
         assert_eq!(skip.on_nan, OnNan::Skip);
         let empty: PpoConfig = toml::from_str("").unwrap();
         assert_eq!(empty, PpoConfig::default());
+        assert_eq!(empty.clip(), (0.2, 0.2));
+        let grpo: PpoConfig = toml::from_str(
+            "baseline = \"group\"\nsamples_per_prompt = 4\ngroup_advantage = \"mean_std\"\n\
+             loss_aggregation = \"constant\"\nloss_constant_tokens = 128\nclip_range_high = 0.28\n\
+             [kl]\nplacement = \"loss\"\nestimator = \"k3\"",
+        )
+        .unwrap();
+        assert_eq!(grpo.validate(), Ok(()));
+        assert_eq!(grpo.group_advantage, GroupAdvantage::MeanStd);
+        assert_eq!(grpo.loss_aggregation, LossAggregation::Constant);
+        assert_eq!(grpo.clip(), (0.2, 0.28));
+        assert_eq!(grpo.kl.placement, KlPlacement::Loss);
     }
 
     #[test]
@@ -298,7 +409,16 @@ mod tests {
     #[test]
     fn validation_names_the_field() {
         type Edit = fn(&mut PpoConfig);
-        let cases: [(Edit, &str); 15] = [
+        let cases: [(Edit, &str); 18] = [
+            (|c| c.clip_range_high = Some(0.0), "clip_range_high"),
+            (
+                |c| c.loss_aggregation = LossAggregation::Constant,
+                "loss_constant_tokens must be at least 1",
+            ),
+            (
+                |c| c.loss_constant_tokens = Some(128),
+                "loss_constant_tokens is only read",
+            ),
             (|c| c.kl.coef = -0.1, "kl.coef"),
             (|c| c.kl.target = 0.0, "kl.target"),
             (|c| c.kl.horizon = 0, "kl.horizon"),

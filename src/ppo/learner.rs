@@ -493,6 +493,7 @@ impl PpoLearner {
             value: &self.value,
             sampling: &self.sampling,
             config: &self.config,
+            kl_coef: self.kl.value,
         };
         #[allow(unused_mut)] // mutated by fault injection only
         let mut step = minibatch_loss(models, batch, targets, index, ptx);

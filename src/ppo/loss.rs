@@ -47,17 +47,52 @@ pub struct ValueStats {
     pub explained_variance: f64,
 }
 
-/// The clipped surrogate, masked token mean: per token
-/// `w * max(-A * r, -A * clip(r, 1 - eps, 1 + eps))` with `r = exp(logp_new - logp_old)`.
-/// `logp_new` carries the graph; `logp_old`, `advantages` and the optional importance
-/// weight `w` ([B, T] or `[B]`; 1 without) are detached. All [B, T]; returns a scalar f32.
+/// How per-token loss terms [B, T] become one loss.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Reduce {
+    /// The masked mean over every token.
+    TokenMean,
+    /// The mean over rows with tokens of each row's masked token mean.
+    SequenceMean,
+    /// The masked sum over B times this many tokens.
+    Constant(f64),
+}
+
+/// `per_token` [B, T] reduced over the `mask`ed tokens as `how` says; a scalar f32 that
+/// carries the graph.
+pub fn aggregate(per_token: &Tensor, mask: &Tensor, how: Reduce) -> Tensor {
+    assert_eq!(per_token.size(), mask.size(), "aggregate: mask");
+    let inside = mask.to_kind(Kind::Bool).to_kind(Kind::Float);
+    match how {
+        Reduce::TokenMean => masked_mean(per_token, mask),
+        Reduce::SequenceMean => {
+            let lengths = inside.sum_dim_intlist(1, false, Kind::Float);
+            let rows = lengths.gt(0.0).to_kind(Kind::Float);
+            let means =
+                (per_token.to_kind(Kind::Float) * &inside).sum_dim_intlist(1, false, Kind::Float)
+                    / lengths.clamp_min(1.0);
+            (means * &rows).sum(Kind::Float) / rows.sum(Kind::Float).clamp_min(1.0)
+        }
+        Reduce::Constant(tokens) => {
+            let rows = per_token.size()[0] as f64;
+            (per_token.to_kind(Kind::Float) * inside).sum(Kind::Float) / (rows * tokens)
+        }
+    }
+}
+
+/// The clipped surrogate: per token `w * max(-A * r, -A * clip(r, 1 - eps_low, 1 +
+/// eps_high))` with `r = exp(logp_new - logp_old)` and `clip = (eps_low, eps_high)`,
+/// reduced as `reduce` says. `logp_new` carries the graph; `logp_old`, `advantages` and the
+/// optional importance weight `w` ([B, T] or `[B]`; 1 without) are detached. All [B, T];
+/// returns a scalar f32 (the statistics are token means whatever `reduce`).
 pub fn policy_loss(
     logp_new: &Tensor,
     logp_old: &Tensor,
     advantages: &Tensor,
     mask: &Tensor,
-    clip_range: f64,
+    clip: (f64, f64),
     importance_weight: Option<&Tensor>,
+    reduce: Reduce,
 ) -> (Tensor, PolicyStats) {
     assert_eq!(logp_new.size(), logp_old.size(), "policy_loss: new vs old");
     assert_eq!(
@@ -70,7 +105,7 @@ pub fn policy_loss(
     let adv = advantages.detach().to_kind(Kind::Float);
     let ratio = (logp_new.to_kind(Kind::Float) - &old).exp();
     let unclipped = -&adv * &ratio;
-    let clipped = -adv * ratio.clamp(1.0 - clip_range, 1.0 + clip_range);
+    let clipped = -adv * ratio.clamp(1.0 - clip.0, 1.0 + clip.1);
     let per_token = unclipped.maximum(&clipped);
     let per_token = match importance_weight {
         Some(w) => {
@@ -79,7 +114,7 @@ pub fn policy_loss(
         }
         None => per_token,
     };
-    let loss = masked_mean(&per_token, mask);
+    let loss = aggregate(&per_token, mask, reduce);
     let (clip_fraction, approx_kl, ratio_mean) = tch::no_grad(|| {
         let kl = kl_per_token(&old, &logp_new.detach(), mask, KlEstimator::K3);
         (

@@ -25,7 +25,15 @@ fn surrogate_case() -> (Tensor, Tensor, Tensor) {
 #[test]
 fn clipped_surrogate_matches_a_hand_computation() {
     let (new, old, adv) = surrogate_case();
-    let (loss, stats) = policy_loss(&new, &old, &adv, &mask(), 0.2, None);
+    let (loss, stats) = policy_loss(
+        &new,
+        &old,
+        &adv,
+        &mask(),
+        (0.2, 0.2),
+        None,
+        Reduce::TokenMean,
+    );
     // Per token max(-A r, -A clip(r)): max(-1.5, -1.2) = -1.2 (clipped),
     // max(-0.5, -0.8) = -0.5, max(2.2, 2.2) = 2.2 (a tie is not clipping).
     let want = (-1.2 - 0.5 + 2.2) / 3.0;
@@ -49,10 +57,26 @@ fn clipped_surrogate_matches_a_hand_computation() {
 fn importance_weights_scale_each_tokens_surrogate() {
     let (new, old, adv) = surrogate_case();
     let per_token = t(&[0.5, 2.0, 1.0, 9.0], &[1, 4]);
-    let (_, stats) = policy_loss(&new, &old, &adv, &mask(), 0.2, Some(&per_token));
+    let (_, stats) = policy_loss(
+        &new,
+        &old,
+        &adv,
+        &mask(),
+        (0.2, 0.2),
+        Some(&per_token),
+        Reduce::TokenMean,
+    );
     assert!((stats.loss - (-0.6 - 1.0 + 2.2) / 3.0).abs() < 1e-6);
     let per_row = t(&[2.0], &[1]);
-    let (_, stats) = policy_loss(&new, &old, &adv, &mask(), 0.2, Some(&per_row));
+    let (_, stats) = policy_loss(
+        &new,
+        &old,
+        &adv,
+        &mask(),
+        (0.2, 0.2),
+        Some(&per_row),
+        Reduce::TokenMean,
+    );
     assert!((stats.loss - 2.0 * 0.5 / 3.0).abs() < 1e-6);
 }
 
@@ -61,7 +85,7 @@ fn identical_policies_give_unit_ratio_and_zero_kl() {
     let logp = t(&[-1.0, -2.0, -0.5, 0.0], &[2, 2]);
     let adv = t(&[1.0, -1.0, 0.5, 2.0], &[2, 2]);
     let m = t(&[1.0; 4], &[2, 2]);
-    let (_, stats) = policy_loss(&logp, &logp, &adv, &m, 0.2, None);
+    let (_, stats) = policy_loss(&logp, &logp, &adv, &m, (0.2, 0.2), None, Reduce::TokenMean);
     assert!((stats.loss - -(1.0 - 1.0 + 0.5 + 2.0) / 4.0).abs() < 1e-6);
     assert_eq!(stats.clip_fraction, 0.0);
     assert!(stats.approx_kl.abs() < 1e-7);
@@ -132,4 +156,47 @@ fn logprob_gap_is_the_masked_mean_absolute_difference() {
     let b = t(&[-1.5, -2.0, -2.0, 0.0], &[1, 4]);
     assert!((logprob_gap(&a, &b, &mask()) - 0.5).abs() < 1e-6);
     assert_eq!(logprob_gap(&a, &a, &mask()), 0.0);
+}
+
+#[test]
+fn aggregations_reduce_over_tokens_rows_or_a_constant() {
+    // Rows of 2 and 1 real tokens: 1, 2 and 3; garbage under the mask.
+    let x = t(&[1.0, 2.0, 9.0, 3.0, 9.0, 9.0], &[2, 3]);
+    let m = t(&[1.0, 1.0, 0.0, 1.0, 0.0, 0.0], &[2, 3]);
+    close(&values(&aggregate(&x, &m, Reduce::TokenMean)), &[2.0], 1e-6);
+    // ((1 + 2) / 2 + 3 / 1) / 2
+    close(
+        &values(&aggregate(&x, &m, Reduce::SequenceMean)),
+        &[2.25],
+        1e-6,
+    );
+    // (1 + 2 + 3) / (2 rows x 4 tokens)
+    close(
+        &values(&aggregate(&x, &m, Reduce::Constant(4.0))),
+        &[0.75],
+        1e-6,
+    );
+    // A row without tokens does not count as a sequence.
+    let empty_row = t(&[1.0, 2.0, 0.0, 0.0], &[2, 2]);
+    let x = t(&[1.0, 2.0, 5.0, 5.0], &[2, 2]);
+    close(
+        &values(&aggregate(&x, &empty_row, Reduce::SequenceMean)),
+        &[1.5],
+        1e-6,
+    );
+}
+
+#[test]
+fn clip_higher_lets_the_ratio_rise_further_than_it_falls() {
+    // Ratios 1.3 (advantage +1) and 0.7 (advantage -1): both past a 0.2 clip.
+    let old = t(&[-1.0, -1.0], &[1, 2]);
+    let new = t(&[-1.0 + 1.3f64.ln(), -1.0 + 0.7f64.ln()], &[1, 2]);
+    let adv = t(&[1.0, -1.0], &[1, 2]);
+    let m = t(&[1.0, 1.0], &[1, 2]);
+    let loss =
+        |clip| values(&policy_loss(&new, &old, &adv, &m, clip, None, Reduce::TokenMean).0)[0];
+    // Symmetric: max(-1.3, -1.2) = -1.2 and max(0.7, 0.8) = 0.8.
+    close(&[loss((0.2, 0.2))], &[(-1.2 + 0.8) / 2.0], 1e-6);
+    // Clip-higher 0.28: the first term is -1.28, the lower clip is unchanged.
+    close(&[loss((0.2, 0.28))], &[(-1.28 + 0.8) / 2.0], 1e-6);
 }

@@ -1,8 +1,12 @@
 //! The loss of one PPO minibatch step on a row subset of a rollout batch:
-//! `policy + vf_coef * value - entropy_coef * entropy + ptx_coef * nll(ptx)`, each term
-//! with its own graph, before the backward pass.
+//! `policy + vf_coef * value - entropy_coef * entropy + ptx_coef * nll(ptx)` (and
+//! `+ kl_coef * kl(pi, pi_ref)` with `kl.placement = "loss"`), each term with its own
+//! graph, before the backward pass.
 
-use super::{entropy_from_logits, policy_loss, value_loss, PolicyStats, PpoConfig, ValueStats};
+use super::{
+    aggregate, entropy_from_logits, kl_per_token, policy_loss, value_loss, KlPlacement,
+    PolicyStats, PpoConfig, ValueStats,
+};
 use crate::data::SftBatch;
 use crate::losses::sft_loss;
 use crate::model::Model;
@@ -18,6 +22,8 @@ pub(super) struct Models<'a> {
     pub(super) value: &'a Model,
     pub(super) sampling: &'a Sampling,
     pub(super) config: &'a PpoConfig,
+    /// The KL coefficient of this update (the controller's).
+    pub(super) kl_coef: f64,
 }
 
 /// Both models' forward passes over a whole rollout batch, with their graphs.
@@ -89,11 +95,25 @@ pub(super) fn minibatch_loss(
         &pick(&targets.logp_old),
         &pick(&targets.advantages),
         mask,
-        config.clip_range,
+        config.clip(),
         Some(&pick(&targets.weights)),
+        config.reduce(),
     );
     // Out-of-place sums: every term keeps its own graph.
     let mut terms = vec![policy];
+    if config.kl.placement == KlPlacement::Loss && models.kl_coef > 0.0 {
+        let reference = sub
+            .ref_logprobs
+            .as_ref()
+            .expect("checked: the batch has reference log-probs");
+        let kl = kl_per_token(
+            &logp,
+            &reference.to_device(logp.device()),
+            mask,
+            config.kl.estimator,
+        );
+        terms.push(models.kl_coef * aggregate(&kl, mask, config.reduce()));
+    }
     let mut value_stats = ValueStats::default();
     if config.uses_value_model() {
         let value_device = models.value.device();

@@ -49,14 +49,16 @@ mod loss_tests;
 #[cfg(test)]
 mod testutil;
 
-pub use config::{Baseline, KlConfig, PpoConfig};
+pub use config::{Baseline, GroupAdvantage, KlConfig, KlPlacement, LossAggregation, PpoConfig};
 pub use gae::{gae, masked_mean, masked_var, masked_whiten};
 pub use kl::{kl_per_token, AdaptiveKlController, KlEstimator};
 pub use learner::{load_weights, PpoLearner, PpoStats};
 pub use loss::{
-    entropy_from_logits, logprob_gap, policy_loss, truncated_importance_weights, value_loss,
-    PolicyStats, ValueStats,
+    aggregate, entropy_from_logits, logprob_gap, policy_loss, truncated_importance_weights,
+    value_loss, PolicyStats, Reduce, ValueStats,
 };
-pub use rewards::{leave_one_out, no_eos_penalized, normalize_scores, shaped_rewards, RewardStats};
+pub use rewards::{
+    group_relative, leave_one_out, no_eos_penalized, normalize_scores, shaped_rewards, RewardStats,
+};
 
 pub(crate) use crate::losses::read_back;

@@ -1,7 +1,9 @@
 //! The per-token PPO reward: the KL penalty to the reference policy on every response
 //! token and the score on the last one; and what happens to the scores before: the no-EOS
-//! penalty on the raw score, the leave-one-out baseline, the normalisation.
+//! penalty on the raw score, the group baseline (leave-one-out, GRPO's or Dr. GRPO's), the
+//! normalisation.
 
+use super::config::GroupAdvantage;
 use super::kl::{kl_per_token, KlEstimator};
 use super::read_back;
 use serde::{Deserialize, Serialize};
@@ -120,6 +122,27 @@ pub fn leave_one_out(scores: &Tensor, group: usize) -> Tensor {
     (rows - others).reshape([-1])
 }
 
+/// Each score relative to the other responses to its prompt, as `how` says: minus the mean
+/// of the others ([`leave_one_out`]), minus the group's mean (Dr. GRPO), or that over the
+/// group's unbiased standard deviation plus 1e-4 (GRPO, as TRL computes it). Rows come in
+/// consecutive groups of `group`; `group` 1 returns the scores unchanged. `[B]` f32,
+/// detached.
+pub fn group_relative(scores: &Tensor, group: usize, how: GroupAdvantage) -> Tensor {
+    let s = scores.detach().to_kind(Kind::Float).reshape([-1]);
+    if group <= 1 || how == GroupAdvantage::LeaveOneOut {
+        return leave_one_out(&s, group);
+    }
+    let (n, g) = (s.size()[0], group as i64);
+    assert_eq!(n % g, 0, "group_relative: {n} scores are not groups of {g}");
+    let rows = s.reshape([n / g, g]);
+    let centred = &rows - rows.mean_dim(1, true, Kind::Float);
+    let relative = match how {
+        GroupAdvantage::MeanStd => centred / (rows.std_dim(1, true, true) + 1e-4),
+        _ => centred,
+    };
+    relative.reshape([-1])
+}
+
 /// Scores divided by their (unbiased) standard deviation over the batch, the mean kept:
 /// the scale of the reward relative to the KL penalty becomes independent of the reward
 /// model's scale, while the sign and offset the scores carry (InstructGPT centres its RM
@@ -215,6 +238,42 @@ mod tests {
         let shifted = t(&[11.0, 12.0, 16.0, 0.0, 0.0, 3.0], &[6]);
         close(&values(&leave_one_out(&shifted, 3)), &want, 1e-6);
         close(&values(&leave_one_out(&s, 1)), &values(&s), 0.0);
+    }
+
+    #[test]
+    fn grpo_and_dr_grpo_centre_on_the_group_mean_and_grpo_scales_by_its_std() {
+        // Groups 1, 2, 6 (mean 3, unbiased std sqrt(7)) and 0, 0, 3 (mean 1, std sqrt(3)).
+        let s = t(&[1.0, 2.0, 6.0, 0.0, 0.0, 3.0], &[6]);
+        let centred = [-2.0, -1.0, 3.0, -1.0, -1.0, 2.0];
+        close(
+            &values(&group_relative(&s, 3, GroupAdvantage::Mean)),
+            &centred,
+            1e-6,
+        );
+        let (a, b) = (7f64.sqrt() + 1e-4, 3f64.sqrt() + 1e-4);
+        let want = [-2.0 / a, -1.0 / a, 3.0 / a, -1.0 / b, -1.0 / b, 2.0 / b];
+        close(
+            &values(&group_relative(&s, 3, GroupAdvantage::MeanStd)),
+            &want,
+            1e-6,
+        );
+        // A group of equal scores gives zeros, not NaN.
+        let flat = t(&[2.0, 2.0], &[2]);
+        close(
+            &values(&group_relative(&flat, 2, GroupAdvantage::MeanStd)),
+            &[0.0, 0.0],
+            0.0,
+        );
+        close(
+            &values(&group_relative(&s, 3, GroupAdvantage::LeaveOneOut)),
+            &values(&leave_one_out(&s, 3)),
+            0.0,
+        );
+        close(
+            &values(&group_relative(&s, 1, GroupAdvantage::MeanStd)),
+            &values(&s),
+            0.0,
+        );
     }
 
     #[test]

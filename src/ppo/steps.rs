@@ -4,9 +4,9 @@
 
 use super::stats::StepFigures;
 use super::{
-    gae, kl_per_token, leave_one_out, logprob_gap, masked_whiten, no_eos_penalized,
-    normalize_scores, shaped_rewards, truncated_importance_weights, KlEstimator, PpoConfig,
-    RewardStats,
+    gae, group_relative, kl_per_token, logprob_gap, masked_whiten, no_eos_penalized,
+    normalize_scores, shaped_rewards, truncated_importance_weights, KlEstimator, KlPlacement,
+    PpoConfig, RewardStats,
 };
 use crate::data::SftBatch;
 use crate::rollout::RolloutBatch;
@@ -117,8 +117,8 @@ pub(super) fn check_ptx<'a>(
 }
 
 /// Step 2: each score with the no-EOS penalty ([`no_eos_penalized`]), relative to the
-/// other samples of its prompt ([`leave_one_out`]), optionally [`normalize_scores`]d, on
-/// the last token, and the KL penalty
+/// other samples of its prompt ([`group_relative`]), optionally [`normalize_scores`]d, on
+/// the last token, and (with `kl.placement = "reward"`) the KL penalty
 /// `kl_coef * kl(logp_old, ref_logp)` on every token ([`shaped_rewards`]).
 pub(super) fn shape_rewards(
     config: &PpoConfig,
@@ -134,7 +134,11 @@ pub(super) fn shape_rewards(
         .to_kind(Kind::Float)
         .reshape([-1]);
     let penalized = no_eos_penalized(&raw_scores, &batch.ended_with_eos, config.no_eos_penalty);
-    let relative = leave_one_out(&penalized, config.samples_per_prompt);
+    let relative = group_relative(
+        &penalized,
+        config.samples_per_prompt,
+        config.group_advantage,
+    );
     let scores = if config.normalize_rewards {
         normalize_scores(&relative)
     } else {
@@ -146,7 +150,11 @@ pub(super) fn shape_rewards(
         &checked.ref_logprobs.to_device(device),
         &batch.response_mask,
         &batch.ended_with_eos,
-        kl_coef,
+        // As a loss term, the KL leaves the rewards alone.
+        match config.kl.placement {
+            KlPlacement::Reward => kl_coef,
+            KlPlacement::Loss => 0.0,
+        },
         config.kl.estimator,
     );
     Rewards {

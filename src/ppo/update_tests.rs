@@ -6,7 +6,7 @@
 use super::tests::{frozen_copy, rollout, tiny, EOS};
 use super::*;
 use crate::data::batches;
-use crate::ppo::{Baseline, KlConfig, KlEstimator};
+use crate::ppo::{Baseline, GroupAdvantage, KlConfig, KlEstimator, KlPlacement, LossAggregation};
 use tch::Device;
 
 type Rows = Vec<Vec<f64>>;
@@ -162,7 +162,16 @@ fn reference_update(
                 return penalized[i];
             }
             let group = &penalized[i / k * k..i / k * k + k];
-            penalized[i] - (group.iter().sum::<f64>() - penalized[i]) / (k - 1) as f64
+            let mean = group.iter().sum::<f64>() / k as f64;
+            let std =
+                (group.iter().map(|s| (s - mean).powi(2)).sum::<f64>() / (k - 1) as f64).sqrt();
+            match c.group_advantage {
+                GroupAdvantage::LeaveOneOut => {
+                    penalized[i] - (group.iter().sum::<f64>() - penalized[i]) / (k - 1) as f64
+                }
+                GroupAdvantage::Mean => penalized[i] - mean,
+                GroupAdvantage::MeanStd => (penalized[i] - mean) / (std + 1e-4),
+            }
         })
         .collect();
     if c.normalize_rewards {
@@ -187,7 +196,9 @@ fn reference_update(
                     d.exp() - 1.0 - d
                 }
             };
-            rewards[i][t] = -r.beta * kl[i][t];
+            if c.kl.placement == KlPlacement::Reward {
+                rewards[i][t] = -r.beta * kl[i][t];
+            }
             w[i][t] = (old[i][t] - mu[i][t]).exp().min(c.max_importance_weight);
             e.gap += (old[i][t] - mu[i][t]).abs() / tokens as f64;
             e.importance_weight_mean += w[i][t] / tokens as f64;
@@ -249,8 +260,23 @@ fn reference_update(
             let ratio = (&logp - pick(&old, &index)).exp();
             let a = pick(&adv, &index);
             let unclipped = -&a * &ratio;
-            let clipped = -&a * ratio.clamp(1.0 - c.clip_range, 1.0 + c.clip_range);
-            let policy = masked_mean_of(&(unclipped.maximum(&clipped) * pick(&w, &index)), m);
+            let high = c.clip_range_high.unwrap_or(c.clip_range);
+            let clipped = -&a * ratio.clamp(1.0 - c.clip_range, 1.0 + high);
+            // The aggregations written out: over tokens, over each row's tokens then rows,
+            // or over rows x a constant.
+            let reduce = |x: &Tensor| match c.loss_aggregation {
+                LossAggregation::TokenMean => masked_mean_of(x, m),
+                LossAggregation::SequenceMean => {
+                    let per_row = (x * m).sum_dim_intlist(1, false, Kind::Float)
+                        / m.sum_dim_intlist(1, false, Kind::Float);
+                    per_row.mean(Kind::Float)
+                }
+                LossAggregation::Constant => {
+                    (x * m).sum(Kind::Float)
+                        / (index.len() * c.loss_constant_tokens.unwrap()) as f64
+                }
+            };
+            let policy = reduce(&(unclipped.maximum(&clipped) * pick(&w, &index)));
             let entropy = masked_mean_of(
                 &-(lp.exp() * &lp).sum_dim_intlist(-1, false, Kind::Float),
                 m,
@@ -261,6 +287,14 @@ fn reference_update(
             e.policy_loss += policy.double_value(&[]);
             e.entropy += entropy.double_value(&[]);
             let mut loss = policy - c.entropy_coef * entropy;
+            if c.kl.placement == KlPlacement::Loss {
+                let d = pick(&reference, &index) - &logp;
+                let kl = match c.kl.estimator {
+                    KlEstimator::K1 => -d,
+                    KlEstimator::K3 => d.exp() - 1.0 - &d,
+                };
+                loss += r.beta * reduce(&kl);
+            }
             if value_baseline {
                 let v = response_values(&r.value, &sub, true);
                 let (v_old, ret) = (pick(&values, &index), pick(&returns, &index));
@@ -511,6 +545,7 @@ fn config(baseline: Baseline, samples_per_prompt: usize, ptx_coef: f64) -> PpoCo
             target: 1.0,
             horizon: 100,
             estimator: KlEstimator::K3,
+            placement: KlPlacement::Reward,
         },
         baseline,
         samples_per_prompt,
@@ -538,6 +573,46 @@ fn update_matches_the_straight_line_reference() {
     ] {
         let c = config(baseline, samples, ptx_coef);
         check_case(name, c, stale, ptx_coef > 0.0);
+    }
+}
+
+/// The GRPO family: GRPO's and Dr. GRPO's group advantages, the KL as a loss term, the
+/// three loss aggregations and DAPO's clip-higher, against the same reference.
+#[test]
+fn grpo_family_options_match_the_straight_line_reference() {
+    for (name, advantage, aggregation, placement, high) in [
+        (
+            "grpo",
+            GroupAdvantage::MeanStd,
+            LossAggregation::SequenceMean,
+            KlPlacement::Loss,
+            None,
+        ),
+        (
+            "dr. grpo",
+            GroupAdvantage::Mean,
+            LossAggregation::Constant,
+            KlPlacement::Loss,
+            Some(0.28),
+        ),
+        (
+            "dapo-like",
+            GroupAdvantage::MeanStd,
+            LossAggregation::TokenMean,
+            KlPlacement::Reward,
+            Some(0.28),
+        ),
+    ] {
+        let mut c = config(Baseline::Group, 2, 0.0);
+        c.group_advantage = advantage;
+        c.loss_aggregation = aggregation;
+        c.loss_constant_tokens = (aggregation == LossAggregation::Constant).then_some(6);
+        c.kl.placement = placement;
+        c.kl.coef = 0.2;
+        c.clip_range_high = high;
+        c.normalize_rewards = false;
+        assert_eq!(c.validate(), Ok(()));
+        check_case(name, c, true, false);
     }
 }
 
