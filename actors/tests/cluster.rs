@@ -7,8 +7,8 @@
 //! the remote actor's overhead per batch.
 //!
 //! Generator and reference nodes (`[ppo.actors.<kind>] nodes`): a run on them trains the
-//! weights local replicas train, bit for bit; a generator node killed with SIGKILL mid-run
-//! hands its chunk to the other, and the run still trains those weights.
+//! weights local replicas train, bit for bit; a generator or reference node killed with
+//! SIGKILL mid-run hands its chunk to the other, and the run still trains those weights.
 
 mod common;
 
@@ -617,23 +617,31 @@ fn generator_and_reference_nodes_train_the_weights_local_replicas_train() {
     assert_same_training(&dir.join("nodes"), &local_run(&dir, 3, 2, 0));
 }
 
-#[test]
-fn a_generator_node_killed_mid_run_hands_its_work_to_the_other() {
-    let (dir, secret) = test_dir("kill-generator", "kill-generator-secret");
+/// Two `role` nodes, one SIGKILLed mid-run: its chunk goes to the other, the run finishes,
+/// and it trains what an uninterrupted local run trains.
+fn a_killed_node_hands_its_work_to_the_other(role: &str) {
+    let (dir, secret) = test_dir(&format!("kill-{role}"), "kill-node-secret");
     let port = free_port();
-    let steps = 8;
+    // Long enough that the kill lands mid-run on a loaded machine too.
+    let steps = 40;
+    let actors = match role {
+        "generator" => {
+            "generator = { replicas = 0, nodes = 2, threads = 1 }\nreference = { threads = 1 }\n"
+        }
+        _ => "generator = { threads = 1 }\nreference = { replicas = 0, nodes = 2, threads = 1 }\n",
+    };
     let config = policy_config(
         &dir,
         "nodes",
         steps,
         4,
         1,
-        "generator = { replicas = 0, nodes = 2, threads = 1 }\nreference = { threads = 1 }\n",
+        actors,
         Some((port, &secret, "")),
     );
     let mut trainer = Proc::ppo(&config);
-    let mut doomed = Proc::node_as(&config, "generator", "gen-doomed");
-    let mut survivor = Proc::node_as(&config, "generator", "gen-survivor");
+    let mut doomed = Proc::node_as(&config, role, "doomed");
+    let mut survivor = Proc::node_as(&config, role, "survivor");
     let run = dir.join("nodes");
     wait_for_steps(&run, 2, &mut trainer);
     // SIGKILL: no goodbye on the wire, the session just ends.
@@ -643,11 +651,21 @@ fn a_generator_node_killed_mid_run_hands_its_work_to_the_other() {
     assert!(survivor.wait(30).success(), "{}", survivor.stderr());
     let log = trainer.stderr();
     assert!(
-        log.contains("generator.gen-doomed is gone; chunk"),
+        log.contains(&format!("{role}.doomed is gone; chunk")),
         "no re-queue logged:\n{log}"
     );
     // Every episode once: the same steps and weights as an uninterrupted local run.
     assert_same_training(&run, &local_run(&dir, steps, 4, 1));
+}
+
+#[test]
+fn a_generator_node_killed_mid_run_hands_its_work_to_the_other() {
+    a_killed_node_hands_its_work_to_the_other("generator");
+}
+
+#[test]
+fn a_reference_node_killed_mid_run_hands_its_work_to_the_other() {
+    a_killed_node_hands_its_work_to_the_other("reference");
 }
 
 #[test]
