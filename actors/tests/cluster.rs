@@ -668,6 +668,53 @@ fn a_reference_node_killed_mid_run_hands_its_work_to_the_other() {
     a_killed_node_hands_its_work_to_the_other("reference");
 }
 
+/// A node started mid-run joins as a replica and takes chunks: after it joined, the
+/// other two are killed one by one, and the run finishes on it alone, training what an
+/// uninterrupted local run trains.
+#[test]
+fn a_generator_node_that_joins_mid_run_takes_chunks() {
+    let (dir, secret) = test_dir("late-generator", "late-secret");
+    let port = free_port();
+    // Long enough for a node process to start and join while the run goes on.
+    let steps = 150;
+    let config = policy_config(
+        &dir,
+        "nodes",
+        steps,
+        4,
+        1,
+        "generator = { replicas = 0, nodes = 2, threads = 1 }\nreference = { threads = 1 }\n",
+        Some((port, &secret, "")),
+    );
+    let mut trainer = Proc::ppo(&config);
+    let mut first = Proc::node_as(&config, "generator", "first");
+    let mut second = Proc::node_as(&config, "generator", "second");
+    let run = dir.join("nodes");
+    wait_for_steps(&run, 2, &mut trainer);
+    first.child.kill().unwrap();
+    let mut late = Proc::node_as(&config, "generator", "late");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !trainer.stderr().contains("generator.late joined mid-run") {
+        assert!(
+            Instant::now() < deadline,
+            "no late join:\n{}",
+            trainer.stderr()
+        );
+        assert!(
+            trainer.child.try_wait().unwrap().is_none(),
+            "the run ended before the late node joined:\n{}",
+            trainer.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    second.child.kill().unwrap();
+    assert!(trainer.wait(300).success(), "{}", trainer.stderr());
+    assert!(late.wait(30).success(), "{}", late.stderr());
+    let log = trainer.stderr();
+    assert!(log.contains("generator.second is gone; chunk"), "{log}");
+    assert_same_training(&run, &local_run(&dir, steps, 4, 1));
+}
+
 #[test]
 fn bf16_weights_reach_a_generator_node_over_tls_and_missing_nodes_fail_the_run_by_count() {
     let (dir, secret) = test_dir("bf16-and-missing", "bf16-secret");

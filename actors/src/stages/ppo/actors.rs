@@ -1,12 +1,13 @@
 //! The four actors of a PPO run (generator, reference policy, reward, learner), where
 //! their models come from, and how they start.
 
+use super::nodes::Nodes;
 use super::weights::Published;
 use crate::system::generator::{Generator, GeneratorArgs, GeneratorMsg, Sampler};
 use crate::system::learner::{ask_common, Common, LearnerArgs, PpoEngine, PpoLearnerActor, PpoMsg};
 use crate::system::policy_node::link::Cluster;
 use crate::system::policy_node::node::Role;
-use crate::system::policy_node::proxy::{ProxyArgs, RemoteGenerator, RemoteReference};
+use crate::system::policy_node::proxy::{RemoteGenerator, RemoteReference};
 use crate::system::policy_node::wire::Setup;
 use crate::system::reward::{BuildContext, Decoder, LoadModel};
 use crate::system::scorers::{
@@ -35,9 +36,10 @@ pub struct Actors {
     pub learner: ActorRef<PpoMsg>,
     pub pad_id: i64,
     /// Every actor above is linked to it.
-    pub supervised: Supervised,
-    /// Where the replicas on nodes joined; dropping it ends their sessions.
-    pub cluster: Option<Cluster>,
+    pub supervised: Arc<Supervised>,
+    /// Where the replicas on nodes joined (and later ones join); dropping it ends their
+    /// sessions.
+    pub nodes: Option<Nodes>,
 }
 
 impl Actors {
@@ -60,8 +62,8 @@ impl Actors {
             s.actor.stop(None);
         }
         self.learner.stop(None);
-        if let Some(cluster) = &self.cluster {
-            cluster.close();
+        if let Some(nodes) = &self.nodes {
+            nodes.close();
         }
     }
 }
@@ -91,7 +93,7 @@ fn replica_name(kind: &'static str, i: usize, count: usize) -> &'static str {
     }
 }
 
-fn intern(name: String) -> &'static str {
+pub(super) fn intern(name: String) -> &'static str {
     Box::leak(name.into_boxed_str())
 }
 
@@ -175,7 +177,7 @@ pub(super) async fn spawn_with(
     arm: fn(&mut PpoLearner),
 ) -> anyhow::Result<Actors> {
     let a = &stage.actors;
-    let supervised = Supervised::start().await?;
+    let supervised = Arc::new(Supervised::start().await?);
     let options = GenerateOptions {
         sampling: stage.sampling.clone(),
         max_new_tokens: stage.max_new_tokens,
@@ -216,7 +218,7 @@ pub(super) async fn spawn_with(
         let actor = supervised.spawn(name, Scorer::new(), args).await?;
         references.push(Replica { name, actor });
     }
-    let cluster = match stage.has_nodes() {
+    let nodes = match stage.has_nodes() {
         true => {
             let setup = Setup {
                 seed,
@@ -225,12 +227,8 @@ pub(super) async fn spawn_with(
                 eos_token_ids: options.eos_token_ids.clone(),
                 pad_token_id: options.pad_token_id,
             };
-            let cluster = Cluster::start(&stage.cluster).await?;
-            let nodes = Nodes {
-                cluster: &cluster,
-                setup,
-                supervised: &supervised,
-            };
+            let cluster = Arc::new(Cluster::start(&stage.cluster).await?);
+            let nodes = Nodes::new(cluster, setup, supervised.clone());
             generators.extend(
                 nodes
                     .join(Role::Generator, a.generator.nodes, RemoteGenerator)
@@ -241,7 +239,7 @@ pub(super) async fn spawn_with(
                     .join(Role::Reference, a.reference.nodes, RemoteReference)
                     .await?,
             );
-            Some(cluster)
+            Some(nodes)
         }
         false => None,
     };
@@ -300,43 +298,6 @@ pub(super) async fn spawn_with(
         learner,
         pad_id: tokens.pad,
         supervised,
-        cluster,
+        nodes,
     })
-}
-
-/// What replicas on nodes are made of.
-struct Nodes<'a> {
-    cluster: &'a Cluster,
-    setup: Setup,
-    supervised: &'a Supervised,
-}
-
-impl Nodes<'_> {
-    /// Replicas of `role` for `count` nodes, named `role.<node name>`, each a stand-in
-    /// `proxy` actor for its node: the cluster's nodes as they join.
-    async fn join<A>(
-        &self,
-        role: Role,
-        count: usize,
-        proxy: A,
-    ) -> anyhow::Result<Vec<Replica<A::Msg>>>
-    where
-        A: ractor::Actor<Arguments = ProxyArgs> + Clone,
-    {
-        let config = self.cluster.config();
-        let mut replicas = Vec::new();
-        for link in self.cluster.wait_for(role, count).await? {
-            let name = intern(format!("{}.{}", role.name(), link.name));
-            let args = ProxyArgs {
-                name,
-                link,
-                setup: self.setup.clone(),
-                weights_kind: config.weights_dtype.kind(),
-                weight_chunk_bytes: config.weight_chunk_mib << 20,
-            };
-            let actor = self.supervised.spawn(name, proxy.clone(), args).await?;
-            replicas.push(Replica { name, actor });
-        }
-        Ok(replicas)
-    }
 }

@@ -23,6 +23,7 @@ mod checkpoint;
 mod consume;
 mod inflight;
 mod metrics;
+mod nodes;
 mod produce;
 mod prompts;
 #[cfg(test)]

@@ -8,10 +8,13 @@
 
 use super::actors::{Actors, Replica};
 use super::metrics::{self, ProducerTimes};
+use super::nodes::Nodes;
 use super::prompts::PromptCycle;
 use super::weights::{Published, WeightBoard};
 use super::work_queue::WorkQueue;
 use crate::system::generator::{EpisodeKey, GeneratorMsg};
+use crate::system::policy_node::node::Role;
+use crate::system::policy_node::proxy::{RemoteGenerator, RemoteReference};
 use crate::system::rpc::ask;
 use crate::system::scorers::ScorerMsg;
 use anyhow::Context;
@@ -19,9 +22,10 @@ use rlhf::config::PpoStage;
 use rlhf::rollout::{BatchFigures, RolloutBatch};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
+use tracing::info;
 
 /// A scored batch, its figures, and the seconds each producer phase took.
 pub struct Produced {
@@ -41,6 +45,8 @@ pub struct Producer {
     pub stage: PpoStage,
     pub seed: u64,
     pub pad_id: i64,
+    /// Where replicas on nodes join, when the run has any.
+    pub nodes: Option<Nodes>,
 }
 
 impl Producer {
@@ -60,6 +66,7 @@ impl Producer {
             stage: stage.clone(),
             seed,
             pad_id: actors.pad_id,
+            nodes: actors.nodes.clone(),
         }
     }
 
@@ -85,12 +92,7 @@ impl Producer {
         }
         let at_reference = WorkQueue::new(at_reference, self.references.len());
         for replica in &self.references {
-            let stage = ScoringStage {
-                replica: replica.clone(),
-                what: "reference policy",
-                next: Some("reward"),
-                record: |t, s| t.reference += s,
-            };
+            let stage = ScoringStage::reference(replica.clone());
             replicas.spawn(stage.serve(at_reference.clone(), to_reward.clone()));
         }
         let at_reward = WorkQueue::new(at_reward, self.rewards.len());
@@ -103,20 +105,40 @@ impl Producer {
             };
             replicas.spawn(stage.serve(at_reward.clone(), to_gather.clone()));
         }
+        // Nodes that join later get replicas of their own, while their stage is open.
+        let (spawn_late, mut late) = mpsc::unbounded_channel::<ReplicaTask>();
+        let late_nodes = LateNodes {
+            generate: (at_generate.clone(), to_reference.downgrade()),
+            reference: (at_reference.clone(), to_reward.downgrade()),
+            spawn: spawn_late,
+        };
         // The replicas hold the only senders now: each stage closes when the one before ends.
         drop((to_reference, to_reward, to_gather));
         let replicas = async {
-            while let Some(done) = replicas.join_next().await {
-                done.context("a producer replica task panicked")??;
+            loop {
+                tokio::select! {
+                    done = replicas.join_next() => match done {
+                        Some(done) => done.context("a producer replica task panicked")??,
+                        None => break,
+                    },
+                    Some(task) = late.recv() => {
+                        replicas.spawn(task);
+                    }
+                }
             }
             anyhow::Ok(())
         };
-        tokio::try_join!(
-            self.dispatch(start, chunks, to_generate, board),
-            replicas,
-            self.gather(start, chunks, at_gather, queue),
-        )?;
-        Ok(())
+        let producing = async {
+            tokio::try_join!(
+                self.dispatch(start, chunks, to_generate, board),
+                replicas,
+                self.gather(start, chunks, at_gather, queue),
+            )
+        };
+        tokio::select! {
+            produced = producing => produced.map(|_| ()),
+            failed = late_nodes.watch(&self) => failed,
+        }
     }
 
     /// Split batch after batch into chunks for the generator replicas, each batch once its
@@ -236,6 +258,60 @@ struct Chunk {
     keys: Vec<EpisodeKey>,
 }
 
+/// A replica's loop, as the producer runs it.
+type ReplicaTask = std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>> + Send>>;
+
+/// Where replicas for nodes that join mid-run go: the generator and reference stages'
+/// queues with (weakly, so the stages still close) the stage after each.
+struct LateNodes {
+    generate: (WorkQueue<Chunk>, mpsc::WeakSender<Part>),
+    reference: (WorkQueue<Part>, mpsc::WeakSender<Part>),
+    spawn: mpsc::UnboundedSender<ReplicaTask>,
+}
+
+/// How often the producer looks for nodes that joined.
+const LATE_NODE_POLL: Duration = Duration::from_millis(500);
+
+impl LateNodes {
+    /// Give every generator or reference node that joins (the roles the run has nodes
+    /// of) a replica on its stage's queue while the stage is open. Returns only on an
+    /// error: the producer ends it when its work is done.
+    async fn watch(self, producer: &Producer) -> anyhow::Result<()> {
+        let Some(nodes) = &producer.nodes else {
+            return std::future::pending().await;
+        };
+        let placement = &producer.stage.actors;
+        loop {
+            tokio::time::sleep(LATE_NODE_POLL).await;
+            let (queue, next) = &self.generate;
+            if let (true, Some(out)) = (placement.generator.nodes > 0, next.upgrade()) {
+                if let Some(replica) = nodes.late(Role::Generator, RemoteGenerator).await? {
+                    info!(
+                        "{} joined mid-run; it takes generation chunks from now on",
+                        replica.name
+                    );
+                    queue.add_replica();
+                    let _ = self
+                        .spawn
+                        .send(Box::pin(generate_on(replica, queue.clone(), out)));
+                }
+            }
+            let (queue, next) = &self.reference;
+            if let (true, Some(out)) = (placement.reference.nodes > 0, next.upgrade()) {
+                if let Some(replica) = nodes.late(Role::Reference, RemoteReference).await? {
+                    info!(
+                        "{} joined mid-run; it takes reference chunks from now on",
+                        replica.name
+                    );
+                    queue.add_replica();
+                    let stage = ScoringStage::reference(replica);
+                    let _ = self.spawn.send(Box::pin(stage.serve(queue.clone(), out)));
+                }
+            }
+        }
+    }
+}
+
 /// A generated chunk between the producer's stages, with the seconds each stage took.
 struct Part {
     batch: u64,
@@ -315,6 +391,15 @@ struct ScoringStage {
 }
 
 impl ScoringStage {
+    fn reference(replica: Replica<ScorerMsg>) -> ScoringStage {
+        ScoringStage {
+            replica,
+            what: "reference policy",
+            next: Some("reward"),
+            record: |t, s| t.reference += s,
+        }
+    }
+
     async fn serve(self, input: WorkQueue<Part>, output: mpsc::Sender<Part>) -> anyhow::Result<()> {
         let Replica { name, actor } = &self.replica;
         // "reward actor", or "reward actor reward.1" among several.

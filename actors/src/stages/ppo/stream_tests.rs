@@ -198,6 +198,7 @@ async fn fake_producer(
         stage,
         seed: 5,
         pad_id: 0,
+        nodes: None,
     }
 }
 

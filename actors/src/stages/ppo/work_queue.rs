@@ -44,6 +44,11 @@ impl<T> WorkQueue<T> {
         }))
     }
 
+    /// One more replica serves the queue (a node that joined mid-run).
+    pub fn add_replica(&self) {
+        self.0.live.fetch_add(1, Ordering::SeqCst);
+    }
+
     /// The next item: a handed-back one first; none once the input has closed and every
     /// item taken is done.
     pub async fn next(&self) -> Option<T> {

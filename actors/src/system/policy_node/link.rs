@@ -103,7 +103,7 @@ impl Cluster {
     }
 
     /// An authenticated node not yet taken whose `role` actor has reached this side.
-    fn next_node(&self, role: Role) -> Option<NodeLink> {
+    pub fn next_node(&self, role: Role) -> Option<NodeLink> {
         let members = ractor::pg::get_members(&role.group().to_string());
         let mut taken = self.taken.lock().unwrap_or_else(|e| e.into_inner());
         let (id, peer, cell) = self
