@@ -2,6 +2,7 @@
 //! their models come from, and how they start.
 
 use super::nodes::Nodes;
+use super::replica::{replica_name, Replica};
 use super::weights::Published;
 use crate::system::generator::{Generator, GeneratorArgs, GeneratorMsg, Sampler};
 use crate::system::learner::{ask_common, Common, LearnerArgs, PpoEngine, PpoLearnerActor, PpoMsg};
@@ -66,35 +67,6 @@ impl Actors {
             nodes.close();
         }
     }
-}
-
-/// One replica of an actor, with its name (the `actor` label of its metrics).
-pub struct Replica<M: ractor::Message> {
-    pub name: &'static str,
-    pub actor: ActorRef<M>,
-}
-
-impl<M: ractor::Message> Clone for Replica<M> {
-    fn clone(&self) -> Self {
-        Replica {
-            name: self.name,
-            actor: self.actor.clone(),
-        }
-    }
-}
-
-/// The name of local replica `i` of `count` replicas (nodes included) of an actor `kind`:
-/// the kind alone for a single replica, else `kind.i` (the `actor` label of its metrics).
-/// Interned for the run: a run has a handful of replicas.
-fn replica_name(kind: &'static str, i: usize, count: usize) -> &'static str {
-    match count {
-        1 => kind,
-        _ => intern(format!("{kind}.{i}")),
-    }
-}
-
-pub(super) fn intern(name: String) -> &'static str {
-    Box::leak(name.into_boxed_str())
 }
 
 /// What the actors need to know about tokens: the EOS ids a response stops at (none:

@@ -26,6 +26,7 @@ mod metrics;
 mod nodes;
 mod produce;
 mod prompts;
+mod replica;
 #[cfg(test)]
 mod replica_tests;
 mod run;

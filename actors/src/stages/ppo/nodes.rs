@@ -1,7 +1,7 @@
 //! The replicas on nodes: the ones the run waits for before its first batch, and the ones
 //! that join later (a restarted node, or one more) and take chunks from then on.
 
-use super::actors::{intern, Replica};
+use super::replica::{intern, Replica};
 use crate::system::policy_node::link::{Cluster, NodeLink};
 use crate::system::policy_node::node::Role;
 use crate::system::policy_node::proxy::ProxyArgs;

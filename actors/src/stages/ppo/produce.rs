@@ -6,10 +6,11 @@
 //! scored. Batch k is sampled with the weights after step k - max_staleness, taken from the
 //! [`WeightBoard`]: a replica loads them before its first chunk of the batch.
 
-use super::actors::{Actors, Replica};
+use super::actors::Actors;
 use super::metrics::{self, ProducerTimes};
 use super::nodes::Nodes;
 use super::prompts::PromptCycle;
+use super::replica::Replica;
 use super::weights::{Published, WeightBoard};
 use super::work_queue::WorkQueue;
 use crate::system::generator::{EpisodeKey, GeneratorMsg};

@@ -2,8 +2,8 @@
 //! policy is still scoring the one before, batches reach the queue in order, and chunks
 //! done by several replicas out of order are gathered in order.
 
-use super::actors::Replica;
 use super::produce::Producer;
+use super::replica::Replica;
 use super::tests::stage;
 use super::weights::{Published, WeightBoard};
 use crate::system::generator::GeneratorMsg;
