@@ -5,7 +5,7 @@ use crate::sampling::Sampling;
 use tch::Tensor;
 
 /// What to generate and when to stop.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct GenerateOptions {
     pub sampling: Sampling,
     pub max_new_tokens: i64,

@@ -19,7 +19,7 @@ use tracing::Instrument;
 
 /// Which episode of the run a row is: the prompt's index among the prompts the run has
 /// drawn (a prompt drawn again gets a new index) and the sample's index for that prompt.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct EpisodeKey {
     pub prompt: u64,
     pub sample: u64,

@@ -194,10 +194,7 @@ pub(super) async fn spawn_with(
         true => {
             let setup = Setup {
                 seed,
-                sampling: options.sampling.clone(),
-                max_new_tokens: options.max_new_tokens,
-                eos_token_ids: options.eos_token_ids.clone(),
-                pad_token_id: options.pad_token_id,
+                options: options.clone(),
             };
             let cluster = Arc::new(Cluster::start(&stage.cluster).await?);
             let nodes = Nodes::new(cluster, setup, supervised.clone());

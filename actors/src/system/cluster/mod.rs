@@ -132,6 +132,27 @@ impl Roster {
         peers
     }
 
+    /// The first authenticated peer, other than those `skip` names, whose actor in process
+    /// group `group` has reached this side (the handshake's group sync carries it), with
+    /// that actor.
+    pub fn member_of(
+        &self,
+        group: &str,
+        skip: impl Fn(NodeId) -> bool,
+    ) -> Option<(NodeId, Peer, ractor::ActorCell)> {
+        let members = ractor::pg::get_members(&group.to_string());
+        self.authenticated()
+            .into_iter()
+            .filter(|(id, _)| !skip(*id))
+            .find_map(|(id, peer)| {
+                let cell = members.iter().find(|c| {
+                    let actor = c.get_id();
+                    !actor.is_local() && actor.node() == id
+                })?;
+                Some((id, peer, cell.clone()))
+            })
+    }
+
     pub fn refused(&self) -> Vec<String> {
         self.lock().refused.clone()
     }

@@ -104,20 +104,10 @@ impl Cluster {
 
     /// An authenticated node not yet taken whose `role` actor has reached this side.
     pub fn next_node(&self, role: Role) -> Option<NodeLink> {
-        let members = ractor::pg::get_members(&role.group().to_string());
         let mut taken = self.taken.lock().unwrap_or_else(|e| e.into_inner());
         let (id, peer, cell) = self
             .roster
-            .authenticated()
-            .into_iter()
-            .filter(|(id, _)| !taken.contains(id))
-            .find_map(|(id, peer)| {
-                let cell = members.iter().find(|c| {
-                    let actor = c.get_id();
-                    !actor.is_local() && actor.node() == id
-                })?;
-                Some((id, peer, cell.clone()))
-            })?;
+            .member_of(role.group(), |id| taken.contains(&id))?;
         taken.insert(id);
         Some(NodeLink {
             name: peer.name.clone(),
@@ -132,9 +122,7 @@ impl Cluster {
     pub fn config(&self) -> &ClusterConfig {
         &self.config
     }
-}
 
-impl Cluster {
     /// Stop listening and end every node's session (which ends `rlhf node` cleanly).
     pub fn close(&self) {
         self.server.stop(None);

@@ -8,7 +8,6 @@ use crate::system::scorers::Reference;
 use crate::system::worker::Worker;
 use anyhow::{anyhow, bail, ensure};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use rlhf::generate::GenerateOptions;
 use rlhf::model::Model;
 use tracing::{debug, warn};
 
@@ -125,7 +124,7 @@ impl PolicyNodeState {
         let (request, raw): (Request, &[u8]) = wire::unframe(bytes, "the trainer")?;
         match request {
             Request::Setup(setup) => {
-                self.pad_id = setup.pad_token_id;
+                self.pad_id = setup.options.pad_token_id;
                 let role = self.role;
                 self.worker.call(move |e| e.setup(role, setup)).await?;
                 Ok((Answer::Done, Vec::new()))
@@ -154,7 +153,7 @@ impl PolicyNodeState {
                 keys,
                 batch,
             } => {
-                let (keys, pad) = (wire::keys_from_wire(&keys), self.pad_id);
+                let pad = self.pad_id;
                 let rollout = self
                     .worker
                     .call(move |e| e.sampler()?.rollout(&prompts, &keys, batch, pad))
@@ -231,19 +230,10 @@ impl Engine {
         };
         let model = slot.take().expect("matched");
         *self = match role {
-            Role::Generator => {
-                let options = GenerateOptions {
-                    sampling: setup.sampling,
-                    max_new_tokens: setup.max_new_tokens,
-                    eos_token_ids: setup.eos_token_ids,
-                    pad_token_id: setup.pad_token_id,
-                    static_batch: false,
-                };
-                Engine::Generator(Sampler::new(model, options, setup.seed))
-            }
+            Role::Generator => Engine::Generator(Sampler::new(model, setup.options, setup.seed)),
             Role::Reference => Engine::Reference(Reference {
                 model,
-                sampling: setup.sampling,
+                sampling: setup.options.sampling,
             }),
         };
         Ok(())

@@ -42,7 +42,6 @@ async fn set_up(args: ProxyArgs) -> anyhow::Result<ProxyState> {
 impl ProxyState {
     /// The rollout the node sends back for `request` (with `raw` after it).
     async fn rollout(&self, request: Request, raw: &[u8]) -> anyhow::Result<RolloutBatch> {
-        let rows_before = telemetry_rows(&request);
         let answer = self.args.link.call(wire::frame(&request, raw)?).await;
         let (answer, raw) = match answer {
             Ok(answer) => answer,
@@ -58,7 +57,7 @@ impl ProxyState {
             );
         };
         let batch = wire::unpack_rollout(&header, &raw)?;
-        telemetry::processed(self.args.name, rows_before.unwrap_or(batch.len() as i64));
+        telemetry::processed(self.args.name, batch.len());
         Ok(batch)
     }
 
@@ -103,13 +102,6 @@ impl ProxyState {
     }
 }
 
-fn telemetry_rows(request: &Request) -> Option<i64> {
-    match request {
-        Request::Generate { prompts, .. } => Some(prompts.len() as i64),
-        _ => None,
-    }
-}
-
 /// A generator replica on a node.
 #[derive(Clone)]
 pub struct RemoteGenerator;
@@ -137,7 +129,7 @@ impl Actor for RemoteGenerator {
             GeneratorMsg::Generate(prompts, keys, batch, reply) => {
                 let request = Request::Generate {
                     prompts,
-                    keys: wire::keys_to_wire(&keys),
+                    keys,
                     batch,
                 };
                 let _ = reply.send(state.rollout(request, &[]).await);

@@ -9,8 +9,8 @@ use crate::system::serial;
 use anyhow::{anyhow, bail, ensure, Context};
 use ractor::RpcReplyPort;
 use ractor_cluster::RactorClusterMessage;
+use rlhf::generate::GenerateOptions;
 use rlhf::rollout::RolloutBatch;
-use rlhf::sampling::Sampling;
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
@@ -29,15 +29,11 @@ pub enum PolicyNodeMsg {
     Call(Vec<u8>, RpcReplyPort<Vec<u8>>),
 }
 
-/// How a generator samples (the trainer's `GenerateOptions`) and from which seed; a
-/// reference node uses the sampling only.
+/// How a generator samples and from which seed; a reference node uses the sampling only.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Setup {
     pub seed: u64,
-    pub sampling: Sampling,
-    pub max_new_tokens: i64,
-    pub eos_token_ids: Vec<i64>,
-    pub pad_token_id: i64,
+    pub options: GenerateOptions,
 }
 
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
@@ -58,7 +54,7 @@ pub enum Request {
     /// rollout batch `batch`.
     Generate {
         prompts: Vec<Vec<i64>>,
-        keys: Vec<(u64, u64)>,
+        keys: Vec<EpisodeKey>,
         batch: u64,
     },
     /// Add the reference log-probs to the rollout the frame carries.
@@ -255,17 +251,6 @@ pub fn unpack_rollout(header: &RolloutHeader, raw: &[u8]) -> anyhow::Result<Roll
     })
 }
 
-/// Episode keys as the wire carries them, and back.
-pub fn keys_to_wire(keys: &[EpisodeKey]) -> Vec<(u64, u64)> {
-    keys.iter().map(|k| (k.prompt, k.sample)).collect()
-}
-
-pub fn keys_from_wire(keys: &[(u64, u64)]) -> Vec<EpisodeKey> {
-    keys.iter()
-        .map(|&(prompt, sample)| EpisodeKey { prompt, sample })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -312,7 +297,10 @@ mod tests {
     fn frames_round_trip_and_refuse_other_protocols() {
         let request = Request::Generate {
             prompts: vec![vec![1, 2, 3]],
-            keys: vec![(7, 1)],
+            keys: vec![EpisodeKey {
+                prompt: 7,
+                sample: 1,
+            }],
             batch: 4,
         };
         let bytes = frame(&request, b"raw").unwrap();

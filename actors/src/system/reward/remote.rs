@@ -134,21 +134,12 @@ impl RemoteReward {
     }
 
     fn find_node(&self) -> Option<Node> {
-        let members = ractor::pg::get_members(&wire::GROUP.to_string());
-        self.roster
-            .authenticated()
-            .into_iter()
-            .find_map(|(id, peer)| {
-                let cell = members.iter().find(|c| {
-                    let actor = c.get_id();
-                    !actor.is_local() && actor.node() == id
-                })?;
-                Some(Node {
-                    id,
-                    actor: ActorRef::from(cell.clone()),
-                    peer,
-                })
-            })
+        let (id, peer, cell) = self.roster.member_of(wire::GROUP, |_| false)?;
+        Some(Node {
+            id,
+            actor: ActorRef::from(cell),
+            peer,
+        })
     }
 
     /// One try: the request to the node, its answer back.
