@@ -168,10 +168,17 @@ ts("Policy and value loss", "PPO clipped policy loss and value-function loss (rl
             (gauge("rlhf_value_loss"), "value {{stage}}")])
 ts("Pretraining loss (PPO-ptx)", "Pretraining negative log-likelihood per token in PPO-ptx (rlhf_ptx_loss_nats).",
    "suffix: nats", [(gauge("rlhf_ptx_loss_nats"), "{{stage}}")])
-ts("Supervised loss", "Training loss of the last step of a supervised stage: NLL per token for pretraining and SFT, the K-wise ranking loss for the reward model (rlhf_loss).",
+ts("Supervised loss", "Training loss of the last step of a supervised stage: NLL per token for pretraining and SFT, the K-wise ranking loss for the reward model, the preference loss for DPO (rlhf_loss).",
    "none", [(gauge("rlhf_loss"), "{{stage}}")])
-ts("Reward model accuracy", "Fraction of ranked pairs the reward model orders like the labels in the last step (rlhf_accuracy_ratio).",
+ts("Ranking accuracy", "Fraction of ranked pairs the reward model (DPO: the implicit reward) orders like the labels in the last step (rlhf_accuracy_ratio).",
    "percentunit", [(gauge("rlhf_accuracy_ratio"), "{{stage}}")], minv=0, maxv=1)
+ts("Reward margin", "Mean reward margin r(better) - r(worse) over the last step's ranked pairs: the reward model's, or DPO's implicit reward's (rlhf_reward_margin).",
+   "none", [(gauge("rlhf_reward_margin"), "{{stage}}")])
+ts("DPO implicit rewards", "DPO: mean implicit reward beta * (log pi - log pi_ref) of each pair's better (chosen) and worse (rejected) response in the last step (rlhf_chosen_reward, rlhf_rejected_reward).",
+   "none", [(gauge("rlhf_chosen_reward"), "chosen {{stage}}"),
+            (gauge("rlhf_rejected_reward"), "rejected {{stage}}")])
+ts("DPO implicit KL", "DPO: mean log pi - log pi_ref of a ranked response in the last step, nats per response (rlhf_implicit_kl_nats).",
+   "suffix: nats", [(gauge("rlhf_implicit_kl_nats"), "{{stage}}")])
 ts("Gradient norm", "Global gradient norm before clipping; PPO: the policy's (rlhf_grad_norm).",
    "none", [(gauge("rlhf_grad_norm"), "{{stage}}")])
 ts("Learning rate", "Learning rate of the last optimizer step (rlhf_learning_rate).",

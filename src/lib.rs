@@ -22,8 +22,10 @@
 //!
 //! Training math
 //! - [`losses`]: SFT cross-entropy and the K-wise reward-model loss.
+//! - [`dpo`]: DPO on rankings (Plackett-Luce or pairs; sigmoid, cDPO, IPO).
 //! - [`optim`], [`schedule`]: AdamW with saveable state; cosine and constant schedules.
-//! - [`train`]: [`train::Trainer`], one model + optimizer + schedule (SFT, RM, pretraining).
+//! - [`train`]: [`train::Trainer`], one model + optimizer + schedule (SFT, RM, DPO,
+//!   pretraining).
 //! - [`eval`]: bootstrap intervals, win rates, pairwise reward-model agreement.
 //!
 //! PPO
@@ -49,6 +51,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod data;
 pub mod device;
+pub mod dpo;
 pub mod error;
 pub mod eval;
 pub mod faults;

@@ -39,15 +39,8 @@ pub fn sft_loss(logits: &Tensor, targets: &Tensor, mask: &Tensor) -> (Tensor, Sf
     };
     assert_eq!(targets.size(), [b, t], "sft_loss: targets must be [B, T]");
     assert_eq!(mask.size(), [b, t], "sft_loss: mask must be [B, T]");
-    let counted = mask.to_kind(Kind::Bool);
-    let weights = counted.to_kind(Kind::Float);
-    let safe_targets = targets
-        .to_kind(Kind::Int64)
-        .masked_fill(&counted.logical_not(), 0);
-    let token_logp = logits
-        .log_softmax(-1, Kind::Float)
-        .gather(-1, &safe_targets.unsqueeze(-1), false)
-        .squeeze_dim(-1);
+    let weights = mask.to_kind(Kind::Bool).to_kind(Kind::Float);
+    let token_logp = token_logps(logits, targets, mask);
     let tokens = weights.sum(Kind::Float);
     let loss = -(token_logp * &weights).sum(Kind::Float) / tokens.clamp_min(1.0);
     let host = read_back(&[&loss, &tokens]);
@@ -56,6 +49,25 @@ pub fn sft_loss(logits: &Tensor, targets: &Tensor, mask: &Tensor) -> (Tensor, Sf
         loss: host[0],
     };
     (loss, stats)
+}
+
+/// Each row's log-probability of its counted targets, summed: [B] f32. Same arguments as
+/// [`sft_loss`]; DPO's sequence log-probability of a response.
+pub fn sequence_logps(logits: &Tensor, targets: &Tensor, mask: &Tensor) -> Tensor {
+    (token_logps(logits, targets, mask) * mask.to_kind(Kind::Bool).to_kind(Kind::Float))
+        .sum_dim_intlist(-1, false, Kind::Float)
+}
+
+/// log softmax(logits)[target] per position, [B, T] f32, with masked-out targets (never
+/// read) replaced by id 0.
+fn token_logps(logits: &Tensor, targets: &Tensor, mask: &Tensor) -> Tensor {
+    let safe_targets = targets
+        .to_kind(Kind::Int64)
+        .masked_fill(&mask.to_kind(Kind::Bool).logical_not(), 0);
+    logits
+        .log_softmax(-1, Kind::Float)
+        .gather(-1, &safe_targets.unsqueeze(-1), false)
+        .squeeze_dim(-1)
 }
 
 /// The InstructGPT K-wise reward loss. rewards [N] (one scalar per (prompt, response) row;
@@ -71,47 +83,12 @@ pub fn sft_loss(logits: &Tensor, targets: &Tensor, mask: &Tensor) -> (Tensor, Sf
 /// readers validate rankings, so that is a programming error.
 pub fn kwise_loss(rewards: &Tensor, groups: &[Vec<usize>]) -> (Tensor, RankStats) {
     let r = rewards.reshape([-1]).to_kind(Kind::Float);
-    let n = r.size()[0] as usize;
-    let prompts = groups.len();
-    let pairs: usize = groups
-        .iter()
-        .map(|g| g.len() * g.len().saturating_sub(1) / 2)
-        .sum();
-    if pairs == 0 {
-        assert!(
-            prompts == 0,
-            "kwise_loss: every group needs at least two rows"
-        );
+    let pairs = pair_index(groups, r.size()[0] as usize, r.device());
+    if pairs.count == 0 {
         return (r.sum(Kind::Float) * 0.0, RankStats::default());
     }
-    let mut index = vec![0i64; 2 * pairs];
-    let mut weight = Vec::with_capacity(pairs);
-    let mut at = 0;
-    for group in groups {
-        let k = group.len();
-        assert!(
-            k >= 2,
-            "kwise_loss: a group has {k} row(s), needs at least two"
-        );
-        for &row in group {
-            assert!(row < n, "kwise_loss: row {row} is outside the {n} rewards");
-        }
-        let w = 1.0 / (prompts as f64 * (k * (k - 1) / 2) as f64);
-        for i in 0..k {
-            for j in i + 1..k {
-                index[at] = group[i] as i64;
-                index[pairs + at] = group[j] as i64;
-                weight.push(w as f32);
-                at += 1;
-            }
-        }
-    }
-    let device = r.device();
-    let index = Tensor::from_slice(&index).to_device(device);
-    let weight = Tensor::from_slice(&weight).to_device(device);
-    let chosen = r.index_select(0, &index).view([2, pairs as i64]);
-    let margin = chosen.get(0) - chosen.get(1);
-    let loss = -(margin.log_sigmoid() * &weight).sum(Kind::Float);
+    let margin = r.index_select(0, &pairs.better) - r.index_select(0, &pairs.worse);
+    let loss = -(margin.log_sigmoid() * &pairs.weight).sum(Kind::Float);
     let (accuracy, mean_margin) = tch::no_grad(|| {
         (
             margin.gt(0.0).to_kind(Kind::Float).mean(Kind::Float),
@@ -120,12 +97,52 @@ pub fn kwise_loss(rewards: &Tensor, groups: &[Vec<usize>]) -> (Tensor, RankStats
     });
     let host = read_back(&[&loss, &accuracy, &mean_margin]);
     let stats = RankStats {
-        pairs,
+        pairs: pairs.count,
         accuracy: host[1],
         mean_margin: host[2],
         loss: host[0],
     };
     (loss, stats)
+}
+
+/// Every ranked (better, worse) pair of `groups` (each prompt's rows best first), as row
+/// indices, with each pair's weight 1 / (P * C(K,2)) so that
+/// every prompt counts once whatever its K.
+pub(crate) struct Pairs {
+    pub count: usize,
+    pub better: Tensor,
+    pub worse: Tensor,
+    pub weight: Tensor,
+}
+
+/// The pairs of `groups` over `n` rows, as tensors on `device` (see [`Pairs`]).
+///
+/// Panics when a group has fewer than two rows or names a row outside `n`: the data
+/// readers validate rankings, so that is a programming error.
+pub(crate) fn pair_index(groups: &[Vec<usize>], n: usize, device: Device) -> Pairs {
+    let prompts = groups.len();
+    let (mut better, mut worse, mut weight) = (Vec::new(), Vec::new(), Vec::new());
+    for group in groups {
+        let k = group.len();
+        assert!(k >= 2, "a ranking has {k} row(s), needs at least two");
+        for &row in group {
+            assert!(row < n, "row {row} is outside the {n} rows");
+        }
+        let w = 1.0 / (prompts as f64 * (k * (k - 1) / 2) as f64);
+        for i in 0..k {
+            for j in i + 1..k {
+                better.push(group[i] as i64);
+                worse.push(group[j] as i64);
+                weight.push(w as f32);
+            }
+        }
+    }
+    Pairs {
+        count: weight.len(),
+        better: Tensor::from_slice(&better).to_device(device),
+        worse: Tensor::from_slice(&worse).to_device(device),
+        weight: Tensor::from_slice(&weight).to_device(device),
+    }
 }
 
 /// Scalars to the host in one transfer.

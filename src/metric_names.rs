@@ -261,12 +261,32 @@ pub const PTX_LOSS: Metric = gauge(
 pub const LOSS: Metric = gauge(
     "rlhf_loss",
     STAGE,
-    "Training loss of the last step of a supervised stage (SFT and pretraining: NLL per token; RM: K-wise ranking loss).",
+    "Training loss of the last step of a supervised stage (SFT and pretraining: NLL per token; RM: K-wise ranking loss; DPO: its preference loss).",
 );
 pub const ACCURACY: Metric = gauge(
     "rlhf_accuracy_ratio",
     STAGE,
-    "Fraction of ranked pairs the reward model orders like the labels in the last step.",
+    "Fraction of ranked pairs the reward model (DPO: the implicit reward) orders like the labels in the last step.",
+);
+pub const REWARD_MARGIN: Metric = gauge(
+    "rlhf_reward_margin",
+    STAGE,
+    "Mean reward margin r(better) - r(worse) over the last step's ranked pairs (RM: the reward model's; DPO: the implicit reward's).",
+);
+pub const CHOSEN_REWARD: Metric = gauge(
+    "rlhf_chosen_reward",
+    STAGE,
+    "DPO: mean implicit reward beta * (log pi - log pi_ref) of each ranked pair's better response in the last step.",
+);
+pub const REJECTED_REWARD: Metric = gauge(
+    "rlhf_rejected_reward",
+    STAGE,
+    "DPO: mean implicit reward of each ranked pair's worse response in the last step.",
+);
+pub const IMPLICIT_KL: Metric = gauge(
+    "rlhf_implicit_kl_nats",
+    STAGE,
+    "DPO: mean log pi - log pi_ref of a ranked response in the last step, nats per response.",
 );
 pub const GRAD_NORM: Metric = gauge(
     "rlhf_grad_norm",
@@ -341,6 +361,10 @@ pub const ALL: &[Metric] = &[
     PTX_LOSS,
     LOSS,
     ACCURACY,
+    REWARD_MARGIN,
+    CHOSEN_REWARD,
+    REJECTED_REWARD,
+    IMPLICIT_KL,
     GRAD_NORM,
     LEARNING_RATE,
     WORK_DURATION,

@@ -1,5 +1,5 @@
 //! One trainable model with its optimizer and schedule: the engine behind the learner actor.
-//! SFT and reward-model batches share the step logic: gradient accumulation over
+//! SFT, reward-model and DPO batches share the step logic: gradient accumulation over
 //! micro-batches (each weighted by its share of the step's tokens or prompts, so the step's
 //! loss is the same as one big batch's), gradient-norm clipping, then AdamW at the
 //! scheduled learning rate.
@@ -10,8 +10,9 @@
 //! nothing but (seed, step): a run resumed from a checkpoint draws the masks an
 //! uninterrupted run draws, and nothing needs saving.
 
-use crate::data::{RmBatch, SftBatch};
-use crate::losses::{kwise_loss, sft_loss};
+use crate::data::{DpoBatch, RmBatch, SftBatch};
+use crate::dpo::{dpo_loss, DpoObjective};
+use crate::losses::{kwise_loss, sequence_logps, sft_loss};
 use crate::model::{Head, Model};
 use crate::optim::{AdamW, OptimizerConfig};
 use crate::rng::Rng;
@@ -25,6 +26,7 @@ use tch::{Kind, Tensor};
 pub enum Batch {
     Sft(SftBatch),
     Rm(RmBatch),
+    Dpo(DpoBatch, DpoObjective),
 }
 
 impl Batch {
@@ -33,15 +35,18 @@ impl Batch {
         let valid = match self {
             Batch::Sft(b) => &b.valid,
             Batch::Rm(b) => &b.valid,
+            Batch::Dpo(b, _) => &b.sequences.valid,
         };
         (valid.size()[0], valid.sum(Kind::Int64).int64_value(&[]))
     }
 
-    /// What this batch contributes to a step's mean: loss tokens (SFT) or prompts (RM).
+    /// What this batch contributes to a step's mean: loss tokens (SFT) or prompts (RM,
+    /// DPO).
     fn weight(&self) -> f64 {
         match self {
             Batch::Sft(b) => b.tokens as f64,
             Batch::Rm(b) => b.groups.len() as f64,
+            Batch::Dpo(b, _) => b.groups.len() as f64,
         }
     }
 }
@@ -49,19 +54,28 @@ impl Batch {
 /// Figures of one optimizer step or one evaluation pass.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Stats {
-    /// Mean loss (token-mean for SFT, prompt-mean for RM).
+    /// Mean loss (token-mean for SFT, prompt-mean for RM and DPO).
     pub loss: f64,
-    /// Loss tokens (SFT) or sequences (RM) processed.
+    /// Loss tokens (SFT) or sequences (RM, DPO) processed.
     pub tokens: i64,
-    /// Ranked pairs compared (RM).
+    /// Ranked pairs compared (RM, DPO).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub comparisons: Option<usize>,
-    /// Fraction of pairs the model orders like the labels (RM).
+    /// Fraction of pairs the model orders like the labels (RM; DPO: by implicit reward).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub accuracy: Option<f64>,
-    /// Mean reward margin r(preferred) - r(other) (RM).
+    /// Mean reward margin r(preferred) - r(other) (RM; DPO: implicit rewards).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub margin: Option<f64>,
+    /// Mean implicit reward of each pair's better response (DPO).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chosen_reward: Option<f64>,
+    /// Mean implicit reward of each pair's worse response (DPO).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rejected_reward: Option<f64>,
+    /// Mean log pi - log pi_ref of a response over the batch's responses (DPO).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub implicit_kl: Option<f64>,
     /// Gradient norm before clipping (training steps only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub grad_norm: Option<f64>,
@@ -71,23 +85,32 @@ pub struct Stats {
 }
 
 impl Stats {
-    /// Weighted accumulation of a batch's figures (weights: tokens or prompts).
+    /// Weighted accumulation of a batch's figures (weights: tokens or prompts); the pair
+    /// figures mix by pairs, the implicit KL by responses.
     fn add(&mut self, other: &Stats, weight: f64, total: f64) {
         let share = weight / total;
         self.loss += other.loss * share;
+        let rows_before = self.tokens as f64;
         self.tokens += other.tokens;
         let pairs_before = self.comparisons.unwrap_or(0) as f64;
-        if let (Some(pairs), Some(acc), Some(margin)) =
-            (other.comparisons, other.accuracy, other.margin)
-        {
-            let n = pairs_before + pairs as f64;
-            let mix = |old: Option<f64>, new: f64| {
-                (old.unwrap_or(0.0) * pairs_before + new * pairs as f64) / n
-            };
-            self.accuracy = Some(mix(self.accuracy, acc));
-            self.margin = Some(mix(self.margin, margin));
-            self.comparisons = Some(n as usize);
+        let mix = |old: Option<f64>, new: Option<f64>, before: f64, count: f64| {
+            new.map(|new| (old.unwrap_or(0.0) * before + new * count) / (before + count))
+        };
+        if let Some(pairs) = other.comparisons {
+            let pairs = pairs as f64;
+            self.accuracy = mix(self.accuracy, other.accuracy, pairs_before, pairs);
+            self.margin = mix(self.margin, other.margin, pairs_before, pairs);
+            self.chosen_reward = mix(self.chosen_reward, other.chosen_reward, pairs_before, pairs);
+            self.rejected_reward = mix(
+                self.rejected_reward,
+                other.rejected_reward,
+                pairs_before,
+                pairs,
+            );
+            self.comparisons = Some((pairs_before + pairs) as usize);
         }
+        let rows = other.tokens as f64;
+        self.implicit_kl = mix(self.implicit_kl, other.implicit_kl, rows_before, rows);
     }
 }
 
@@ -120,7 +143,32 @@ pub fn batch_loss(model: &Model, batch: &Batch, train: bool) -> (Tensor, Stats) 
             };
             (loss, stats)
         }
+        Batch::Dpo(b, objective) => {
+            let logps = policy_logps(model, b, train);
+            let logratios = logps - b.reference.to_device(model.device());
+            let tokens = b.response_tokens.to_device(model.device());
+            let (loss, dpo) = dpo_loss(&logratios, &tokens, &b.groups, objective);
+            let stats = Stats {
+                loss: dpo.loss,
+                tokens: b.sequences.input_ids.size()[0],
+                comparisons: Some(dpo.pairs),
+                accuracy: Some(dpo.accuracy),
+                margin: Some(dpo.margin),
+                chosen_reward: Some(dpo.chosen_reward),
+                rejected_reward: Some(dpo.rejected_reward),
+                implicit_kl: Some(dpo.implicit_kl),
+                ..Stats::default()
+            };
+            (loss, stats)
+        }
     }
+}
+
+/// Each row's response log-probability under `model` ([N] f32 with the graph).
+fn policy_logps(model: &Model, batch: &DpoBatch, train: bool) -> Tensor {
+    let b = &batch.sequences;
+    let hidden = model.forward(&b.input_ids, Some(&b.valid), None, train);
+    sequence_logps(&model.logits(&hidden), &b.targets, &b.loss_mask)
 }
 
 /// The trainer's files in a checkpoint folder: `model.safetensors` and
@@ -306,6 +354,25 @@ impl Trainer {
     /// Loss and figures over held-out batches, without dropout or gradients.
     pub fn evaluate(&self, batches: &[Batch]) -> Stats {
         evaluate(&self.model, batches)
+    }
+
+    /// Each row's response log-probability under the model as it is (no dropout, no
+    /// gradients), per DPO batch: the reference log-probs a DPO stage computes before its
+    /// first step, when the policy is still the reference.
+    pub fn sequence_logps(&self, batches: &[Batch]) -> Result<Vec<Vec<f32>>> {
+        let _guard = tch::no_grad_guard();
+        batches
+            .iter()
+            .map(|batch| match batch {
+                Batch::Dpo(b, _) => {
+                    let logps = policy_logps(&self.model, b, false).to_device(tch::Device::Cpu);
+                    Ok(Vec::<f32>::try_from(&logps).expect("f32 log-probs"))
+                }
+                _ => Err(Error::Invalid(
+                    "sequence log-probs are computed for DPO batches only".into(),
+                )),
+            })
+            .collect()
     }
 
     /// Mean score of left-padded (ids, valid) batches of reward-model inputs, such as a

@@ -1,4 +1,4 @@
-//! Exact resume and faults: SFT, RM and PPO runs (synchronous, and one-step off-policy, the
+//! Exact resume and faults: SFT, RM, DPO and PPO runs (synchronous, and one-step off-policy, the
 //! default) killed with SIGKILL at random moments (or stopped with SIGTERM) and resumed with `--resume` end with the same weights
 //! and metrics as uninterrupted runs, also when the newest checkpoint is corrupt (the
 //! resume falls back to the previous one), when SFT trains with dropout, and after a
@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Data for SFT and RM, and a config whose run directory is `run`.
+/// Data for SFT, RM and DPO, and a config whose run directory is `run`.
 fn write_config(dir: &Path, run: &Path, init: &Path) -> PathBuf {
     let words = &WORDS[..8];
     let mut sft = String::new();
@@ -43,6 +43,7 @@ fn write_config(dir: &Path, run: &Path, init: &Path) -> PathBuf {
     };
     let sft = stage_table("sft", init, &dir.join("sft.jsonl"), [4, 8, 48]);
     let rm = stage_table("rm", init, &dir.join("rm.jsonl"), [4, 8, 48]);
+    let dpo = stage_table("dpo", init, &dir.join("rm.jsonl"), [4, 8, 48]);
     let config = format!(
         r#"{tiny}{sft}dropout = 0.0
 threads = 1
@@ -55,6 +56,12 @@ threads = 1
 checkpoint_every = 3
 keep_checkpoints = 3
 [rm.optimizer]
+lr = 1e-3
+{dpo}holdout_fraction = 0.2
+threads = 1
+checkpoint_every = 3
+keep_checkpoints = 3
+[dpo.optimizer]
 lr = 1e-3
 "#,
         tiny = tiny.config(run)
@@ -150,7 +157,7 @@ fn kill_after_first_checkpoint(stage: &str, config: &Path, run: &Path, delay: Du
     running
 }
 
-/// Uninterrupted init, SFT and RM runs in `<dir>/reference`.
+/// Uninterrupted init, SFT, RM and DPO runs in `<dir>/reference`.
 fn trained_reference(dir: &Path) -> PathBuf {
     let reference = dir.join("reference");
     let config = write_config(dir, &reference, &reference.join("init"));
@@ -158,6 +165,7 @@ fn trained_reference(dir: &Path) -> PathBuf {
     ok(rlhf(&["init", "--config", config]));
     ok(rlhf(&["sft", "--config", config]));
     ok(rlhf(&["rm", "--config", config]));
+    ok(rlhf(&["dpo", "--config", config]));
     reference
 }
 
@@ -170,11 +178,11 @@ fn jitter() -> u64 {
 }
 
 #[test]
-fn killed_sft_and_rm_runs_resume_to_the_same_weights_and_metrics() {
+fn killed_sft_rm_and_dpo_runs_resume_to_the_same_weights_and_metrics() {
     let dir = temp_dir("resume-stages");
     let reference = trained_reference(&dir);
     let jitter = jitter();
-    for (attempt, stage) in ["sft", "rm", "sft"].iter().enumerate() {
+    for (attempt, stage) in ["sft", "rm", "dpo", "sft"].iter().enumerate() {
         let run = dir.join(format!("{stage}-{attempt}"));
         let config = write_config(&dir, &run, &reference.join("init"));
         let delay = Duration::from_millis((jitter >> (attempt * 8)) % 150);
@@ -198,7 +206,7 @@ fn killed_sft_and_rm_runs_resume_to_the_same_weights_and_metrics() {
             s
         };
         assert!(!states.is_empty(), "{stage}: no checkpoint before the kill");
-        if attempt == 2 && states.len() >= 2 {
+        if attempt == 3 && states.len() >= 2 {
             // Corrupt the newest checkpoint: the resume must fall back to the one before.
             let newest = states.last().unwrap().join("model.safetensors");
             let mut bytes = std::fs::read(&newest).unwrap();
@@ -217,7 +225,7 @@ fn killed_sft_and_rm_runs_resume_to_the_same_weights_and_metrics() {
                 || stderr.contains("resume: no valid checkpoint yet"),
             "{stderr}"
         );
-        if attempt == 2 && states.len() >= 2 {
+        if attempt == 3 && states.len() >= 2 {
             assert!(
                 stderr.contains("corrupt"),
                 "the skipped checkpoint is reported: {stderr}"

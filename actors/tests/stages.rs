@@ -75,6 +75,7 @@ fn setup(dir: &Path) -> PathBuf {
     let (init, sft_best) = (run.join("init"), run.join("sft/checkpoints/best"));
     let sft = stage_table("sft", &init, &dir.join("sft.jsonl"), [3, 16, 64]);
     let rm = stage_table("rm", &sft_best, &dir.join("rm.jsonl"), [6, 8, 64]);
+    let dpo = stage_table("dpo", &sft_best, &dir.join("rm.jsonl"), [3, 8, 64]);
     let config = format!(
         r#"{tiny}{sft}micro_batch_size = 8
 dropout = 0.0
@@ -82,6 +83,11 @@ dropout = 0.0
 lr = 3e-3
 {rm}holdout_fraction = 0.2
 [rm.optimizer]
+lr = 1e-3
+{dpo}holdout_fraction = 0.2
+[dpo.objective]
+beta = 0.5
+[dpo.optimizer]
 lr = 1e-3
 [ppo]
 policy = "{run}/sft/checkpoints/best"
@@ -201,6 +207,40 @@ fn sft_loss_falls_reward_model_learns_and_ppo_raises_the_reward() {
         config_json["architectures"][0],
         "GPT2ForSequenceClassification"
     );
+    // DPO on the same rankings, from the SFT policy, which is also the reference: before
+    // the first step every implicit reward is 0 (no pair ordered, no log-ratio), and
+    // training orders the held-out pairs as the labels do.
+    ok(rlhf(&["dpo", "--config", config]));
+    let dpo = metrics(&run.join("dpo/metrics.jsonl"));
+    let evals: Vec<&Value> = dpo
+        .iter()
+        .filter(|r| r["split"] == "validation" && r.get("loss").is_some())
+        .collect();
+    assert_eq!(evals.len(), 4, "{evals:?}");
+    let figure = |r: &Value, key: &str| r[key].as_f64().unwrap();
+    assert!(figure(evals[0], "implicit_kl").abs() < 1e-4, "{}", evals[0]);
+    assert_eq!(figure(evals[0], "accuracy"), 0.0, "{}", evals[0]);
+    assert!(figure(evals[0], "margin").abs() < 1e-4, "{}", evals[0]);
+    let last = evals[3];
+    eprintln!("dpo: {last}");
+    assert!(figure(last, "accuracy") >= 0.9, "{last}");
+    assert!(
+        figure(last, "loss") < 0.5 * figure(evals[0], "loss"),
+        "{last}"
+    );
+    assert!(
+        figure(last, "chosen_reward") > figure(last, "rejected_reward"),
+        "{last}"
+    );
+    assert!(run.join("dpo/reference_logps.json").exists());
+    assert!(run.join("dpo/checkpoints/best/model.safetensors").exists());
+    let trained = dpo.iter().filter(|r| r.get("grad_norm").is_some()).count();
+    assert_eq!(
+        trained,
+        3 * 30,
+        "3 epochs of 240 training rankings in batches of 8"
+    );
+
     // Stage 3, asynchronous (max_staleness 1): the learned reward rises, no batch is
     // older than one version, and PPO-ptx reports its pretraining loss.
     ok(rlhf(&["ppo", "--config", config]));

@@ -25,7 +25,7 @@ mod stage;
 pub use cluster::ClusterConfig;
 pub use data::{AssistantTurns, DataKeys, Truncate};
 pub use model::{ArchName, ModelSection};
-pub use pipeline::PipelineConfig;
+pub use pipeline::{GrpoVariant, PipelineConfig};
 pub use ppo::{Actors, Placement, PpoStage};
 pub use reward::{
     HttpRewardConfig, OnDisconnect, RemoteRewardConfig, RewardConfig, RuleConfig, TlsFiles,
@@ -67,6 +67,8 @@ pub struct RunConfig {
     pub rm: Option<StageConfig>,
     /// Stage 3, PPO and PPO-ptx on the actor system (required by `rlhf ppo`).
     pub ppo: Option<PpoStage>,
+    /// DPO on the reward model's rankings, from the SFT policy (required by `rlhf dpo`).
+    pub dpo: Option<StageConfig>,
     /// The Prometheus endpoint; how a run is watched, not what it computes.
     #[serde(default)]
     pub metrics: MetricsConfig,
@@ -108,6 +110,14 @@ impl RunConfig {
         }
         if let Some(ppo) = &self.ppo {
             ppo.validate()?;
+            if let Some(grpo) = self.pipeline.as_ref().and_then(|p| p.grpo.as_ref()) {
+                grpo.apply(ppo.clone())
+                    .validate()
+                    .map_err(|e| format!("pipeline.grpo: {e}"))?;
+            }
+        }
+        if let Some(dpo) = &self.dpo {
+            dpo.validate("dpo")?;
         }
         self.chat.validate()?;
         if self.tokenizer.vocab_size < 300 {
@@ -145,6 +155,7 @@ impl RunConfig {
             sft: None,
             rm: None,
             ppo: Some(ppo),
+            dpo: None,
             metrics: MetricsConfig::default(),
         }
     }

@@ -1,5 +1,7 @@
 //! `[pipeline]`: `rlhf pipeline` on the embedded world.
 
+use super::ppo::PpoStage;
+use crate::ppo::config::{Baseline, GroupAdvantage, KlEstimator, KlPlacement, LossAggregation};
 use crate::sampling::Sampling;
 use serde::{Deserialize, Serialize};
 
@@ -59,6 +61,53 @@ pub struct PipelineConfig {
     /// Bootstrap resamples behind every 95% interval.
     #[serde(default = "bootstrap_resamples")]
     pub bootstrap_resamples: usize,
+    /// `[pipeline.grpo]`: also run GRPO against the learned reward model (the `grpo`
+    /// stage), beside PPO; absent: not run. DPO runs when the config has a `[dpo]` section.
+    pub grpo: Option<GrpoVariant>,
+}
+
+/// Default `[pipeline.grpo] samples_per_prompt`: GRPO's group of samples per prompt.
+const DEFAULT_GRPO_SAMPLES: usize = 4;
+/// Default `[pipeline.grpo] kl_coef`: the GRPO paper's beta on its k3 KL loss term.
+const DEFAULT_GRPO_KL_COEF: f64 = 0.04;
+
+/// The pipeline's GRPO run: `[ppo]` with GRPO's recipe in `[ppo.algo]` (`baseline =
+/// "group"`, `group_advantage = "mean_std"`, the KL as a k3 loss term, `loss_aggregation =
+/// "sequence_mean"`, no pretraining mix), the same episodes per step.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrpoVariant {
+    /// Samples per prompt in a rollout batch (`rollout_batch_size` / this prompts).
+    #[serde(default = "grpo_samples")]
+    pub samples_per_prompt: usize,
+    /// The KL loss term's coefficient.
+    #[serde(default = "grpo_kl_coef")]
+    pub kl_coef: f64,
+}
+
+impl GrpoVariant {
+    /// `stage` with GRPO's recipe.
+    pub fn apply(&self, mut stage: PpoStage) -> PpoStage {
+        let algo = &mut stage.algo;
+        algo.baseline = Baseline::Group;
+        algo.samples_per_prompt = self.samples_per_prompt;
+        algo.group_advantage = GroupAdvantage::MeanStd;
+        algo.loss_aggregation = LossAggregation::SequenceMean;
+        algo.ptx_coef = 0.0;
+        algo.kl.placement = KlPlacement::Loss;
+        algo.kl.estimator = KlEstimator::K3;
+        algo.kl.coef = self.kl_coef;
+        algo.kl.adaptive = false;
+        stage
+    }
+}
+
+fn grpo_samples() -> usize {
+    DEFAULT_GRPO_SAMPLES
+}
+
+fn grpo_kl_coef() -> f64 {
+    DEFAULT_GRPO_KL_COEF
 }
 
 fn rm_heldout_fraction() -> f64 {
@@ -129,6 +178,20 @@ impl PipelineConfig {
                 "pipeline.label_temperatures must be positive and non-empty, got {:?}",
                 self.label_temperatures
             ));
+        }
+        if let Some(grpo) = &self.grpo {
+            if grpo.samples_per_prompt < 2 {
+                return Err(format!(
+                    "pipeline.grpo.samples_per_prompt must be at least 2, got {}",
+                    grpo.samples_per_prompt
+                ));
+            }
+            if !(grpo.kl_coef >= 0.0 && grpo.kl_coef.is_finite()) {
+                return Err(format!(
+                    "pipeline.grpo.kl_coef must be non-negative, got {}",
+                    grpo.kl_coef
+                ));
+            }
         }
         self.eval_sampling
             .validate()

@@ -1,8 +1,9 @@
-//! `[pretrain]`, `[sft]`, `[rm]`: the supervised stages the learner runs.
+//! `[pretrain]`, `[sft]`, `[rm]`, `[dpo]`: the supervised stages the learner runs.
 
 use super::data::{AssistantTurns, DataKeys, Truncate};
 use super::defaults::{default_device, DEFAULT_KEEP_CHECKPOINTS};
 use crate::device::DType;
+use crate::dpo::DpoObjective;
 use crate::optim::OptimizerConfig;
 use crate::schedule::ScheduleConfig;
 use serde::{Deserialize, Serialize};
@@ -16,12 +17,13 @@ const DEFAULT_THREADS: i32 = 2;
 /// Default `checkpoint_every`: optimizer steps between training-state checkpoints.
 const DEFAULT_CHECKPOINT_EVERY: u64 = 100;
 
-/// A supervised stage (SFT or RM) on the learner.
+/// A supervised stage (pretraining, SFT, RM or DPO) on the learner.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StageConfig {
     /// Model folder to start from (Hugging Face layout, with tokenizer.json). RM starts
-    /// from the SFT checkpoint and replaces the unembedding with a scalar head.
+    /// from the SFT checkpoint and replaces the unembedding with a scalar head; DPO starts
+    /// from the SFT checkpoint, which is also its reference policy.
     pub init: PathBuf,
     /// Training data (JSONL, formats in src/data/mod.rs).
     pub data: PathBuf,
@@ -30,7 +32,8 @@ pub struct StageConfig {
     #[serde(default = "holdout_fraction")]
     pub holdout_fraction: f64,
     pub epochs: u64,
-    /// Examples (SFT) or prompts (RM, with all their K responses) per optimizer step.
+    /// Examples (SFT) or prompts (RM and DPO, with all their K responses) per optimizer
+    /// step.
     pub batch_size: usize,
     /// Examples or prompts per forward pass; gradients accumulate over
     /// batch_size / micro_batch_size passes. Defaults to batch_size.
@@ -49,7 +52,8 @@ pub struct StageConfig {
     /// (default) or `last`.
     #[serde(default)]
     pub assistant_turns: AssistantTurns,
-    /// Dropout while training (embeddings, attention, residuals); defaults to the model's.
+    /// Dropout while training (embeddings, attention, residuals); defaults to the model's,
+    /// and to 0 for DPO (whose reference log-probs are computed without dropout).
     pub dropout: Option<f64>,
     /// SFT only: also train on prompt tokens (default: response tokens only).
     #[serde(default)]
@@ -57,6 +61,8 @@ pub struct StageConfig {
     /// RM only: demonstrations (SFT JSONL) whose mean score is set to 0 after training,
     /// as InstructGPT does. Defaults to the `[sft]` data when that section exists.
     pub demonstrations: Option<PathBuf>,
+    /// DPO only: the preference loss (`[dpo.objective]`; defaults in [`DpoObjective`]).
+    pub objective: Option<DpoObjective>,
     #[serde(default)]
     pub optimizer: OptimizerConfig,
     #[serde(default)]
@@ -159,12 +165,26 @@ impl StageConfig {
             "pretrain" if self.keys.remapped().keys().any(|&k| k != "text") => {
                 return Err("pretrain.keys: plain text has only the `text` field".into())
             }
-            "pretrain" | "rm" if self.assistant_turns != AssistantTurns::All => {
+            "dpo" if self.loss_on_prompt => {
+                return Err("dpo.loss_on_prompt: only the sft stage has a prompt loss".into())
+            }
+            "sft" | "pretrain" | "rm" if self.objective.is_some() => {
+                return Err(format!(
+                    "{stage}.objective: only the dpo stage has a preference objective"
+                ))
+            }
+            "dpo" if self.demonstrations.is_some() => {
+                return Err("dpo.demonstrations: only the rm stage takes demonstrations".into())
+            }
+            "pretrain" | "rm" | "dpo" if self.assistant_turns != AssistantTurns::All => {
                 return Err(format!(
                     "{stage}.assistant_turns: only the sft stage trains assistant turns"
                 ))
             }
             _ => {}
+        }
+        if let Some(objective) = &self.objective {
+            objective.validate().map_err(|e| format!("{stage}.{e}"))?;
         }
         self.keys.validate(stage)?;
         crate::device::parse_device(&self.device)

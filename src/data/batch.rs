@@ -130,6 +130,47 @@ pub fn collate_rm(items: &[&RankedSequences], pad_id: i64) -> RmBatch {
     }
 }
 
+/// A collated DPO batch: the rows of all its prompts, N in all, as SFT sequences trained on
+/// their responses, with each row's reference log-probability.
+#[derive(Debug)]
+pub struct DpoBatch {
+    /// The rows left-padded, `loss_mask` on every response token (EOS included).
+    pub sequences: SftBatch,
+    /// Per prompt: its rows, best to worst.
+    pub groups: Vec<Vec<usize>>,
+    /// [N] f32: response tokens per row (IPO's normaliser).
+    pub response_tokens: Tensor,
+    /// [N] f32: each row's response log-probability under the reference policy; zeros
+    /// until the caller fills them in.
+    pub reference: Tensor,
+}
+
+/// Collates ranked groups into one DPO batch (tensors on the CPU, reference log-probs 0);
+/// each group's rows are consecutive and keep their best-to-worst order.
+pub fn collate_dpo(items: &[&RankedSequences], pad_id: i64) -> DpoBatch {
+    let mut rows = Vec::new();
+    let mut groups = Vec::with_capacity(items.len());
+    for item in items {
+        groups.push((rows.len()..rows.len() + item.rows.len()).collect());
+        rows.extend(
+            item.rows
+                .iter()
+                .map(|ids| SftSequence::new(ids.clone(), item.prompt_len)),
+        );
+    }
+    let tokens: Vec<f32> = rows
+        .iter()
+        .map(|s| (s.ids.len() - s.prompt_len) as f32)
+        .collect();
+    let refs: Vec<&SftSequence> = rows.iter().collect();
+    DpoBatch {
+        sequences: collate_sft(&refs, pad_id, false),
+        groups,
+        reference: Tensor::zeros([tokens.len() as i64], (Kind::Float, tch::Device::Cpu)),
+        response_tokens: Tensor::from_slice(&tokens),
+    }
+}
+
 /// Splits `items` into (train, held out) at random: `round(len * fraction)` items are held
 /// out, but at least one on each side when `len >= 2` and `fraction > 0` (`fraction` <= 0
 /// or NaN holds nothing out; a single item always goes to train). Which items are held out

@@ -118,7 +118,10 @@ mod rm;
 mod sft;
 mod tokenize;
 
-pub use batch::{batches, collate_rm, collate_sft, sample_batch, split_holdout, RmBatch, SftBatch};
+pub use batch::{
+    batches, collate_dpo, collate_rm, collate_sft, sample_batch, split_holdout, DpoBatch, RmBatch,
+    SftBatch,
+};
 pub use jsonl::{read_jsonl, JsonlReader, Record};
 pub use prompts::{read_pretrain, read_prompts, Prompt};
 pub use rm::{read_rm, RankedExample, MAX_K, MIN_K};

@@ -82,6 +82,13 @@ pub enum Command {
         #[command(flatten)]
         resume: ResumeArg,
     },
+    /// DPO on ranked responses from the SFT policy (the config's [dpo] section).
+    Dpo {
+        #[arg(long, default_value = "configs/default.toml")]
+        config: PathBuf,
+        #[command(flatten)]
+        resume: ResumeArg,
+    },
     /// Stage 3: PPO (and PPO-ptx) on the actor system (the config's [ppo] section).
     Ppo {
         #[arg(long, default_value = "configs/default.toml")]
@@ -142,6 +149,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ppo { config, resume } => {
             runtime()?.block_on(stages::ppo::run(&config, resume.resume))
         }
+        Command::Dpo { config, resume } => {
+            runtime()?.block_on(stages::dpo::run(&config, resume.resume))
+        }
         Command::Eval(args) => eval::run(&args),
         Command::Generate(args) => generate::run(&args),
         Command::Bench(command) => bench::run(command),
@@ -157,6 +167,7 @@ impl Command {
             | Command::Pretrain { config, .. }
             | Command::Sft { config, .. }
             | Command::Rm { config, .. }
+            | Command::Dpo { config, .. }
             | Command::Ppo { config, .. } => Some(config),
             _ => None,
         }

@@ -7,7 +7,9 @@
 
 use super::layout::Layout;
 use crate::completions::sample_responses;
-use crate::report::evaluate::{compare, perplexity, reward_scores, write_outputs, Answers};
+use crate::report::evaluate::{
+    compare, perplexity, response_logps, reward_scores, write_outputs, Answers,
+};
 use crate::report::markdown::{ModelRow, Report};
 use crate::report::plot::{bar_chart_with_intervals, line_chart, Series};
 use anyhow::Context;
@@ -44,7 +46,14 @@ pub fn run(config: &RunConfig, seconds_before: f64) -> anyhow::Result<()> {
     if pipeline.gold_reference {
         names.push("ppo_gold");
     }
+    if config.dpo.is_some() {
+        names.push("dpo");
+    }
+    if pipeline.grpo.is_some() {
+        names.push("grpo");
+    }
     let mut models = Vec::new();
+    let mut loaded = Vec::new();
     for name in names {
         let stage = if name == "base" { "pretrain" } else { name };
         let dir = layout.model(stage);
@@ -83,6 +92,7 @@ pub fn run(config: &RunConfig, seconds_before: f64) -> anyhow::Result<()> {
             scores,
             perplexity: Some(perplexity),
         });
+        loaded.push((model, text));
     }
     let sft = models.iter().position(|m| m.name == "sft").expect("listed");
     let categories: Vec<String> = test.iter().map(|t| t.category.name().to_string()).collect();
@@ -96,9 +106,23 @@ pub fn run(config: &RunConfig, seconds_before: f64) -> anyhow::Result<()> {
         pipeline.bootstrap_resamples,
         config.seed,
     );
-    for (row, m) in rows.iter_mut().zip(&models) {
+    let templated: Vec<String> = test.iter().map(|t| t.prompt.clone()).collect();
+    for (i, (row, m)) in rows.iter_mut().zip(&models).enumerate() {
         row.truthful = probe_rate(&world, &labeler, test, &m.responses, Category::Honesty);
         row.harmless = probe_rate(&world, &labeler, test, &m.responses, Category::Harmlessness);
+        let stage = if m.name == "base" {
+            "pretrain"
+        } else {
+            &m.name
+        };
+        row.seconds = stage_seconds(&layout, stage);
+        // The base model answers after a one-shot prefix: its answers are not samples of
+        // the policy SFT's KL is measured against.
+        if m.name != "base" && i != sft {
+            let (model, text) = &loaded[i];
+            let (reference, _) = &loaded[sft];
+            row.kl = Some(kl_to(model, reference, text, &templated, &m.responses)?);
+        }
     }
     let rm_accuracy = rm_accuracy(&layout, &world, &pools.rm, &labeler)?;
     let agreement = label_agreement(&layout, pipeline.disagreement)?;
@@ -125,8 +149,12 @@ pub fn run(config: &RunConfig, seconds_before: f64) -> anyhow::Result<()> {
             ),
             "base is the pretrained model prompted with one demonstration of the prompt's \
              category; ppo_ptx mixes the pretraining loss into PPO; ppo_gold is PPO against \
-             the gold labeler itself, the ceiling for a perfect reward model. Perplexity is \
-             on held-out pretraining prose (the alignment tax)."
+             the gold labeler itself, the ceiling for a perfect reward model; dpo (when run) \
+             is DPO on the reward model's training rankings, grpo (when run) is PPO with \
+             GRPO's group baseline. Perplexity is on held-out pretraining prose (the \
+             alignment tax); KL to SFT is the mean of log pi - log pi_SFT over each model's \
+             own answers (nats per answer; an estimate of KL(pi || pi_SFT) when the \
+             evaluation samples at temperature 1); training is the stage's wall time."
                 .into(),
         ],
         models: rows,
@@ -151,6 +179,32 @@ pub fn run(config: &RunConfig, seconds_before: f64) -> anyhow::Result<()> {
     };
     let prompts: Vec<String> = test.iter().map(|t| t.prompt.clone()).collect();
     write_outputs(&out, &report, &prompts, &categories, &models)
+}
+
+/// The wall time a finished pipeline stage recorded in its done marker.
+fn stage_seconds(layout: &Layout, stage: &str) -> Option<f64> {
+    let text = std::fs::read_to_string(layout.done(stage)).ok()?;
+    serde_json::from_str::<Value>(&text).ok()?["seconds"].as_f64()
+}
+
+/// Mean over the prompts of log pi(answer) - log pi_ref(answer), the answer's tokens and
+/// its EOS as the reward model and DPO read them (`tokenize_rm`).
+fn kl_to(
+    model: &Model,
+    reference: &Model,
+    text: &TextSide,
+    prompts: &[String],
+    answers: &[String],
+) -> anyhow::Result<f64> {
+    let pairs: Vec<(String, String)> = prompts
+        .iter()
+        .zip(answers)
+        .map(|(p, a)| Ok((text.template.prompt(p)?, a.clone())))
+        .collect::<anyhow::Result<_>>()?;
+    let ours = response_logps(model, &text.tokenizer, &text.template, &pairs)?;
+    let theirs = response_logps(reference, &text.tokenizer, &text.template, &pairs)?;
+    let n = ours.len().max(1) as f64;
+    Ok(ours.iter().zip(&theirs).map(|(a, b)| a - b).sum::<f64>() / n)
 }
 
 /// "0.712 (314 pairs)", or why there is no figure.
@@ -271,7 +325,10 @@ type Curve = (String, Vec<[f64; 4]>);
 
 fn curves(layout: &Layout, models: &[&str]) -> anyhow::Result<Vec<Curve>> {
     let mut out = Vec::new();
-    for name in models.iter().filter(|m| m.starts_with("ppo")) {
+    for name in models
+        .iter()
+        .filter(|m| m.starts_with("ppo") || **m == "grpo")
+    {
         let path = layout.root.join(name).join("metrics.jsonl");
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("reading {}", path.display()))?;

@@ -28,9 +28,9 @@ impl Layout {
     }
 
     /// The checkpoint a finished stage hands on: `best` for the supervised stages
-    /// (lowest held-out loss or highest held-out accuracy), `last` for PPO.
+    /// (lowest held-out loss or highest held-out accuracy), `last` for PPO and GRPO.
     pub fn model(&self, stage: &str) -> PathBuf {
-        let which = if stage.starts_with("ppo") {
+        let which = if stage.starts_with("ppo") || stage == "grpo" {
             "last"
         } else {
             "best"
@@ -54,7 +54,7 @@ impl Layout {
         let sft = config.sft.as_ref().ok_or_else(|| section("sft"))?;
         let rm = config.rm.as_ref().ok_or_else(|| section("rm"))?;
         let ppo = config.ppo.as_ref().ok_or_else(|| section("ppo"))?;
-        let expected: [(&str, Option<&Path>, PathBuf); 12] = [
+        let mut expected: Vec<(&str, Option<&Path>, PathBuf)> = vec![
             ("pretrain.init", Some(&pretrain.init), self.init()),
             (
                 "pretrain.data",
@@ -92,6 +92,17 @@ impl Layout {
                 self.data("pretrain.jsonl"),
             ),
         ];
+        if let Some(dpo) = &config.dpo {
+            expected.extend([
+                ("dpo.init", Some(dpo.init.as_path()), self.model("sft")),
+                ("dpo.data", Some(dpo.data.as_path()), self.data("rm.jsonl")),
+                (
+                    "dpo.validation",
+                    dpo.validation.as_deref(),
+                    self.data("rm_heldout.jsonl"),
+                ),
+            ]);
+        }
         for (key, actual, wanted) in expected {
             if actual != Some(wanted.as_path()) {
                 bail!(

@@ -1,7 +1,8 @@
 //! `rlhf pipeline`: the whole method on the embedded world in one command. World and
 //! tokenizer -> pretraining on prose -> SFT on the labeler's demonstrations -> K sampled
 //! responses per prompt ranked by the labeler -> reward model -> PPO, PPO-ptx and PPO
-//! against the gold labeler itself -> evaluation by the gold labeler with report.md.
+//! against the gold labeler itself (and, when configured, DPO on the rankings and GRPO
+//! against the reward model) -> evaluation by the gold labeler with report.md.
 //!
 //! Each stage writes `<run_dir>/<stage>/done.json` when it finishes; a rerun skips the
 //! finished stages and redoes an unfinished one from its start.
@@ -91,6 +92,15 @@ async fn stages(config_path: &Path) -> anyhow::Result<()> {
         stages::rm::run(config_path, true),
     )
     .await?;
+    if cfg.dpo.is_some() {
+        step(
+            &layout,
+            "dpo",
+            Partial::Resume,
+            stages::dpo::run(config_path, true),
+        )
+        .await?;
+    }
     let ppo = cfg.ppo.clone().expect("checked by the layout");
     let gold = gold_source(cfg);
     for (name, variant) in variants(&ppo, &pipeline) {
@@ -133,7 +143,8 @@ async fn stages(config_path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The PPO runs: plain PPO, PPO-ptx, and (if asked) PPO against the gold labeler.
+/// The PPO runs: plain PPO, PPO-ptx, (if asked) PPO against the gold labeler, and (if
+/// asked) GRPO.
 fn variants(ppo: &PpoStage, pipeline: &PipelineConfig) -> Vec<(&'static str, PpoStage)> {
     let mut plain = ppo.clone();
     plain.algo.ptx_coef = 0.0;
@@ -141,7 +152,10 @@ fn variants(ppo: &PpoStage, pipeline: &PipelineConfig) -> Vec<(&'static str, Ppo
     ptx.algo.ptx_coef = pipeline.ptx_coef;
     let mut out = vec![("ppo", plain.clone()), ("ppo_ptx", ptx)];
     if pipeline.gold_reference {
-        out.push(("ppo_gold", plain));
+        out.push(("ppo_gold", plain.clone()));
+    }
+    if let Some(grpo) = &pipeline.grpo {
+        out.push(("grpo", grpo.apply(plain)));
     }
     out
 }

@@ -8,9 +8,10 @@ use crate::report::markdown::{CategoryRow, ModelRow, Report};
 use crate::stages::pretrain::text_sequences;
 use crate::stages::run_dir::write_jsonl;
 use anyhow::Context;
-use rlhf::data::collate_sft;
+use rlhf::data::{collate_sft, SftSequence};
 use rlhf::eval::{bootstrap_mean, by_group, judge, win_rate};
 use rlhf::generate::left_pad;
+use rlhf::losses::sequence_logps;
 use rlhf::model::Model;
 use rlhf::template::ChatTemplate;
 use rlhf::tokenizer::Tokenizer;
@@ -61,6 +62,8 @@ pub fn compare(
             perplexity: m.perplexity,
             truthful: None,
             harmless: None,
+            kl: None,
+            seconds: None,
         })
         .collect();
     let groups: Vec<_> = judgments.iter().map(|j| by_group(categories, j)).collect();
@@ -129,6 +132,48 @@ pub fn reward_scores(
     Ok(out)
 }
 
+/// `model`'s log-probability of each response (its tokens and the EOS after them) after
+/// its prompt, with the ids [`reward_scores`] reads: (prompt rendered with `template`,
+/// response) pairs.
+pub fn response_logps(
+    model: &Model,
+    tokenizer: &Tokenizer,
+    template: &ChatTemplate,
+    pairs: &[(String, String)],
+) -> anyhow::Result<Vec<f64>> {
+    let mut out = Vec::with_capacity(pairs.len());
+    for chunk in pairs.chunks(BATCH) {
+        let seqs = chunk
+            .iter()
+            .map(|(prompt, response)| {
+                let mut ids = template.encode_prompt(tokenizer, prompt)?;
+                let prompt_len = ids.len();
+                ids.extend(tokenizer.encode(response)?);
+                ids.push(tokenizer.eos_id());
+                Ok(SftSequence::new(ids, prompt_len))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let batch = collate_sft(&seqs.iter().collect::<Vec<_>>(), tokenizer.pad_id(), false);
+        let device = model.device();
+        let logps = tch::no_grad(|| {
+            let hidden = model.forward(
+                &batch.input_ids.to_device(device),
+                Some(&batch.valid.to_device(device)),
+                None,
+                false,
+            );
+            sequence_logps(
+                &model.logits(&hidden),
+                &batch.targets.to_device(device),
+                &batch.loss_mask.to_device(device),
+            )
+        });
+        let logps = Vec::<f32>::try_from(logps.to_device(tch::Device::Cpu))?;
+        out.extend(logps.into_iter().map(f64::from));
+    }
+    Ok(out)
+}
+
 /// report.md, summary.txt, eval.json and responses.jsonl into `out`.
 pub fn write_outputs(
     out: &Path,
@@ -148,7 +193,7 @@ pub fn write_outputs(
         "models": report.models.iter().map(|r| json!({
             "name": r.name, "win_rate": r.win.map(|w| w.rate), "ties": r.win.map(|w| w.ties),
             "score": r.gold, "perplexity": r.perplexity, "truthful": r.truthful,
-            "harmless": r.harmless,
+            "harmless": r.harmless, "kl_to_baseline": r.kl, "training_seconds": r.seconds,
         })).collect::<Vec<_>>(),
         "categories": report.categories.iter().map(|c| json!({
             "category": c.category,

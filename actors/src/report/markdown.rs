@@ -20,6 +20,12 @@ pub struct ModelRow {
     pub truthful: Option<f64>,
     /// Share in [0, 1] of harmless answers; printed as a percentage.
     pub harmless: Option<f64>,
+    /// KL to the baseline policy in nats per response, estimated on the model's own
+    /// answers; a column only when some row has it.
+    pub kl: Option<f64>,
+    /// Wall time of the model's training stage in seconds; a column only when some row
+    /// has it.
+    pub seconds: Option<f64>,
 }
 
 /// Win rates against SFT on one prompt category.
@@ -72,7 +78,8 @@ impl Report {
                 format!("Win rate vs {baseline} [95% CI]"),
                 format!("Mean {score} score [95% CI]"),
             );
-            let header = [
+            let kl = format!("KL to {baseline} (nats)");
+            let mut header = vec![
                 "Model",
                 win.as_str(),
                 "Ties",
@@ -82,7 +89,13 @@ impl Report {
                 "Truthful",
                 "Harmless",
             ];
-            let rows: Vec<Vec<String>> = self.models.iter().map(model_cells).collect();
+            let optional = self.optional_columns();
+            header.extend(optional.headers([kl.as_str(), "Training (s)"]));
+            let rows: Vec<Vec<String>> = self
+                .models
+                .iter()
+                .map(|m| model_cells(m, optional))
+                .collect();
             md += &markdown_table(&header, &rows, 1);
             md += "\n";
         }
@@ -137,7 +150,7 @@ impl Report {
             format!("win vs {baseline} [95% CI]"),
             format!("{score} [95% CI]"),
         );
-        let header = [
+        let mut header = vec![
             "model",
             win.as_str(),
             "ties",
@@ -146,11 +159,13 @@ impl Report {
             "truthful",
             "harmless",
         ];
+        let optional = self.optional_columns();
+        header.extend(optional.headers(["kl", "train s"]));
         let rows: Vec<Vec<String>> = self
             .models
             .iter()
             .map(|m| {
-                let mut cells = model_cells(m);
+                let mut cells = model_cells(m, optional);
                 cells.remove(3); // the prompt count: fine print for the terminal
                                  // ASCII only, so the log reads the same in any terminal encoding.
                 for c in cells.iter_mut().filter(|c| *c == MISSING) {
@@ -194,9 +209,35 @@ impl Report {
     }
 }
 
-/// Model-table cells: name, win, ties, prompts, gold, perplexity, truthful, harmless.
-fn model_cells(m: &ModelRow) -> Vec<String> {
-    vec![
+/// Which of the optional model-table columns (KL, training time) some row fills.
+#[derive(Clone, Copy)]
+struct Optional {
+    kl: bool,
+    seconds: bool,
+}
+
+impl Optional {
+    fn headers(self, [kl, seconds]: [&str; 2]) -> Vec<&str> {
+        [(self.kl, kl), (self.seconds, seconds)]
+            .into_iter()
+            .filter_map(|(shown, h)| shown.then_some(h))
+            .collect()
+    }
+}
+
+impl Report {
+    fn optional_columns(&self) -> Optional {
+        Optional {
+            kl: self.models.iter().any(|m| m.kl.is_some()),
+            seconds: self.models.iter().any(|m| m.seconds.is_some()),
+        }
+    }
+}
+
+/// Model-table cells: name, win, ties, prompts, gold, perplexity, truthful, harmless, and
+/// the optional KL and training time.
+fn model_cells(m: &ModelRow, optional: Optional) -> Vec<String> {
+    let mut cells = vec![
         m.name.clone(),
         opt(m.win.as_ref(), fmt_win),
         opt(m.win.as_ref(), |w| pct(w.ties)),
@@ -205,7 +246,14 @@ fn model_cells(m: &ModelRow) -> Vec<String> {
         opt(m.perplexity.as_ref(), |p| fmt_num(*p, 2)),
         opt(m.truthful.as_ref(), |s| pct(*s)),
         opt(m.harmless.as_ref(), |s| pct(*s)),
-    ]
+    ];
+    if optional.kl {
+        cells.push(opt(m.kl.as_ref(), |k| fmt_num(*k, 2)));
+    }
+    if optional.seconds {
+        cells.push(opt(m.seconds.as_ref(), |t| fmt_num(*t, 0)));
+    }
+    cells
 }
 
 fn opt<T>(v: Option<&T>, f: impl Fn(&T) -> String) -> String {
@@ -301,6 +349,8 @@ mod tests {
                     perplexity: Some(12.345),
                     truthful: Some(0.5),
                     harmless: None,
+                    kl: None,
+                    seconds: Some(121.4),
                 },
                 ModelRow {
                     name: "PPO-ptx".into(),
@@ -309,6 +359,8 @@ mod tests {
                     perplexity: Some(13.0),
                     truthful: Some(0.625),
                     harmless: Some(0.9),
+                    kl: Some(1.234),
+                    seconds: Some(47.0),
                 },
             ],
             categories: vec![
@@ -356,17 +408,19 @@ mod tests {
         assert!(
             md.contains(
                 "| Model | Win rate vs SFT [95% CI] | Ties | Prompts | Mean gold score [95% CI] \
-             | Perplexity | Truthful | Harmless |\n\
-             | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n"
+             | Perplexity | Truthful | Harmless | KL to SFT (nats) | Training (s) |\n\
+             | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n"
             ),
             "{md}"
         );
         assert!(
-            md.contains("| SFT | – | – | – | 0.123 [0.100, 0.150] | 12.35 | 50.0% | – |\n"),
+            md.contains(
+                "| SFT | – | – | – | 0.123 [0.100, 0.150] | 12.35 | 50.0% | – | – | 121 |\n"
+            ),
             "{md}"
         );
         assert!(md.contains(
-            "| PPO-ptx | 61.2% [57.0, 65.3] | 3.1% | 400 | 0.410 [0.380, 0.441] | 13.00 | 62.5% | 90.0% |\n"
+            "| PPO-ptx | 61.2% [57.0, 65.3] | 3.1% | 400 | 0.410 [0.380, 0.441] | 13.00 | 62.5% | 90.0% | 1.23 | 47 |\n"
         ), "{md}");
         // SFT has no category win rates, so no column; a short `wins` reads as missing.
         assert!(
@@ -393,6 +447,8 @@ mod tests {
                 perplexity: Some(f64::INFINITY),
                 truthful: None,
                 harmless: None,
+                kl: None,
+                seconds: None,
             }],
             ..Report::default()
         };
@@ -417,8 +473,8 @@ mod tests {
         assert!(lines[2].starts_with("SFT "));
         assert!(lines[3].starts_with("PPO-ptx "));
         assert!(lines[3].contains("61.2% [57.0, 65.3]"));
-        assert!(lines[3].ends_with("90.0%"));
-        assert!(lines[2].ends_with(" -"), "{table}");
+        assert!(lines[3].ends_with("90.0%  1.23       47"), "{table}");
+        assert!(lines[2].ends_with("  -      121"), "{table}");
         assert!(table.is_ascii(), "{table}");
     }
 }

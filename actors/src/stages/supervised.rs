@@ -180,7 +180,7 @@ pub async fn train(
     if resumed.is_none() {
         // Where the curve starts: the initial model on the held-out set.
         let initial = evaluate(learner, held_out, stage.batch_size).await?;
-        let mut record = json!({"stage": name, "step": 0, "split": "validation", "perplexity": initial.loss.exp()});
+        let mut record = json!({"stage": name, "step": 0, "split": "validation"});
         merge(&mut record, &initial);
         dir.log(&record)?;
     }
@@ -261,7 +261,6 @@ pub async fn train(
         let mut record =
             json!({"stage": name, "epoch": epoch, "step": at.step, "split": "validation"});
         merge(&mut record, &eval);
-        record["perplexity"] = json!(eval.loss.exp());
         dir.log(&record)?;
         tracing::info!(stage = name, epoch, loss = eval.loss, accuracy = ?eval.accuracy, "held-out evaluation");
         save(learner, text, &dir.path("checkpoints/last")).await?;
@@ -327,6 +326,10 @@ fn export_step(stage: &str, stats: &Stats, tokens: i64, seconds: (f64, f64)) {
     telemetry::set(&m::LOSS, stage, stats.loss);
     let optional = [
         (&m::ACCURACY, stats.accuracy),
+        (&m::REWARD_MARGIN, stats.margin),
+        (&m::CHOSEN_REWARD, stats.chosen_reward),
+        (&m::REJECTED_REWARD, stats.rejected_reward),
+        (&m::IMPLICIT_KL, stats.implicit_kl),
         (&m::GRAD_NORM, stats.grad_norm),
         (&m::LEARNING_RATE, stats.lr),
     ];
@@ -345,9 +348,14 @@ pub fn non_finite(e: &anyhow::Error) -> bool {
     )
 }
 
+/// The figures into a metrics record; a held-out record of a stage whose loss is a
+/// negative log-likelihood per token (pretraining, SFT) gets its perplexity too.
 fn merge(record: &mut serde_json::Value, stats: &Stats) {
     let fields = serde_json::to_value(stats).expect("stats serialise");
     for (k, v) in fields.as_object().expect("stats are an object") {
         record[k] = v.clone();
+    }
+    if record["split"] == "validation" && stats.comparisons.is_none() {
+        record["perplexity"] = json!(stats.loss.exp());
     }
 }

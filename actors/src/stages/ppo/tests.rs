@@ -188,6 +188,10 @@ async fn a_ppo_run_exports_its_metrics_under_the_documented_names() {
     let supervised_or_monitor = [
         m::LOSS.name,
         m::ACCURACY.name,
+        m::REWARD_MARGIN.name,
+        m::CHOSEN_REWARD.name,
+        m::REJECTED_REWARD.name,
+        m::IMPLICIT_KL.name,
         m::MONITOR_SCORE_MEAN.name,
         m::POLICY_DRIFT.name,
     ];

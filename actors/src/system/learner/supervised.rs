@@ -18,6 +18,8 @@ pub enum SupervisedMsg {
     /// Shift the scalar head so these (ids, valid) sequences score 0 on average; replies
     /// with their mean score before the shift.
     CenterScores(Vec<(Tensor, Tensor)>, Reply<f64>),
+    /// Each row's response log-probability, per DPO batch, under the model as it is.
+    SequenceLogps(Vec<Batch>, Reply<Vec<Vec<f32>>>),
     Common(Common),
 }
 
@@ -37,6 +39,7 @@ impl SupervisedMsg {
             SupervisedMsg::Train(..) => "train",
             SupervisedMsg::Evaluate(..) => "evaluate",
             SupervisedMsg::CenterScores(..) => "center_scores",
+            SupervisedMsg::SequenceLogps(..) => "sequence_logps",
             SupervisedMsg::Common(c) => c.name(),
         }
     }
@@ -128,6 +131,13 @@ impl Actor for SupervisedLearner {
             SupervisedMsg::CenterScores(sequences, reply) => {
                 let result = worker
                     .run(move |trainer| trainer.center_scores(&sequences))
+                    .instrument(span)
+                    .await;
+                let _ = reply.send(result);
+            }
+            SupervisedMsg::SequenceLogps(batches, reply) => {
+                let result = worker
+                    .call(move |trainer| Ok(trainer.sequence_logps(&batches)?))
                     .instrument(span)
                     .await;
                 let _ = reply.send(result);
