@@ -41,6 +41,12 @@ pub struct DpoObjective {
     /// The Plackett-Luce loss over whole rankings; `false`: each ranking's C(K,2) pairs.
     #[serde(default = "pl")]
     pub pl: bool,
+    /// Weight of the token-mean negative log-likelihood of each ranking's best response,
+    /// added to the loss (RPO; TRL's `loss_type = ["sigmoid", "sft"]` with this weight,
+    /// OpenRLHF's `nll_loss_coef`): it keeps DPO from lowering the likelihood of the
+    /// responses it prefers.
+    #[serde(default)]
+    pub sft_coef: f64,
 }
 
 /// The pairwise preference losses.
@@ -67,6 +73,7 @@ impl Default for DpoObjective {
             loss: DpoLoss::Sigmoid,
             label_smoothing: 0.0,
             pl: true,
+            sft_coef: 0.0,
         }
     }
 }
@@ -84,6 +91,12 @@ impl DpoObjective {
             return Err(format!(
                 "objective.label_smoothing must be in [0, 0.5), got {}",
                 self.label_smoothing
+            ));
+        }
+        if !(self.sft_coef >= 0.0 && self.sft_coef.is_finite()) {
+            return Err(format!(
+                "objective.sft_coef must be non-negative, got {}",
+                self.sft_coef
             ));
         }
         if self.pl && self.loss == DpoLoss::Ipo {
@@ -117,22 +130,29 @@ pub struct DpoStats {
     /// Mean of log pi - log pi_ref over every response (nats per response): the
     /// sequence-level log-ratio the implicit rewards are beta times.
     pub implicit_kl: f64,
+    /// Token-mean negative log-likelihood of the best responses (the `sft_coef` term's
+    /// value before its weight).
+    pub chosen_nll: f64,
 }
 
-/// The DPO loss of rows with sequence log-ratios `logratios` [N] (log pi - log pi_ref,
-/// summed over each response's tokens) and response token counts `tokens` [N] (IPO's
-/// normaliser); `groups` lists each prompt's rows best first (K >= 2). Returns (loss scalar
-/// f32 tensor with the graph, figures). With no groups the loss is 0.
+/// The DPO loss of rows with response log-probs `logps` [N] under the policy (summed over
+/// each response's tokens, with the graph) and `reference` [N] under the reference policy,
+/// and response token counts `tokens` [N] (IPO's and the NLL's normaliser); `groups` lists
+/// each prompt's rows best first (K >= 2). Returns (loss scalar f32 tensor with the graph,
+/// figures). With no groups the loss is 0.
 ///
-/// Panics on a group of fewer than two rows or a row outside `logratios` (the readers
-/// validate rankings).
+/// Panics on a group of fewer than two rows or a row outside `logps` (the readers validate
+/// rankings).
 pub fn dpo_loss(
-    logratios: &Tensor,
+    logps: &Tensor,
+    reference: &Tensor,
     tokens: &Tensor,
     groups: &[Vec<usize>],
     objective: &DpoObjective,
 ) -> (Tensor, DpoStats) {
-    let logratios = logratios.reshape([-1]).to_kind(Kind::Float);
+    let logps = logps.reshape([-1]).to_kind(Kind::Float);
+    let logratios = &logps - reference.reshape([-1]).to_kind(Kind::Float);
+    let tokens = tokens.reshape([-1]).to_kind(Kind::Float);
     let rewards = &logratios * objective.beta;
     let pairs = pair_index(groups, rewards.size()[0] as usize, rewards.device());
     if pairs.count == 0 {
@@ -147,12 +167,25 @@ pub fn dpo_loss(
             (per_pair * &pairs.weight).sum(Kind::Float)
         }
         (false, DpoLoss::Ipo) => {
-            let per_token = logratios / tokens.reshape([-1]).to_kind(Kind::Float).clamp_min(1.0);
+            let per_token = &logratios / tokens.clamp_min(1.0);
             let gap =
                 per_token.index_select(0, &pairs.better) - per_token.index_select(0, &pairs.worse);
             let per_pair = (gap - 1.0 / (2.0 * objective.beta)).square();
             (per_pair * &pairs.weight).sum(Kind::Float)
         }
+    };
+    // The best responses' tokens: the NLL is a mean over them, as TRL's "sft" loss.
+    let best: Vec<i64> = groups.iter().map(|g| g[0] as i64).collect();
+    let best = Tensor::from_slice(&best).to_device(rewards.device());
+    let chosen_nll = -logps.index_select(0, &best).sum(Kind::Float)
+        / tokens
+            .index_select(0, &best)
+            .sum(Kind::Float)
+            .clamp_min(1.0);
+    let loss = if objective.sft_coef > 0.0 {
+        loss + &chosen_nll * objective.sft_coef
+    } else {
+        loss
     };
     let figures = tch::no_grad(|| {
         let rows: Vec<i64> = groups.iter().flatten().map(|&r| r as i64).collect();
@@ -163,6 +196,7 @@ pub fn dpo_loss(
             rewards.index_select(0, &pairs.better).mean(Kind::Float),
             rewards.index_select(0, &pairs.worse).mean(Kind::Float),
             (rewards.index_select(0, &rows) / objective.beta).mean(Kind::Float),
+            chosen_nll.detach(),
         ]
     });
     let mut scalars = vec![&loss];
@@ -176,6 +210,7 @@ pub fn dpo_loss(
         chosen_reward: host[3],
         rejected_reward: host[4],
         implicit_kl: host[5],
+        chosen_nll: host[6],
     };
     (loss, stats)
 }

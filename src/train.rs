@@ -76,6 +76,9 @@ pub struct Stats {
     /// Mean log pi - log pi_ref of a response over the batch's responses (DPO).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub implicit_kl: Option<f64>,
+    /// Token-mean NLL of each ranking's best response (DPO).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chosen_nll: Option<f64>,
     /// Gradient norm before clipping (training steps only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub grad_norm: Option<f64>,
@@ -111,6 +114,7 @@ impl Stats {
         }
         let rows = other.tokens as f64;
         self.implicit_kl = mix(self.implicit_kl, other.implicit_kl, rows_before, rows);
+        self.chosen_nll = mix(self.chosen_nll, other.chosen_nll, rows_before, rows);
     }
 }
 
@@ -145,9 +149,12 @@ pub fn batch_loss(model: &Model, batch: &Batch, train: bool) -> (Tensor, Stats) 
         }
         Batch::Dpo(b, objective) => {
             let logps = policy_logps(model, b, train);
-            let logratios = logps - b.reference.to_device(model.device());
-            let tokens = b.response_tokens.to_device(model.device());
-            let (loss, dpo) = dpo_loss(&logratios, &tokens, &b.groups, objective);
+            let device = model.device();
+            let (reference, tokens) = (
+                b.reference.to_device(device),
+                b.response_tokens.to_device(device),
+            );
+            let (loss, dpo) = dpo_loss(&logps, &reference, &tokens, &b.groups, objective);
             let stats = Stats {
                 loss: dpo.loss,
                 tokens: b.sequences.input_ids.size()[0],
@@ -157,6 +164,7 @@ pub fn batch_loss(model: &Model, batch: &Batch, train: bool) -> (Tensor, Stats) 
                 chosen_reward: Some(dpo.chosen_reward),
                 rejected_reward: Some(dpo.rejected_reward),
                 implicit_kl: Some(dpo.implicit_kl),
+                chosen_nll: Some(dpo.chosen_nll),
                 ..Stats::default()
             };
             (loss, stats)

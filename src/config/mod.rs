@@ -176,11 +176,58 @@ mod tests {
 
     #[test]
     fn the_shipped_configs_parse() {
-        for name in ["default.toml", "small.toml", "example-hf.toml"] {
+        for name in ["default.toml", "compare.toml", "small.toml", "example-hf.toml"] {
             let path = Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("configs")
                 .join(name);
             RunConfig::load(&path).unwrap();
+        }
+    }
+
+    #[test]
+    fn dpo_and_grpo_sections_are_checked() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/compare.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let ok = RunConfig::parse(&text, &path).unwrap();
+        assert_eq!(ok.dpo.unwrap().objective.unwrap().beta, 0.1);
+        let grpo = ok.pipeline.unwrap().grpo.unwrap();
+        let stage = grpo.apply(ok.ppo.unwrap());
+        assert_eq!(stage.algo.samples_per_prompt, 4);
+        assert_eq!(stage.algo.kl.placement, crate::ppo::KlPlacement::Loss);
+        assert_eq!(stage.algo.ptx_coef, 0.0);
+        for (from, to, expected) in [
+            (
+                "[dpo.objective]\nbeta = 0.1",
+                "[dpo.objective]\nbeta = 0.1\nloss = \"ipo\"",
+                "c.toml: dpo.objective.loss = \"ipo\" is pairwise: set objective.pl = false",
+            ),
+            (
+                "[dpo.objective]\nbeta = 0.1",
+                "[dpo.objective]\nbeta = 0.1\nbta = 1",
+                "c.toml: line ",
+            ),
+            (
+                "[sft.optimizer]",
+                "[sft.objective]\nbeta = 0.2\n[sft.optimizer]",
+                "c.toml: sft.objective: only the dpo stage has a preference objective",
+            ),
+            (
+                "samples_per_prompt = 4",
+                "samples_per_prompt = 3",
+                "c.toml: pipeline.grpo: ppo.rollout_batch_size (64) must be a multiple of \
+                 ppo.algo.samples_per_prompt (3)",
+            ),
+            (
+                "kl_coef = 0.04",
+                "kl_coef = -1",
+                "c.toml: pipeline.grpo.kl_coef must be non-negative, got -1",
+            ),
+        ] {
+            assert!(text.contains(from), "{from}");
+            let err = RunConfig::parse(&text.replacen(from, to, 1), Path::new("c.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with(expected), "{to}: {err}");
         }
     }
 

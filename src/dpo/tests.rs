@@ -20,7 +20,24 @@ fn objective(pl: bool, loss: DpoLoss, label_smoothing: f64) -> DpoObjective {
         loss,
         label_smoothing,
         pl,
+        sft_coef: 0.0,
     }
+}
+
+/// `dpo_loss` with a reference of 0: the log-probs are the log-ratios.
+fn loss_of(
+    logratios: &Tensor,
+    tokens: &Tensor,
+    groups: &[Vec<usize>],
+    objective: &DpoObjective,
+) -> (Tensor, DpoStats) {
+    dpo_loss(
+        logratios,
+        &logratios.zeros_like().detach(),
+        tokens,
+        groups,
+        objective,
+    )
 }
 
 fn ones(n: usize) -> Tensor {
@@ -31,7 +48,7 @@ fn ones(n: usize) -> Tensor {
 fn plackett_luce_of_one_k3_ranking_by_hand() {
     // Ranking rows 2 > 0 > 1, rewards beta * logratio.
     let lr = [0.4, -1.2, 2.0];
-    let (loss, stats) = dpo_loss(
+    let (loss, stats) = loss_of(
         &leaf(&lr),
         &ones(3),
         &[vec![2, 0, 1]],
@@ -57,10 +74,10 @@ fn plackett_luce_at_k2_is_the_sigmoid_loss_and_weighs_prompts_equally() {
     let lr = [1.0, 0.2, -0.3, 0.9, 0.1, -2.0];
     let pair = [vec![0, 1]];
     let a = leaf(&lr);
-    let (pl, _) = dpo_loss(&a, &ones(6), &pair, &objective(true, DpoLoss::Sigmoid, 0.0));
+    let (pl, _) = loss_of(&a, &ones(6), &pair, &objective(true, DpoLoss::Sigmoid, 0.0));
     pl.backward();
     let b = leaf(&lr);
-    let (sig, _) = dpo_loss(
+    let (sig, _) = loss_of(
         &b,
         &ones(6),
         &pair,
@@ -77,9 +94,9 @@ fn plackett_luce_at_k2_is_the_sigmoid_loss_and_weighs_prompts_equally() {
     let both = [vec![0, 1], vec![4, 2, 5, 3]];
     let o = objective(true, DpoLoss::Sigmoid, 0.0);
     let t = leaf(&lr);
-    let (loss, stats) = dpo_loss(&t, &ones(6), &both, &o);
-    let (la, _) = dpo_loss(&t, &ones(6), &both[..1], &o);
-    let (lb, _) = dpo_loss(&t, &ones(6), &both[1..], &o);
+    let (loss, stats) = loss_of(&t, &ones(6), &both, &o);
+    let (la, _) = loss_of(&t, &ones(6), &both[..1], &o);
+    let (lb, _) = loss_of(&t, &ones(6), &both[1..], &o);
     let want = (la.double_value(&[]) + lb.double_value(&[])) / 2.0;
     assert!((loss.double_value(&[]) - want).abs() < 1e-6);
     assert_eq!(stats.pairs, 1 + 6);
@@ -91,7 +108,7 @@ fn cdpo_and_ipo_pairs_by_hand() {
     let lr = [0.6, -0.4, 1.5];
     let tokens = Tensor::from_slice(&[3.0f32, 2.0, 5.0]);
     let ranking = [vec![0, 1, 2]];
-    let (loss, _) = dpo_loss(
+    let (loss, _) = loss_of(
         &leaf(&lr),
         &tokens,
         &ranking,
@@ -106,7 +123,7 @@ fn cdpo_and_ipo_pairs_by_hand() {
         / 3.0;
     assert!((loss.double_value(&[]) - want).abs() < 1e-6);
 
-    let (loss, _) = dpo_loss(
+    let (loss, _) = loss_of(
         &leaf(&lr),
         &tokens,
         &ranking,
@@ -157,9 +174,46 @@ fn the_objective_refuses_what_has_no_meaning() {
 
 #[test]
 fn no_rankings_give_a_zero_loss() {
-    let (loss, stats) = dpo_loss(&leaf(&[0.3]), &ones(1), &[], &DpoObjective::default());
+    let (loss, stats) = loss_of(&leaf(&[0.3]), &ones(1), &[], &DpoObjective::default());
     assert_eq!(loss.double_value(&[]), 0.0);
     assert_eq!(stats, DpoStats::default());
+}
+
+#[test]
+fn sft_coef_adds_the_best_responses_token_mean_nll() {
+    // Two rankings: rows 1 > 0 > 2 and 3 > 4; the best rows 1 and 3 have 4 and 2 tokens.
+    let logps = [-3.0, -2.0, -5.0, -1.0, -4.0];
+    let reference = Tensor::from_slice(&[-2.5f32, -2.5, -4.0, -2.0, -3.0]);
+    let tokens = Tensor::from_slice(&[3.0f32, 4.0, 6.0, 2.0, 5.0]);
+    let groups = [vec![1, 0, 2], vec![3, 4]];
+    let plain = objective(true, DpoLoss::Sigmoid, 0.0);
+    let with = DpoObjective {
+        sft_coef: 0.7,
+        ..plain.clone()
+    };
+    let a = leaf(&logps);
+    let (without, _) = dpo_loss(&a, &reference, &tokens, &groups, &plain);
+    let b = leaf(&logps);
+    let (loss, stats) = dpo_loss(&b, &reference, &tokens, &groups, &with);
+    let nll = (2.0 + 1.0) / (4.0 + 2.0);
+    assert!((stats.chosen_nll - nll).abs() < 1e-6);
+    assert!((loss.double_value(&[]) - without.double_value(&[]) - 0.7 * nll).abs() < 1e-6);
+    // The NLL's gradient reaches the best rows only: -0.7 / 6 each.
+    without.backward();
+    loss.backward();
+    let extra: Vec<f64> = grads(&b)
+        .iter()
+        .zip(grads(&a))
+        .map(|(x, y)| x - y)
+        .collect();
+    for (row, g) in extra.iter().enumerate() {
+        let want = if row == 1 || row == 3 {
+            -0.7 / 6.0
+        } else {
+            0.0
+        };
+        assert!((g - want).abs() < 1e-6, "row {row}: {g} vs {want}");
+    }
 }
 
 /// TRL's `DPOTrainer._compute_loss` on fixed logits (scripts/dpo_fixtures.py): the sequence
@@ -201,7 +255,7 @@ fn pair_losses_match_trl_dpo_trainer() {
         );
         let mut reference = floats(&case["ref_chosen_logps"]);
         reference.extend(floats(&case["ref_rejected_logps"]));
-        let logratios = logps - Tensor::from_slice(&reference);
+        let reference = Tensor::from_slice(&reference);
         let pairs = rows as usize / 2;
         let groups: Vec<Vec<usize>> = (0..pairs).map(|i| vec![i, pairs + i]).collect();
         let loss = match case["loss_type"].as_str().unwrap() {
@@ -214,10 +268,11 @@ fn pair_losses_match_trl_dpo_trainer() {
             loss,
             label_smoothing: case["label_smoothing"].as_f64().unwrap(),
             pl: false,
+            sft_coef: 0.0,
         };
         objective.validate().unwrap();
         let tokens = completion.sum_dim_intlist(1, false, Kind::Float);
-        let (_, stats) = dpo_loss(&logratios, &tokens, &groups, &objective);
+        let (_, stats) = dpo_loss(&logps, &reference, &tokens, &groups, &objective);
         let close = |ours: f64, key: &str| {
             let theirs = case[key].as_f64().unwrap();
             assert!(
