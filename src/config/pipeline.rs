@@ -1,7 +1,7 @@
 //! `[pipeline]`: `rlhf pipeline` on the embedded world.
 
 use super::ppo::PpoStage;
-use crate::ppo::config::{Baseline, GroupAdvantage, KlEstimator, KlPlacement, LossAggregation};
+use crate::ppo::{Baseline, GroupAdvantage, KlEstimator, KlPlacement, LossAggregation};
 use crate::sampling::Sampling;
 use serde::{Deserialize, Serialize};
 
