@@ -176,7 +176,12 @@ mod tests {
 
     #[test]
     fn the_shipped_configs_parse() {
-        for name in ["default.toml", "compare.toml", "small.toml", "example-hf.toml"] {
+        for name in [
+            "default.toml",
+            "compare.toml",
+            "small.toml",
+            "example-hf.toml",
+        ] {
             let path = Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("configs")
                 .join(name);
@@ -218,7 +223,7 @@ mod tests {
                  ppo.algo.samples_per_prompt (3)",
             ),
             (
-                "kl_coef = 0.04",
+                "kl_coef = 1.0",
                 "kl_coef = -1",
                 "c.toml: pipeline.grpo.kl_coef must be non-negative, got -1",
             ),
