@@ -116,20 +116,34 @@ pub fn reward_scores(
 ) -> anyhow::Result<Vec<f64>> {
     let mut out = Vec::with_capacity(pairs.len());
     for chunk in pairs.chunks(BATCH) {
-        let seqs = chunk
-            .iter()
-            .map(|(prompt, response)| {
-                let mut ids = template.encode_prompt(tokenizer, prompt)?;
-                ids.extend(tokenizer.encode(response)?);
-                ids.push(tokenizer.eos_id());
-                Ok(ids)
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
+        let seqs: Vec<Vec<i64>> = encode_pairs(tokenizer, template, chunk)?
+            .into_iter()
+            .map(|s| s.ids)
+            .collect();
         let (ids, valid) = left_pad(&seqs, tokenizer.pad_id());
         let scores = Vec::<f32>::try_from(last_token_scores(model, &ids, &valid))?;
         out.extend(scores.into_iter().map(f64::from));
     }
     Ok(out)
+}
+
+/// (prompt, response) pairs as the reward model reads them (see [`reward_scores`]), with
+/// the prompt's length.
+fn encode_pairs(
+    tokenizer: &Tokenizer,
+    template: &ChatTemplate,
+    pairs: &[(String, String)],
+) -> anyhow::Result<Vec<SftSequence>> {
+    pairs
+        .iter()
+        .map(|(prompt, response)| {
+            let mut ids = template.encode_prompt(tokenizer, prompt)?;
+            let prompt_len = ids.len();
+            ids.extend(tokenizer.encode(response)?);
+            ids.push(tokenizer.eos_id());
+            Ok(SftSequence::new(ids, prompt_len))
+        })
+        .collect()
 }
 
 /// `model`'s log-probability of each response (its tokens and the EOS after them) after
@@ -143,16 +157,7 @@ pub fn response_logps(
 ) -> anyhow::Result<Vec<f64>> {
     let mut out = Vec::with_capacity(pairs.len());
     for chunk in pairs.chunks(BATCH) {
-        let seqs = chunk
-            .iter()
-            .map(|(prompt, response)| {
-                let mut ids = template.encode_prompt(tokenizer, prompt)?;
-                let prompt_len = ids.len();
-                ids.extend(tokenizer.encode(response)?);
-                ids.push(tokenizer.eos_id());
-                Ok(SftSequence::new(ids, prompt_len))
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
+        let seqs = encode_pairs(tokenizer, template, chunk)?;
         let batch = collate_sft(&seqs.iter().collect::<Vec<_>>(), tokenizer.pad_id(), false);
         let device = model.device();
         let logps = tch::no_grad(|| {

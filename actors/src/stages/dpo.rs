@@ -4,6 +4,7 @@
 //! ranked response's reference log-probability once, and the stage keeps them in
 //! `reference_logps.json` for a resumed run. No second model is held.
 
+use super::rm::ranked_splits;
 use super::run_dir::RunDir;
 use super::supervised::{train, Best, Examples, Session};
 use crate::system::learner::SupervisedMsg;
@@ -11,10 +12,9 @@ use crate::system::rpc::ask;
 use anyhow::Context;
 use ractor::ActorRef;
 use rlhf::config::RunConfig;
-use rlhf::data::{batches, collate_dpo, read_rm, split_holdout, tokenize_rm, RankedSequences};
+use rlhf::data::{batches, collate_dpo, RankedSequences};
 use rlhf::dpo::DpoObjective;
 use rlhf::model::Head;
-use rlhf::rng::Rng;
 use rlhf::text_side::TextSide;
 use rlhf::train::Batch;
 use serde::{Deserialize, Serialize};
@@ -69,36 +69,14 @@ pub async fn run(config_path: &Path, resume: bool) -> anyhow::Result<()> {
     let objective = stage.objective.clone().unwrap_or_default();
     let mut dir = RunDir::create(&config.run_dir.join("dpo"), &config)?;
     let text = TextSide::load(&stage.init, &config.chat)?;
-    let template = &text.template;
-    let ranked = read_rm(&stage.data, template, &stage.keys)?;
-    let (train_ranked, held_out) = match &stage.validation {
-        Some(path) => (ranked, read_rm(path, template, &stage.keys)?),
-        None => split_holdout(
-            ranked,
-            stage.holdout_fraction,
-            &mut Rng::new(config.seed ^ 0x7a3),
-        ),
+    let (_, train_items, val_items) = ranked_splits("dpo", &config, &stage, &text, &mut dir)?;
+    let set = |items| PreferenceSet {
+        items,
+        reference: Vec::new(),
+        objective: objective.clone(),
+        pad_id: text.tokenizer.pad_id(),
     };
-    let mut sets = Vec::new();
-    for (split, examples) in [("train", &train_ranked), ("validation", &held_out)] {
-        let (items, fitted) = tokenize_rm(
-            examples,
-            &text.tokenizer,
-            template,
-            stage.max_seq_len,
-            stage.truncate,
-        )?;
-        let limit = ("max_seq_len", stage.max_seq_len);
-        dir.log_fitted("dpo", split, ("prompts", items.len()), fitted, limit)?;
-        sets.push(PreferenceSet {
-            items,
-            reference: Vec::new(),
-            objective: objective.clone(),
-            pad_id: text.tokenizer.pad_id(),
-        });
-    }
-    let mut val_set = sets.pop().expect("two splits");
-    let mut train_set = sets.pop().expect("two splits");
+    let (mut train_set, mut val_set) = (set(train_items), set(val_items));
     let learner = super::supervised::start_learner(
         "dpo",
         &stage,

@@ -11,7 +11,7 @@ use crate::system::learner::SupervisedMsg;
 use crate::system::rpc::ask;
 use rlhf::config::{RunConfig, StageConfig};
 use rlhf::data::{
-    collate_rm, read_rm, read_sft, split_holdout, tokenize_rm, tokenize_sft, Fitted,
+    collate_rm, read_rm, read_sft, split_holdout, tokenize_rm, tokenize_sft, Fitted, RankedExample,
     RankedSequences, SftExample,
 };
 use rlhf::generate::left_pad;
@@ -46,35 +46,18 @@ pub async fn run(config_path: &Path, resume: bool) -> anyhow::Result<()> {
     let stage = RunConfig::section(&config.rm, "rm", config_path)?.clone();
     let mut dir = RunDir::create(&config.run_dir.join("rm"), &config)?;
     let text = TextSide::load(&stage.init, &config.chat)?;
-    let template = &text.template;
-    let ranked = read_rm(&stage.data, template, &stage.keys)?;
-    let (train_ranked, held_out) = match &stage.validation {
-        Some(path) => (ranked, read_rm(path, template, &stage.keys)?),
-        None => split_holdout(
-            ranked,
-            stage.holdout_fraction,
-            &mut Rng::new(config.seed ^ 0x7a3),
-        ),
+    let (train_ranked, train_items, val_items) =
+        ranked_splits("rm", &config, &stage, &text, &mut dir)?;
+    let demonstrations = demonstrations(&config, &stage, &text.template, &train_ranked)?;
+    let pad_id = text.tokenizer.pad_id();
+    let train_set = RankedSet {
+        items: train_items,
+        pad_id,
     };
-    let demonstrations = demonstrations(&config, &stage, template, &train_ranked)?;
-    let mut sets = Vec::new();
-    for (split, examples) in [("train", &train_ranked), ("validation", &held_out)] {
-        let (items, fitted) = tokenize_rm(
-            examples,
-            &text.tokenizer,
-            template,
-            stage.max_seq_len,
-            stage.truncate,
-        )?;
-        let limit = ("max_seq_len", stage.max_seq_len);
-        dir.log_fitted("rm", split, ("prompts", items.len()), fitted, limit)?;
-        sets.push(RankedSet {
-            items,
-            pad_id: text.tokenizer.pad_id(),
-        });
-    }
-    let val_set = sets.pop().expect("two splits");
-    let train_set = sets.pop().expect("two splits");
+    let val_set = RankedSet {
+        items: val_items,
+        pad_id,
+    };
     let learner = super::supervised::start_learner(
         "rm",
         &stage,
@@ -131,13 +114,55 @@ pub async fn run(config_path: &Path, resume: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A ranking stage's data (RM, DPO): its rankings split into train and held out (the
+/// `validation` file, else `holdout_fraction` of `data`), each split tokenized with what the
+/// over-long rule did logged; also the training rankings as read.
+pub fn ranked_splits(
+    name: &str,
+    config: &RunConfig,
+    stage: &StageConfig,
+    text: &TextSide,
+    dir: &mut RunDir,
+) -> anyhow::Result<(
+    Vec<RankedExample>,
+    Vec<RankedSequences>,
+    Vec<RankedSequences>,
+)> {
+    let template = &text.template;
+    let ranked = read_rm(&stage.data, template, &stage.keys)?;
+    let (train_ranked, held_out) = match &stage.validation {
+        Some(path) => (ranked, read_rm(path, template, &stage.keys)?),
+        None => split_holdout(
+            ranked,
+            stage.holdout_fraction,
+            &mut Rng::new(config.seed ^ 0x7a3),
+        ),
+    };
+    let mut splits = Vec::new();
+    for (split, examples) in [("train", &train_ranked), ("validation", &held_out)] {
+        let (items, fitted) = tokenize_rm(
+            examples,
+            &text.tokenizer,
+            template,
+            stage.max_seq_len,
+            stage.truncate,
+        )?;
+        let limit = ("max_seq_len", stage.max_seq_len);
+        dir.log_fitted(name, split, ("prompts", items.len()), fitted, limit)?;
+        splits.push(items);
+    }
+    let held_out = splits.pop().expect("two splits");
+    let train = splits.pop().expect("two splits");
+    Ok((train_ranked, train, held_out))
+}
+
 /// `rm.demonstrations`, else the `[sft]` data, else the best-ranked response of each
 /// training prompt.
 fn demonstrations(
     config: &RunConfig,
     stage: &StageConfig,
     template: &ChatTemplate,
-    ranked: &[rlhf::data::RankedExample],
+    ranked: &[RankedExample],
 ) -> anyhow::Result<Vec<SftExample>> {
     if let Some(path) = &stage.demonstrations {
         let (keys, turns) = match &config.sft {
