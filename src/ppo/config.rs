@@ -73,8 +73,8 @@ pub enum Baseline {
     Value,
     /// No value model: a token's advantage is the shaped reward still to come, with the
     /// score taken relative to the other samples of its prompt (`samples_per_prompt` >= 2,
-    /// the leave-one-out baseline of RLOO). The value model is neither run nor trained,
-    /// which halves the learner's work; `gamma`, `lam`, `vf_coef` and `clip_range_value`
+    /// the leave-one-out baseline of RLOO). The learner holds no value model (nor its
+    /// optimizer), which halves its work; `gamma`, `lam`, `vf_coef` and `clip_range_value`
     /// are unused.
     Group,
 }

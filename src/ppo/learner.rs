@@ -1,4 +1,5 @@
-//! The PPO learner: the policy and the value model with an AdamW each, the KL controller,
+//! The PPO learner: the policy and the value model with an AdamW each (with `baseline =
+//! "group"` the policy alone: no value model or optimizer is held), the KL controller,
 //! and the update on one rollout batch. What the learner actor runs in stage 3.
 //!
 //! [`PpoLearner::update`] reads top to bottom as the algorithm:
@@ -10,7 +11,7 @@
 //!    token, the KL penalty `beta * kl(logp_old, ref_logp)` on every token
 //!    ([`shaped_rewards`](super::shaped_rewards)), beta from the [`AdaptiveKlController`].
 //! 3. [`gae()`](fn@super::gae) advantages and returns; advantages optionally whitened over the batch.
-//!    With `baseline = "group"` the value model is not run: values are 0 and GAE (gamma =
+//!    With `baseline = "group"` there is no value model: values are 0 and GAE (gamma =
 //!    lambda = 1) gives each token the shaped reward still to come.
 //! 4. Truncated importance weights `min(pi_old / mu, cap)` against the generator's
 //!    behaviour log-probs `mu`, correcting stale batches (see [`super::loss`]). The mean
@@ -85,21 +86,29 @@ struct Plan {
 /// The learner's scalar state in a checkpoint folder.
 const LEARNER_STATE: &str = "ppo-learner.json";
 
+/// Copies of one model's weights and its optimizer's state.
+type Copies = (Vec<(String, Tensor)>, BTreeMap<String, Tensor>);
+
 /// Copies of the trainable state an update changes, to roll a skipped update back.
 struct Snapshot {
-    policy: Vec<(String, Tensor)>,
-    value: Vec<(String, Tensor)>,
-    policy_optimizer: BTreeMap<String, Tensor>,
-    value_optimizer: BTreeMap<String, Tensor>,
+    policy: Copies,
+    /// The value model's, when there is one.
+    critic: Option<Copies>,
 }
 
-/// The policy (LM head) and value model (scalar head) with their optimizers, the KL
-/// controller and the policy version.
+/// The value model (scalar head) with its optimizer: InstructGPT's critic. There is none
+/// with `baseline = "group"`, so no memory goes to its weights, gradients or moments.
+struct Critic {
+    model: Model,
+    optimizer: AdamW,
+}
+
+/// The policy (LM head) and, with a value baseline, the value model (scalar head), with
+/// their optimizers, the KL controller and the policy version.
 pub struct PpoLearner {
     policy: Model,
-    value: Model,
     policy_optimizer: AdamW,
-    value_optimizer: AdamW,
+    critic: Option<Critic>,
     max_grad_norm: f64,
     kl: AdaptiveKlController,
     config: PpoConfig,
@@ -116,17 +125,19 @@ pub struct PpoLearner {
 
 impl PpoLearner {
     /// `policy`: the model being trained (LM head), usually the SFT model. `value`: the
-    /// value model (scalar head), initialised from the reward model as InstructGPT does.
-    /// Both get an AdamW from `optimizer` (whose `lr` the caller schedules and passes to
+    /// value model (scalar head), initialised from the reward model as InstructGPT does;
+    /// `None` with `baseline = "group"`, which has none. Each gets an AdamW from
+    /// `optimizer` (whose `lr` the caller schedules and passes to
     /// [`PpoLearner::update`]); `sampling` is the generator's, so that its temperature
-    /// defines the log-probs. Dropout is switched off in both models. The configs are
-    /// expected to be validated. The version starts at 0.
+    /// defines the log-probs. Dropout is switched off. The configs are expected to be
+    /// validated. The version starts at 0.
     ///
     /// # Panics
-    /// When the heads are not LM (policy) and scalar (value).
+    /// When the heads are not LM (policy) and scalar (value), or a value model is given
+    /// or missing against `ppo.baseline`.
     pub fn new(
         mut policy: Model,
-        mut value: Model,
+        value: Option<Model>,
         optimizer: &OptimizerConfig,
         ppo: &PpoConfig,
         sampling: Sampling,
@@ -137,18 +148,28 @@ impl PpoLearner {
             "the policy needs an LM head"
         );
         assert_eq!(
-            value.head(),
-            Head::Scalar,
-            "the value model needs a scalar head"
+            value.is_some(),
+            ppo.uses_value_model(),
+            "a value model exactly when the baseline is a value model"
         );
         policy.set_dropout(0.0);
-        value.set_dropout(0.0);
         let params = |m: &Model| m.var_store().variables().into_iter().collect();
+        let critic = value.map(|mut model| {
+            assert_eq!(
+                model.head(),
+                Head::Scalar,
+                "the value model needs a scalar head"
+            );
+            model.set_dropout(0.0);
+            Critic {
+                optimizer: AdamW::new(params(&model), optimizer),
+                model,
+            }
+        });
         PpoLearner {
             policy_optimizer: AdamW::new(params(&policy), optimizer),
-            value_optimizer: AdamW::new(params(&value), optimizer),
             policy,
-            value,
+            critic,
             max_grad_norm: optimizer.max_grad_norm,
             kl: AdaptiveKlController::new(&ppo.kl),
             config: ppo.clone(),
@@ -184,11 +205,13 @@ impl PpoLearner {
         }
     }
 
-    /// Both models, both optimizers, the KL coefficient and the version into a checkpoint
+    /// The models, their optimizers, the KL coefficient and the version into a checkpoint
     /// folder.
     pub fn save_state(&self, dir: &Path) -> Result<()> {
         crate::checkpoint::save_trainable(dir, "policy", &self.policy, &self.policy_optimizer)?;
-        crate::checkpoint::save_trainable(dir, "value", &self.value, &self.value_optimizer)?;
+        if let Some(c) = &self.critic {
+            crate::checkpoint::save_trainable(dir, "value", &c.model, &c.optimizer)?;
+        }
         let state = serde_json::json!({"version": self.version, "kl_coef": self.kl.value});
         crate::model::weights::write_atomic(&dir.join(LEARNER_STATE), state.to_string().as_bytes())
     }
@@ -201,12 +224,9 @@ impl PpoLearner {
             &mut self.policy,
             &mut self.policy_optimizer,
         )?;
-        crate::checkpoint::load_trainable(
-            dir,
-            "value",
-            &mut self.value,
-            &mut self.value_optimizer,
-        )?;
+        if let Some(c) = &mut self.critic {
+            crate::checkpoint::load_trainable(dir, "value", &mut c.model, &mut c.optimizer)?;
+        }
         let path = dir.join(LEARNER_STATE);
         let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
         let state: serde_json::Value =
@@ -230,8 +250,9 @@ impl PpoLearner {
         &self.policy
     }
 
-    pub fn value(&self) -> &Model {
-        &self.value
+    /// The value model (none with `baseline = "group"`).
+    pub fn value(&self) -> Option<&Model> {
+        self.critic.as_ref().map(|c| &c.model)
     }
 
     pub fn sampling(&self) -> &Sampling {
@@ -248,8 +269,11 @@ impl PpoLearner {
     }
 
     /// The policy's and the value model's optimizers (for checkpoints).
-    pub fn optimizers(&self) -> (&AdamW, &AdamW) {
-        (&self.policy_optimizer, &self.value_optimizer)
+    pub fn optimizers(&self) -> (&AdamW, Option<&AdamW>) {
+        (
+            &self.policy_optimizer,
+            self.critic.as_ref().map(|c| &c.optimizer),
+        )
     }
 
     /// Detached copies of the policy's weights, sorted by name, for the generator's
@@ -374,12 +398,12 @@ impl PpoLearner {
     /// step; otherwise from passes without it.
     fn old_figures(&self, batch: &RolloutBatch, share: bool) -> OldFigures {
         let mask = &batch.response_mask;
-        let critic = self.config.uses_value_model();
+        let value = self.value();
         let first_pass = share.then(|| FirstPass {
             log_probs: self
                 .sampling
                 .log_probs(&response_logits(&self.policy, batch, true)),
-            values: critic.then(|| response_values(&self.value, batch, true)),
+            values: value.map(|v| response_values(v, batch, true)),
         });
         let (logp_old, values_old) = match &first_pass {
             Some(pass) => (
@@ -388,7 +412,7 @@ impl PpoLearner {
             ),
             None => (
                 response_logprobs(&self.policy, batch, &self.sampling, false),
-                critic.then(|| response_values(&self.value, batch, false)),
+                value.map(|v| response_values(v, batch, false)),
             ),
         };
         // Without a value model the baseline is in the scores: every value is 0.
@@ -456,26 +480,32 @@ impl PpoLearner {
         Ok(sums)
     }
 
-    /// Copies of both models' weights and both optimizers' state.
+    /// Copies of the models' weights and their optimizers' state.
     fn snapshot(&self) -> Snapshot {
         let optimizer = |o: &AdamW| -> BTreeMap<String, Tensor> {
             tch::no_grad(|| o.state().into_iter().map(|(n, t)| (n, t.copy())).collect())
         };
         Snapshot {
-            policy: weights_copy(&self.policy),
-            value: weights_copy(&self.value),
-            policy_optimizer: optimizer(&self.policy_optimizer),
-            value_optimizer: optimizer(&self.value_optimizer),
+            policy: (
+                weights_copy(&self.policy),
+                optimizer(&self.policy_optimizer),
+            ),
+            critic: self
+                .critic
+                .as_ref()
+                .map(|c| (weights_copy(&c.model), optimizer(&c.optimizer))),
         }
     }
 
     /// Puts back what [`PpoLearner::snapshot`] copied.
     fn restore(&mut self, snapshot: &Snapshot) -> Result<()> {
-        load_weights(&mut self.policy, &snapshot.policy)?;
-        load_weights(&mut self.value, &snapshot.value)?;
-        self.policy_optimizer
-            .load_state(&snapshot.policy_optimizer)?;
-        self.value_optimizer.load_state(&snapshot.value_optimizer)
+        load_weights(&mut self.policy, &snapshot.policy.0)?;
+        self.policy_optimizer.load_state(&snapshot.policy.1)?;
+        if let (Some(c), Some((weights, optimizer))) = (&mut self.critic, &snapshot.critic) {
+            load_weights(&mut c.model, weights)?;
+            c.optimizer.load_state(optimizer)?;
+        }
+        Ok(())
     }
 
     /// One optimizer step of both models on the rows `index` of the batch: the loss, its
@@ -490,7 +520,7 @@ impl PpoLearner {
     ) -> Result<StepFigures> {
         let models = Models {
             policy: &self.policy,
-            value: &self.value,
+            value: self.value(),
             sampling: &self.sampling,
             config: &self.config,
             kl_coef: self.kl.value,
@@ -520,20 +550,20 @@ impl PpoLearner {
     /// when it is trained), the finite check, one AdamW step each. Returns the gradient
     /// norms before clipping.
     fn apply_gradients(&mut self, loss: &Tensor, at: StepAt) -> Result<(f64, f64)> {
-        let critic = self.config.uses_value_model();
         self.policy_optimizer.zero_grad();
-        self.value_optimizer.zero_grad();
+        if let Some(c) = &mut self.critic {
+            c.optimizer.zero_grad();
+        }
         loss.backward();
         let grad_policy = self.policy_optimizer.clip_grad_norm(self.max_grad_norm);
-        let grad_value = if critic {
-            self.value_optimizer.clip_grad_norm(self.max_grad_norm)
-        } else {
-            0.0
+        let grad_value = match &mut self.critic {
+            Some(c) => c.optimizer.clip_grad_norm(self.max_grad_norm),
+            None => 0.0,
         };
         check_grad_norms(grad_policy, grad_value, at)?;
         self.policy_optimizer.step(at.lr);
-        if critic {
-            self.value_optimizer.step(at.lr);
+        if let Some(c) = &mut self.critic {
+            c.optimizer.step(at.lr);
         }
         Ok((grad_policy, grad_value))
     }

@@ -38,7 +38,7 @@ pub(super) fn learner(ppo: &PpoConfig, lr: f64) -> PpoLearner {
     };
     PpoLearner::new(
         tiny(Head::LanguageModel, 1),
-        tiny(Head::Scalar, 2),
+        ppo.uses_value_model().then(|| tiny(Head::Scalar, 2)),
         &optimizer,
         ppo,
         Sampling::default(),
@@ -213,8 +213,14 @@ fn a_shared_first_pass_trains_as_separate_passes_do() {
     separate.share_first_pass = false;
     // The same start (tests in parallel share libtorch's seeded generator).
     load_weights(&mut separate.policy, &shared.policy_weights()).unwrap();
-    let value: Vec<(String, Tensor)> = shared.value().var_store().variables().into_iter().collect();
-    load_weights(&mut separate.value, &value).unwrap();
+    let value: Vec<(String, Tensor)> = shared
+        .value()
+        .unwrap()
+        .var_store()
+        .variables()
+        .into_iter()
+        .collect();
+    load_weights(&mut separate.critic.as_mut().unwrap().model, &value).unwrap();
     let reference = frozen_copy(&shared);
     let mut rng = Rng::new(5);
     let batch = rollout(&shared, &reference, &mut rng, 8, 6);
@@ -240,7 +246,7 @@ fn a_shared_first_pass_trains_as_separate_passes_do() {
     }
     for (model_a, model_b) in [
         (shared.policy(), separate.policy()),
-        (shared.value(), separate.value()),
+        (shared.value().unwrap(), separate.value().unwrap()),
     ] {
         let vars_b = model_b.var_store().variables();
         for (name, var) in model_a.var_store().variables() {
@@ -386,17 +392,22 @@ fn ptx_mixes_in_the_pretraining_loss() {
 /// counts (deep copies), the KL coefficient and the version.
 fn training_state(learner: &PpoLearner) -> (Vec<(String, Tensor)>, f64, u64) {
     let mut tensors = learner.policy_weights();
-    let mut value: Vec<(String, Tensor)> = learner
-        .value()
-        .var_store()
-        .variables()
-        .into_iter()
-        .map(|(n, t)| (format!("value.{n}"), t.detach().copy()))
-        .collect();
-    value.sort_by(|a, b| a.0.cmp(&b.0));
-    tensors.extend(value);
+    if let Some(model) = learner.value() {
+        let mut value: Vec<(String, Tensor)> = model
+            .var_store()
+            .variables()
+            .into_iter()
+            .map(|(n, t)| (format!("value.{n}"), t.detach().copy()))
+            .collect();
+        value.sort_by(|a, b| a.0.cmp(&b.0));
+        tensors.extend(value);
+    }
     let (policy_opt, value_opt) = learner.optimizers();
-    for (prefix, optimizer) in [("policy_opt", policy_opt), ("value_opt", value_opt)] {
+    let optimizers = [("policy_opt", Some(policy_opt)), ("value_opt", value_opt)];
+    for (prefix, optimizer) in optimizers
+        .into_iter()
+        .filter_map(|(p, o)| o.map(|o| (p, o)))
+    {
         for (n, t) in optimizer.state() {
             tensors.push((format!("{prefix}.{n}"), t.copy()));
         }
@@ -485,9 +496,9 @@ fn same_tensors(a: &[(String, Tensor)], b: &[(String, Tensor)]) -> bool {
 
 /// With the group baseline, scores that are equal within each prompt's samples carry no
 /// signal, whatever their offsets across prompts (an RM's per-prompt bias): the policy
-/// does not move. A different score within a group moves it. The value model and its
-/// optimizer are never touched. The value baseline, on the same batch, moves the policy
-/// on the offsets alone.
+/// does not move. A different score within a group moves it. There is no value model or
+/// value optimizer to touch. The value baseline, on the same batch, moves the policy on
+/// the offsets alone.
 #[test]
 fn the_group_baseline_learns_only_from_differences_within_a_prompt() {
     let group = PpoConfig {
@@ -508,20 +519,35 @@ fn the_group_baseline_learns_only_from_differences_within_a_prompt() {
     let offsets = Tensor::from_slice(&[0.0f32, 0.0, 10.0, 10.0, -4.0, -4.0, 7.0, 7.0]);
     batch.scores = Some(offsets.shallow_clone());
 
+    assert!(grouped.value().is_none() && grouped.optimizers().1.is_none());
     let before = training_state(&grouped);
     let stats = grouped.update(&batch, &[], &mut rng, lr).unwrap();
     let after = training_state(&grouped);
     assert!(same_tensors(&part(&before, false), &part(&after, false)));
-    assert!(same_tensors(&part(&before, true), &part(&after, true)));
+    assert!(part(&after, true).is_empty(), "no value tensors");
     assert_eq!((stats.value_loss, stats.grad_norm_value), (0.0, 0.0));
     assert_eq!(stats.score_mean, 3.25);
 
-    // One sample scoring above its twin is a signal; the value model still stays put.
+    // One sample scoring above its twin is a signal.
     batch.scores = Some(&offsets + Tensor::from_slice(&[1.0f32, 0., 0., 0., 0., 0., 0., 0.]));
     grouped.update(&batch, &[], &mut rng, lr).unwrap();
     let moved = training_state(&grouped);
     assert!(!same_tensors(&part(&after, false), &part(&moved, false)));
-    assert!(same_tensors(&part(&after, true), &part(&moved, true)));
+
+    // Its training-state checkpoint has the policy alone, and restores it exactly.
+    let dir = std::env::temp_dir().join(format!("rlhf-group-state-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    grouped.save_state(&dir).unwrap();
+    let files: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(files.iter().any(|f| f.starts_with("policy")), "{files:?}");
+    assert!(!files.iter().any(|f| f.starts_with("value")), "{files:?}");
+    let mut restored = learner(&group, lr);
+    restored.load_state(&dir).unwrap();
+    assert!(same_state(&moved, &training_state(&restored)));
+    let _ = std::fs::remove_dir_all(&dir);
 
     // The value baseline sees the offsets as returns to predict and moves both models.
     let value = PpoConfig {

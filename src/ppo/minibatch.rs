@@ -19,7 +19,8 @@ use tch::{Kind, Tensor};
 #[derive(Clone, Copy)]
 pub(super) struct Models<'a> {
     pub(super) policy: &'a Model,
-    pub(super) value: &'a Model,
+    /// The value model; none with `baseline = "group"`.
+    pub(super) value: Option<&'a Model>,
     pub(super) sampling: &'a Sampling,
     pub(super) config: &'a PpoConfig,
     /// The KL coefficient of this update (the controller's).
@@ -115,9 +116,9 @@ pub(super) fn minibatch_loss(
         terms.push(models.kl_coef * aggregate(&kl, mask, config.reduce()));
     }
     let mut value_stats = ValueStats::default();
-    if config.uses_value_model() {
-        let value_device = models.value.device();
-        let values = values.unwrap_or_else(|| response_values(models.value, &sub, true));
+    if let Some(value_model) = models.value {
+        let value_device = value_model.device();
+        let values = values.unwrap_or_else(|| response_values(value_model, &sub, true));
         let (value, stats) = value_loss(
             &values,
             &pick(&targets.values_old).to_device(value_device),

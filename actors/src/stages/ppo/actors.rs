@@ -243,9 +243,14 @@ pub(super) async fn spawn_with(
             LearnerArgs {
                 threads: a.learner.threads,
                 build: Box::new(move || {
+                    // No value model with a group baseline: none is loaded.
+                    let value = match s.algo.uses_value_model() {
+                        true => Some(rm(&device)?),
+                        false => None,
+                    };
                     let mut learner = PpoLearner::new(
                         policy(&device)?,
-                        rm(&device)?,
+                        value,
                         &s.optimizer,
                         &s.algo,
                         s.sampling.clone(),

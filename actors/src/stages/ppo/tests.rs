@@ -122,7 +122,10 @@ impl PlainLoop {
             reward: (source.scorers)("cpu").unwrap(),
             learner: PpoLearner::new(
                 model(),
-                (source.reward)("cpu").unwrap(),
+                stage
+                    .algo
+                    .uses_value_model()
+                    .then(|| (source.reward)("cpu").unwrap()),
                 &stage.optimizer,
                 &stage.algo,
                 stage.sampling.clone(),
