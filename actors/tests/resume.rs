@@ -237,56 +237,59 @@ fn killed_sft_rm_and_dpo_runs_resume_to_the_same_weights_and_metrics() {
 }
 
 /// A NaN loss (injected through the test hook) is skipped and counted, or stops the stage
-/// with the last good checkpoint named, as `on_nan` says.
+/// with the last good checkpoint named, as `on_nan` says (SFT and DPO).
 #[test]
 fn a_nan_step_is_skipped_or_stops_the_stage_as_configured() {
     let dir = temp_dir("resume-nan");
     let base = dir.join("base");
     let config = write_config(&dir, &base, &base.join("init"));
     ok(rlhf(&["init", "--config", config.to_str().unwrap()]));
-    for policy in ["skip", "stop"] {
-        let run = dir.join(policy);
-        let config = write_config(&dir, &run, &base.join("init"));
-        let text = std::fs::read_to_string(&config).unwrap().replacen(
-            "[sft.optimizer]",
-            &format!("on_nan = \"{policy}\"\n[sft.optimizer]"),
-            1,
-        );
-        std::fs::write(&config, text).unwrap();
-        let out = Command::new(env!("CARGO_BIN_EXE_rlhf"))
-            .args(["sft", "--config", config.to_str().unwrap()])
-            .env("RLHF_NAN_AT_STEP", "5")
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let records = metrics(&run.join("sft/metrics.jsonl"));
-        let skipped: Vec<&Value> = records
-            .iter()
-            .filter(|r| r.get("skipped").is_some())
-            .collect();
-        if policy == "skip" {
-            assert!(out.status.success(), "{stderr}");
-            assert_eq!(skipped.len(), 1, "{skipped:?}");
-            assert_eq!(skipped[0]["step"], 5);
-            assert!(skipped[0]["skipped"]
-                .as_str()
-                .unwrap()
-                .contains("non-finite loss (NaN) at step 5"));
-            // Every other step trained: 4 epochs of 18 batches, one skipped.
-            let trained = records
-                .iter()
-                .filter(|r| r.get("grad_norm").is_some())
-                .count();
-            assert_eq!(trained, 4 * 18 - 1);
-        } else {
-            assert_eq!(out.status.code(), Some(2), "{stderr}");
-            assert!(
-                stderr.contains("non-finite loss (NaN) at step 5")
-                    && stderr.contains("on_nan = \"stop\"")
-                    && stderr.contains("state/step-00000003 (continue with --resume)"),
-                "{stderr}"
+    // SFT trains 144 examples and DPO 128 rankings, in batches of 8.
+    for (stage, batches) in [("sft", 18), ("dpo", 16)] {
+        for policy in ["skip", "stop"] {
+            let run = dir.join(format!("{stage}-{policy}"));
+            let config = write_config(&dir, &run, &base.join("init"));
+            let text = std::fs::read_to_string(&config).unwrap().replacen(
+                &format!("[{stage}.optimizer]"),
+                &format!("on_nan = \"{policy}\"\n[{stage}.optimizer]"),
+                1,
             );
-            assert!(skipped.is_empty());
+            std::fs::write(&config, text).unwrap();
+            let out = Command::new(env!("CARGO_BIN_EXE_rlhf"))
+                .args([stage, "--config", config.to_str().unwrap()])
+                .env("RLHF_NAN_AT_STEP", "5")
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let records = metrics(&run.join(stage).join("metrics.jsonl"));
+            let skipped: Vec<&Value> = records
+                .iter()
+                .filter(|r| r.get("skipped").is_some())
+                .collect();
+            if policy == "skip" {
+                assert!(out.status.success(), "{stderr}");
+                assert_eq!(skipped.len(), 1, "{skipped:?}");
+                assert_eq!(skipped[0]["step"], 5);
+                assert!(skipped[0]["skipped"]
+                    .as_str()
+                    .unwrap()
+                    .contains("non-finite loss (NaN) at step 5"));
+                // Every other step trained: 4 epochs of its batches, one skipped.
+                let trained = records
+                    .iter()
+                    .filter(|r| r.get("grad_norm").is_some())
+                    .count();
+                assert_eq!(trained, 4 * batches - 1, "{stage}");
+            } else {
+                assert_eq!(out.status.code(), Some(2), "{stage}: {stderr}");
+                assert!(
+                    stderr.contains("non-finite loss (NaN) at step 5")
+                        && stderr.contains("on_nan = \"stop\"")
+                        && stderr.contains("state/step-00000003 (continue with --resume)"),
+                    "{stderr}"
+                );
+                assert!(skipped.is_empty());
+            }
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
