@@ -103,6 +103,8 @@ impl Model {
     ) -> Result<Model> {
         let config = ModelConfig::from_json(&raw_config, path)?;
         let mut vs = nn::VarStore::new(device);
+        // Every tensor is created in the target dtype: no f32 copy of the model first.
+        vs.set_kind(dtype.kind());
         let root = vs.root();
         let body = &root / config.arch.prefix();
         let backbone = match config.arch {
@@ -119,7 +121,6 @@ impl Model {
         let lm_head = (head == Head::LanguageModel && !config.tie_embeddings)
             .then(|| (&root / config.arch.lm_head()).var("weight", &[config.vocab_size, d], init));
         let score = (head == Head::Scalar).then(|| (&root / "score").var("weight", &[1, d], init));
-        vs.set_kind(dtype.kind());
         let score_bias = raw_config
             .get(REWARD_BIAS_KEY)
             .and_then(Value::as_f64)
@@ -152,8 +153,12 @@ impl Model {
         }
         let config_path = config::config_path(dir);
         let (_, raw) = ModelConfig::load(&config_path)?;
-        let mut model = Model::build(raw, &config_path, head, dtype, device)?;
+        // A bad config is reported before the weights are read.
+        ModelConfig::from_json(&raw, &config_path)?;
+        // The file is read (its bytes freed) before the model exists, so the peak is the
+        // file's tensors and the model, not the bytes besides.
         let (file_tensors, files) = read_weights(dir)?;
+        let mut model = Model::build(raw, &config_path, head, dtype, device)?;
         let report = model.fill(&file_tensors, &files)?;
         model.unfold(&file_tensors, &config_path)?;
         Ok((model, report))
