@@ -158,7 +158,9 @@ pub fn dpo_loss(
     if pairs.count == 0 {
         return (rewards.sum(Kind::Float) * 0.0, DpoStats::default());
     }
-    let margin = rewards.index_select(0, &pairs.better) - rewards.index_select(0, &pairs.worse);
+    let better = rewards.index_select(0, &pairs.better);
+    let worse = rewards.index_select(0, &pairs.worse);
+    let margin = &better - &worse;
     let loss = match (objective.pl, objective.loss) {
         (true, _) => plackett_luce(&rewards, groups),
         (false, DpoLoss::Sigmoid) => {
@@ -193,8 +195,8 @@ pub fn dpo_loss(
         [
             margin.gt(0.0).to_kind(Kind::Float).mean(Kind::Float),
             margin.mean(Kind::Float),
-            rewards.index_select(0, &pairs.better).mean(Kind::Float),
-            rewards.index_select(0, &pairs.worse).mean(Kind::Float),
+            better.mean(Kind::Float),
+            worse.mean(Kind::Float),
             (rewards.index_select(0, &rows) / objective.beta).mean(Kind::Float),
             chosen_nll.detach(),
         ]

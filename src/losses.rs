@@ -158,20 +158,22 @@ pub(crate) fn read_back(scalars: &[&Tensor]) -> Vec<f64> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn logsig(x: f64) -> f64 {
+    /// log sigmoid(x), by hand (also for the DPO losses' tests).
+    pub(crate) fn logsig(x: f64) -> f64 {
         -(1.0 + (-x).exp()).ln()
     }
 
-    fn leaf(values: &[f64]) -> Tensor {
+    /// An f32 leaf tensor that records its gradient.
+    pub(crate) fn leaf(values: &[f64]) -> Tensor {
         Tensor::from_slice(values)
             .to_kind(Kind::Float)
             .set_requires_grad(true)
     }
 
-    fn grad_of(t: &Tensor) -> Vec<f64> {
+    pub(crate) fn grad_of(t: &Tensor) -> Vec<f64> {
         Vec::<f64>::try_from(t.grad().to_kind(Kind::Double)).unwrap()
     }
 

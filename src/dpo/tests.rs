@@ -1,18 +1,5 @@
 use super::*;
-
-fn logsig(x: f64) -> f64 {
-    -(1.0 + (-x).exp()).ln()
-}
-
-fn leaf(values: &[f64]) -> Tensor {
-    Tensor::from_slice(values)
-        .to_kind(Kind::Float)
-        .set_requires_grad(true)
-}
-
-fn grads(t: &Tensor) -> Vec<f64> {
-    Vec::<f64>::try_from(t.grad().to_kind(Kind::Double)).unwrap()
-}
+use crate::losses::tests::{grad_of as grads, leaf, logsig};
 
 fn objective(pl: bool, loss: DpoLoss, label_smoothing: f64) -> DpoObjective {
     DpoObjective {

@@ -106,7 +106,7 @@ pub fn run(config: &RunConfig, seconds_before: f64) -> anyhow::Result<()> {
         pipeline.bootstrap_resamples,
         config.seed,
     );
-    let templated: Vec<String> = test.iter().map(|t| t.prompt.clone()).collect();
+    let questions: Vec<String> = test.iter().map(|t| t.prompt.clone()).collect();
     for (i, (row, m)) in rows.iter_mut().zip(&models).enumerate() {
         row.truthful = probe_rate(&world, &labeler, test, &m.responses, Category::Honesty);
         row.harmless = probe_rate(&world, &labeler, test, &m.responses, Category::Harmlessness);
@@ -121,7 +121,7 @@ pub fn run(config: &RunConfig, seconds_before: f64) -> anyhow::Result<()> {
         if m.name != "base" && i != sft {
             let (model, text) = &loaded[i];
             let (reference, _) = &loaded[sft];
-            row.kl = Some(kl_to(model, reference, text, &templated, &m.responses)?);
+            row.kl = Some(kl_to(model, reference, text, &questions, &m.responses)?);
         }
     }
     let rm_accuracy = rm_accuracy(&layout, &world, &pools.rm, &labeler)?;
