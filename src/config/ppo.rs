@@ -5,6 +5,7 @@ use super::data::{DataKeys, Truncate};
 use super::defaults::{default_device, DEFAULT_KEEP_CHECKPOINTS};
 use super::reward::RewardConfig;
 use crate::device::DType;
+use crate::model::lora::LoraConfig;
 use crate::optim::OptimizerConfig;
 use crate::ppo::PpoConfig;
 use crate::sampling::Sampling;
@@ -76,6 +77,14 @@ pub struct PpoStage {
     pub optimizer: OptimizerConfig,
     #[serde(default)]
     pub dtype: DType,
+    /// Low-rank adapters on the policy and the value model instead of full fine-tuning
+    /// (`[ppo.lora]`, fields in [`LoraConfig`]). The reference policy is then the policy
+    /// with its adapters switched off, and weight syncs send the adapters alone.
+    pub lora: Option<LoraConfig>,
+    /// Recompute each block in the learner's backward pass instead of keeping its
+    /// activations (see `[sft] gradient_checkpointing`).
+    #[serde(default)]
+    pub gradient_checkpointing: bool,
     #[serde(default)]
     pub actors: Actors,
     /// Parts each rollout batch is split into, the unit of work a generator, reference or
@@ -325,6 +334,9 @@ impl PpoStage {
             .check_untruncated()
             .map_err(|e| format!("ppo.sampling.{e}"))?;
         self.algo.validate().map_err(|e| format!("ppo.algo.{e}"))?;
+        if let Some(lora) = &self.lora {
+            lora.validate().map_err(|e| format!("ppo.lora.{e}"))?;
+        }
         self.reward.validate("ppo.reward")?;
         self.optimizer
             .validate()

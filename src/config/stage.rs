@@ -4,6 +4,7 @@ use super::data::{AssistantTurns, DataKeys, Truncate};
 use super::defaults::{default_device, DEFAULT_KEEP_CHECKPOINTS};
 use crate::device::DType;
 use crate::dpo::DpoObjective;
+use crate::model::lora::LoraConfig;
 use crate::optim::OptimizerConfig;
 use crate::schedule::ScheduleConfig;
 use serde::{Deserialize, Serialize};
@@ -55,6 +56,13 @@ pub struct StageConfig {
     /// Dropout while training (embeddings, attention, residuals); defaults to the model's,
     /// and to 0 for DPO (whose reference log-probs are computed without dropout).
     pub dropout: Option<f64>,
+    /// Low-rank adapters instead of full fine-tuning (`[<stage>.lora]`, fields in
+    /// [`LoraConfig`]): the base weights are frozen, only adapters and a scalar head train.
+    pub lora: Option<LoraConfig>,
+    /// Keep only each block's input in the forward pass and recompute the block in the
+    /// backward pass: far less activation memory for about one more forward pass.
+    #[serde(default)]
+    pub gradient_checkpointing: bool,
     /// SFT only: also train on prompt tokens (default: response tokens only).
     #[serde(default)]
     pub loss_on_prompt: bool,
@@ -182,6 +190,10 @@ impl StageConfig {
                 ))
             }
             _ => {}
+        }
+        if let Some(lora) = &self.lora {
+            lora.validate()
+                .map_err(|e| format!("{}.{e}", field("lora")))?;
         }
         if let Some(objective) = &self.objective {
             objective.validate().map_err(|e| format!("{stage}.{e}"))?;

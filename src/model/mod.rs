@@ -14,6 +14,7 @@ pub mod gpt2;
 mod kv_cache;
 pub mod layers;
 pub mod llama;
+pub mod lora;
 pub mod neox;
 pub mod rope;
 pub mod self_attention;

@@ -328,6 +328,8 @@ fn stage(shape: &ShapeArgs, s: &PpoBench, max_staleness: u64) -> anyhow::Result<
             ..OptimizerConfig::default()
         },
         dtype: DType::parse(&shape.dtype)?,
+        lora: None,
+        gradient_checkpointing: false,
         actors: Actors {
             generator: Placement {
                 replicas: s.generators,

@@ -74,6 +74,8 @@ pub(super) fn stage() -> PpoStage {
             ..OptimizerConfig::default()
         },
         dtype: DType::F32,
+        lora: None,
+        gradient_checkpointing: false,
         actors: Placements {
             generator: place.clone(),
             reference: place.clone(),
