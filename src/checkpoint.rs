@@ -186,9 +186,7 @@ impl Checkpoints {
 /// Write a model's weights and its optimizer's state as `<name>.safetensors` and
 /// `<name>-optimizer.safetensors` into a checkpoint folder.
 pub fn save_trainable(dir: &Path, name: &str, model: &Model, optimizer: &AdamW) -> Result<()> {
-    let mut weights: Vec<(String, Tensor)> = model.var_store().variables().into_iter().collect();
-    weights.sort_by(|a, b| a.0.cmp(&b.0));
-    crate::model::weights::write(&dir.join(format!("{name}.safetensors")), &weights)?;
+    crate::model::weights::write(&dir.join(format!("{name}.safetensors")), &model.trainable())?;
     crate::model::weights::write(
         &dir.join(format!("{name}-optimizer.safetensors")),
         &optimizer.state(),

@@ -230,7 +230,7 @@ impl Trainer {
         steps_per_epoch: u64,
         total_steps: u64,
     ) -> Trainer {
-        let params = model.var_store().variables().into_iter().collect();
+        let params = model.trainable();
         Trainer {
             optimizer: AdamW::new(params, optimizer),
             model,

@@ -9,6 +9,7 @@
 use super::attention::Step;
 use super::config::ModelConfig;
 use super::layers::{GatedMlp, RmsNorm};
+use super::lora::LoraPlan;
 use super::self_attention::SelfAttention;
 use super::trunk::Trunk;
 use tch::{nn, Tensor};
@@ -30,7 +31,7 @@ pub struct Gemma2 {
 
 impl Gemma2 {
     /// Creates the variables under `p` (the `model.` prefix) with HF names.
-    pub fn new(p: nn::Path, config: &ModelConfig) -> Self {
+    pub fn new(p: nn::Path, config: &ModelConfig, lora: Option<&LoraPlan>) -> Self {
         let (d, eps) = (config.hidden_size, config.norm_eps);
         let layers = &p / "layers";
         let blocks = (0..config.num_layers)
@@ -39,10 +40,10 @@ impl Gemma2 {
                 let norm = |name: &str| RmsNorm::plus_one(&b / name, d, eps);
                 Block {
                     input_norm: norm("input_layernorm"),
-                    attn: SelfAttention::new(&b / "self_attn", config, i),
+                    attn: SelfAttention::new(&b / "self_attn", config, i, lora),
                     post_attn_norm: norm("post_attention_layernorm"),
                     pre_mlp_norm: norm("pre_feedforward_layernorm"),
-                    mlp: GatedMlp::new(&b / "mlp", config),
+                    mlp: GatedMlp::new(&b / "mlp", config, lora),
                     post_mlp_norm: norm("post_feedforward_layernorm"),
                 }
             })

@@ -7,24 +7,32 @@
 use super::attention::{AttendOptions, Step};
 use super::config::ModelConfig;
 use super::layers::{activate, dropout, init, LayerNorm};
+use super::lora::{Adapter, LoraPlan};
 use tch::{nn, Tensor};
 
-/// HF's Conv1D: y = x W + b with W stored as [in, out].
+/// HF's Conv1D: y = x W + b with W stored as [in, out], plus a LoRA adapter where the plan
+/// targets the layer (`peft`'s `fan_in_fan_out`: the adapter keeps nn.Linear's layout).
 struct Conv1D {
     weight: Tensor,
     bias: Tensor,
+    adapter: Option<Adapter>,
 }
 
 impl Conv1D {
-    fn new(p: nn::Path, inputs: i64, outputs: i64) -> Self {
+    fn new(p: nn::Path, inputs: i64, outputs: i64, lora: Option<&LoraPlan>) -> Self {
         Conv1D {
             weight: p.var("weight", &[inputs, outputs], init()),
             bias: p.zeros("bias", &[outputs]),
+            adapter: Adapter::attach(&p, inputs, outputs, lora),
         }
     }
 
     fn forward(&self, x: &Tensor) -> Tensor {
-        x.matmul(&self.weight) + &self.bias
+        let y = x.matmul(&self.weight) + &self.bias;
+        match self.adapter.as_ref().and_then(|a| a.forward(x)) {
+            Some(update) => y + update,
+            None => y,
+        }
     }
 }
 
@@ -47,7 +55,7 @@ pub struct Gpt2 {
 
 impl Gpt2 {
     /// Creates the variables under `p` (the `transformer.` prefix) with HF names.
-    pub fn new(p: nn::Path, config: &ModelConfig) -> Self {
+    pub fn new(p: nn::Path, config: &ModelConfig, lora: Option<&LoraPlan>) -> Self {
         let d = config.hidden_size;
         let h = &p / "h";
         let blocks = (0..config.num_layers)
@@ -55,11 +63,11 @@ impl Gpt2 {
                 let b = &h / i;
                 Block {
                     ln_1: LayerNorm::new(&b / "ln_1", d, config.norm_eps),
-                    c_attn: Conv1D::new(&b / "attn" / "c_attn", d, 3 * d),
-                    c_proj: Conv1D::new(&b / "attn" / "c_proj", d, d),
+                    c_attn: Conv1D::new(&b / "attn" / "c_attn", d, 3 * d, lora),
+                    c_proj: Conv1D::new(&b / "attn" / "c_proj", d, d, lora),
                     ln_2: LayerNorm::new(&b / "ln_2", d, config.norm_eps),
-                    c_fc: Conv1D::new(&b / "mlp" / "c_fc", d, config.intermediate_size),
-                    mlp_proj: Conv1D::new(&b / "mlp" / "c_proj", config.intermediate_size, d),
+                    c_fc: Conv1D::new(&b / "mlp" / "c_fc", d, config.intermediate_size, lora),
+                    mlp_proj: Conv1D::new(&b / "mlp" / "c_proj", config.intermediate_size, d, lora),
                 }
             })
             .collect();

@@ -3,6 +3,7 @@
 //! (`weight`, `bias`) so every architecture's checkpoints map 1:1.
 
 use super::config::Activation;
+use super::lora::{Adapter, LoraPlan};
 use tch::{nn, Kind, Tensor};
 
 /// The normal init every fresh weight matrix gets (HF's `initializer_range` 0.02).
@@ -13,22 +14,35 @@ pub fn init() -> nn::Init {
     }
 }
 
-/// `nn.Linear`: y = x W^T + b with W stored as [out, in].
+/// `nn.Linear`: y = x W^T + b with W stored as [out, in], plus a LoRA adapter where the
+/// plan targets the layer.
 pub struct Linear {
     weight: Tensor,
     bias: Option<Tensor>,
+    adapter: Option<Adapter>,
 }
 
 impl Linear {
-    pub fn new(p: nn::Path, inputs: i64, outputs: i64, bias: bool) -> Self {
+    pub fn new(
+        p: nn::Path,
+        inputs: i64,
+        outputs: i64,
+        bias: bool,
+        lora: Option<&LoraPlan>,
+    ) -> Self {
         Linear {
             weight: p.var("weight", &[outputs, inputs], init()),
             bias: bias.then(|| p.zeros("bias", &[outputs])),
+            adapter: Adapter::attach(&p, inputs, outputs, lora),
         }
     }
 
     pub fn forward(&self, x: &Tensor) -> Tensor {
-        x.linear(&self.weight, self.bias.as_ref())
+        let y = x.linear(&self.weight, self.bias.as_ref());
+        match self.adapter.as_ref().and_then(|a| a.forward(x)) {
+            Some(update) => y + update,
+            None => y,
+        }
     }
 }
 
@@ -129,16 +143,16 @@ pub struct GatedMlp {
 }
 
 impl GatedMlp {
-    pub fn new(p: nn::Path, config: &super::config::ModelConfig) -> Self {
+    pub fn new(p: nn::Path, config: &super::config::ModelConfig, lora: Option<&LoraPlan>) -> Self {
         let (d, ff, bias) = (
             config.hidden_size,
             config.intermediate_size,
             config.mlp_bias,
         );
         GatedMlp {
-            gate: Linear::new(&p / "gate_proj", d, ff, bias),
-            up: Linear::new(&p / "up_proj", d, ff, bias),
-            down: Linear::new(&p / "down_proj", ff, d, bias),
+            gate: Linear::new(&p / "gate_proj", d, ff, bias, lora),
+            up: Linear::new(&p / "up_proj", d, ff, bias, lora),
+            down: Linear::new(&p / "down_proj", ff, d, bias, lora),
             activation: config.activation,
         }
     }

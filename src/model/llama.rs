@@ -8,6 +8,7 @@
 use super::attention::Step;
 use super::config::ModelConfig;
 use super::layers::{GatedMlp, RmsNorm};
+use super::lora::LoraPlan;
 use super::self_attention::SelfAttention;
 use super::trunk::Trunk;
 use tch::{nn, Tensor};
@@ -27,7 +28,7 @@ pub struct Llama {
 
 impl Llama {
     /// Creates the variables under `p` (the `model.` prefix) with HF names.
-    pub fn new(p: nn::Path, config: &ModelConfig) -> Self {
+    pub fn new(p: nn::Path, config: &ModelConfig, lora: Option<&LoraPlan>) -> Self {
         let (d, eps) = (config.hidden_size, config.norm_eps);
         let layers = &p / "layers";
         let blocks = (0..config.num_layers)
@@ -35,9 +36,9 @@ impl Llama {
                 let b = &layers / i;
                 Block {
                     input_norm: RmsNorm::new(&b / "input_layernorm", d, eps),
-                    attn: SelfAttention::new(&b / "self_attn", config, i),
+                    attn: SelfAttention::new(&b / "self_attn", config, i, lora),
                     post_norm: RmsNorm::new(&b / "post_attention_layernorm", d, eps),
-                    mlp: GatedMlp::new(&b / "mlp", config),
+                    mlp: GatedMlp::new(&b / "mlp", config, lora),
                 }
             })
             .collect();

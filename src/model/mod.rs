@@ -5,6 +5,7 @@
 //! A model folder holds `config.json` and `model.safetensors` (or a sharded index); weight
 //! names and shapes are exactly those of `transformers`, so folders go both ways.
 
+pub mod adapter_io;
 pub mod attention;
 pub mod bias_fold;
 pub mod config;
@@ -23,6 +24,7 @@ pub mod weights;
 
 pub use config::{Architecture, ModelConfig, ModelShape};
 pub use kv_cache::KvCache;
+pub use lora::LoraConfig;
 
 use crate::device::DType;
 use crate::{Error, Result};
@@ -69,6 +71,8 @@ impl Architecture {
 
 pub struct Model {
     vs: nn::VarStore,
+    /// LoRA adapters on the linear layers (None: every weight trains).
+    lora: Option<lora::LoraPlan>,
     backbone: Backbone,
     lm_head: Option<Tensor>,
     score: Option<Tensor>,
@@ -92,15 +96,34 @@ impl Model {
     /// A randomly initialised model for a raw HF config (draws from libtorch's global RNG;
     /// call `tch::manual_seed` first for a reproducible init).
     pub fn new(raw_config: Value, head: Head, dtype: DType, device: Device) -> Result<Model> {
-        Model::build(raw_config, Path::new("config.json"), head, dtype, device)
+        Model::build(
+            raw_config,
+            Path::new("config.json"),
+            head,
+            (dtype, device),
+            None,
+        )
+    }
+
+    /// [`Model::new`] with LoRA adapters: base weights frozen, adapters (and a scalar
+    /// head) trainable.
+    pub fn new_with_lora(
+        raw_config: Value,
+        head: Head,
+        dtype: DType,
+        device: Device,
+        lora: &LoraConfig,
+    ) -> Result<Model> {
+        let path = Path::new("config.json");
+        Model::build(raw_config, path, head, (dtype, device), Some(lora))
     }
 
     fn build(
         raw_config: Value,
         path: &Path,
         head: Head,
-        dtype: DType,
-        device: Device,
+        (dtype, device): (DType, Device),
+        lora: Option<&LoraConfig>,
     ) -> Result<Model> {
         let config = ModelConfig::from_json(&raw_config, path)?;
         let mut vs = nn::VarStore::new(device);
@@ -108,11 +131,16 @@ impl Model {
         vs.set_kind(dtype.kind());
         let root = vs.root();
         let body = &root / config.arch.prefix();
+        let plan = lora.map(|config| lora::LoraPlan {
+            config: config.clone(),
+            switch: lora::Switch::new(),
+        });
+        let adapt = plan.as_ref();
         let backbone = match config.arch {
-            Architecture::Gpt2 => Backbone::Gpt2(gpt2::Gpt2::new(body, &config)),
-            Architecture::Llama => Backbone::Llama(llama::Llama::new(body, &config)),
-            Architecture::NeoX => Backbone::NeoX(neox::NeoX::new(body, &config)),
-            Architecture::Gemma2 => Backbone::Gemma2(gemma::Gemma2::new(body, &config)),
+            Architecture::Gpt2 => Backbone::Gpt2(gpt2::Gpt2::new(body, &config, adapt)),
+            Architecture::Llama => Backbone::Llama(llama::Llama::new(body, &config, adapt)),
+            Architecture::NeoX => Backbone::NeoX(neox::NeoX::new(body, &config, adapt)),
+            Architecture::Gemma2 => Backbone::Gemma2(gemma::Gemma2::new(body, &config, adapt)),
         };
         let init = nn::Init::Randn {
             mean: 0.0,
@@ -126,8 +154,12 @@ impl Model {
             .get(REWARD_BIAS_KEY)
             .and_then(Value::as_f64)
             .unwrap_or(0.0);
+        if let Some(plan) = &plan {
+            adapter_io::freeze_base(&vs, &plan.config, &config, path)?;
+        }
         Ok(Model {
             vs,
+            lora: plan,
             backbone,
             lm_head,
             score,
@@ -146,6 +178,17 @@ impl Model {
         dtype: DType,
         device: Device,
     ) -> Result<(Model, LoadReport)> {
+        Model::load_with_lora(dir, head, dtype, device, None)
+    }
+
+    /// [`Model::load`] with LoRA adapters on the loaded base (see [`Model::new_with_lora`]).
+    pub fn load_with_lora(
+        dir: &Path,
+        head: Head,
+        dtype: DType,
+        device: Device,
+        lora: Option<&LoraConfig>,
+    ) -> Result<(Model, LoadReport)> {
         if !dir.is_dir() {
             return Err(Error::io(
                 dir,
@@ -159,7 +202,7 @@ impl Model {
         // The file is read (its bytes freed) before the model exists, so the peak is the
         // file's tensors and the model, not the bytes besides.
         let (file_tensors, files) = read_weights(dir)?;
-        let mut model = Model::build(raw, &config_path, head, dtype, device)?;
+        let mut model = Model::build(raw, &config_path, head, (dtype, device), lora)?;
         let report = model.fill(&file_tensors, &files)?;
         model.unfold(&file_tensors, &config_path)?;
         Ok((model, report))
@@ -190,6 +233,9 @@ impl Model {
         let lm_head = format!("{}.weight", arch.lm_head());
         let _guard = tch::no_grad_guard();
         for (name, mut var) in self.vs.variables() {
+            if lora::is_adapter(&name) {
+                continue;
+            }
             // Bare backbones (GPT2Model, LlamaModel) are saved without the prefix; NeoX's
             // output projection is `lm_head` inside transformers 5, `embed_out` in files.
             let found = file
@@ -243,8 +289,7 @@ impl Model {
     /// transformers scores as `rlhf` does (see `bias_fold`).
     pub fn save(&self, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        let mut tensors: Vec<(String, Tensor)> = self.vs.variables().into_iter().collect();
-        tensors.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut tensors = self.merged_tensors();
         let mut hf_config = self.hf_config();
         let fold = match self.head {
             Head::Scalar => bias_fold::fold(&mut tensors, self.config.arch, self.score_bias),
@@ -331,6 +376,7 @@ impl Model {
         cache: Option<&mut KvCache>,
         train: bool,
     ) -> Tensor {
+        self.adapters_train(train);
         let step = Step::new(ids, valid, cache);
         match &self.backbone {
             Backbone::Gpt2(m) => m.forward(ids, step, train),
@@ -402,12 +448,13 @@ impl Model {
     }
 }
 
-/// Copies named tensors into a model's variables under no_grad: the generator's weight
-/// sync, checkpoint restores and the PPO learner's rollback (devices and float dtypes may
-/// differ). Every variable of the model must be given with its shape, and every given name
-/// must be a variable; otherwise an error names the tensor and nothing is copied.
+/// Copies named tensors into a model's trainable tensors ([`Model::trainable`]) under
+/// no_grad: the generator's weight sync, checkpoint restores and the PPO learner's rollback
+/// (devices and float dtypes may differ). Every trainable tensor of the model must be given
+/// with its shape, and every given name must be one; otherwise an error names the tensor
+/// and nothing is copied.
 pub fn load_weights(model: &mut Model, weights: &[(String, Tensor)]) -> Result<()> {
-    let mut vars = model.var_store().variables();
+    let mut vars: BTreeMap<String, Tensor> = model.trainable().into_iter().collect();
     let invalid = |what: String| Error::Invalid(format!("weight sync: {what}"));
     for (name, tensor) in weights {
         let Some(var) = vars.get(name) else {

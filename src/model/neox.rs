@@ -9,6 +9,7 @@
 use super::attention::{AttendOptions, Step};
 use super::config::ModelConfig;
 use super::layers::{activate, dropout, LayerNorm, Linear};
+use super::lora::LoraPlan;
 use super::trunk::Trunk;
 use tch::{nn, Tensor};
 
@@ -29,7 +30,7 @@ pub struct NeoX {
 
 impl NeoX {
     /// Creates the variables under `p` (the `gpt_neox.` prefix) with HF names.
-    pub fn new(p: nn::Path, config: &ModelConfig) -> Self {
+    pub fn new(p: nn::Path, config: &ModelConfig, lora: Option<&LoraPlan>) -> Self {
         let (d, ff, eps) = (
             config.hidden_size,
             config.intermediate_size,
@@ -43,11 +44,11 @@ impl NeoX {
                 let mlp = &b / "mlp";
                 Block {
                     input_norm: LayerNorm::new(&b / "input_layernorm", d, eps),
-                    qkv: Linear::new(&attn / "query_key_value", d, 3 * d, config.qkv_bias),
-                    dense: Linear::new(&attn / "dense", d, d, config.out_bias),
+                    qkv: Linear::new(&attn / "query_key_value", d, 3 * d, config.qkv_bias, lora),
+                    dense: Linear::new(&attn / "dense", d, d, config.out_bias, lora),
                     post_norm: LayerNorm::new(&b / "post_attention_layernorm", d, eps),
-                    up: Linear::new(&mlp / "dense_h_to_4h", d, ff, true),
-                    down: Linear::new(&mlp / "dense_4h_to_h", ff, d, true),
+                    up: Linear::new(&mlp / "dense_h_to_4h", d, ff, true, lora),
+                    down: Linear::new(&mlp / "dense_4h_to_h", ff, d, true, lora),
                 }
             })
             .collect();

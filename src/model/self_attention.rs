@@ -5,6 +5,7 @@
 use super::attention::{AttendOptions, Step};
 use super::config::ModelConfig;
 use super::layers::{Linear, RmsNorm};
+use super::lora::LoraPlan;
 use super::rope::Rotation;
 use tch::{nn, Tensor};
 
@@ -22,7 +23,7 @@ pub struct SelfAttention {
 
 impl SelfAttention {
     /// The projections of layer `layer` under `p` (its `self_attn`).
-    pub fn new(p: nn::Path, config: &ModelConfig, layer: i64) -> Self {
+    pub fn new(p: nn::Path, config: &ModelConfig, layer: i64, lora: Option<&LoraPlan>) -> Self {
         let (d, hd) = (config.hidden_size, config.head_dim);
         let (q_out, kv_out) = (config.num_heads * hd, config.num_kv_heads * hd);
         let qk_norm = |name: &str| {
@@ -31,12 +32,12 @@ impl SelfAttention {
                 .then(|| RmsNorm::new(&p / name, hd, config.norm_eps))
         };
         SelfAttention {
-            q: Linear::new(&p / "q_proj", d, q_out, config.qkv_bias),
-            k: Linear::new(&p / "k_proj", d, kv_out, config.qkv_bias),
-            v: Linear::new(&p / "v_proj", d, kv_out, config.qkv_bias),
+            q: Linear::new(&p / "q_proj", d, q_out, config.qkv_bias, lora),
+            k: Linear::new(&p / "k_proj", d, kv_out, config.qkv_bias, lora),
+            v: Linear::new(&p / "v_proj", d, kv_out, config.qkv_bias, lora),
             q_norm: qk_norm("q_norm"),
             k_norm: qk_norm("k_norm"),
-            o: Linear::new(&p / "o_proj", q_out, d, config.out_bias),
+            o: Linear::new(&p / "o_proj", q_out, d, config.out_bias, lora),
             options: AttendOptions {
                 scale: config.attn_scale,
                 softcap: config.attn_softcap,

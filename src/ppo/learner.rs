@@ -153,7 +153,7 @@ impl PpoLearner {
             "a value model exactly when the baseline is a value model"
         );
         policy.set_dropout(0.0);
-        let params = |m: &Model| m.var_store().variables().into_iter().collect();
+        let params = |m: &Model| m.trainable();
         let critic = value.map(|mut model| {
             assert_eq!(
                 model.head(),
@@ -279,7 +279,7 @@ impl PpoLearner {
     /// Detached copies of the policy's weights, sorted by name, for the generator's
     /// weight sync (see [`load_weights`]).
     pub fn policy_weights(&self) -> Vec<(String, Tensor)> {
-        weights_copy(&self.policy)
+        self.policy.trainable_copy()
     }
 
     /// One PPO update on `batch` (which must carry `ref_logprobs` and `scores`). With
@@ -487,13 +487,13 @@ impl PpoLearner {
         };
         Snapshot {
             policy: (
-                weights_copy(&self.policy),
+                self.policy.trainable_copy(),
                 optimizer(&self.policy_optimizer),
             ),
             critic: self
                 .critic
                 .as_ref()
-                .map(|c| (weights_copy(&c.model), optimizer(&c.optimizer))),
+                .map(|c| (c.model.trainable_copy(), optimizer(&c.optimizer))),
         }
     }
 
@@ -567,20 +567,6 @@ impl PpoLearner {
         }
         Ok((grad_policy, grad_value))
     }
-}
-
-/// Detached copies of a model's weights, sorted by name.
-fn weights_copy(model: &Model) -> Vec<(String, Tensor)> {
-    tch::no_grad(|| {
-        let mut weights: Vec<(String, Tensor)> = model
-            .var_store()
-            .variables()
-            .into_iter()
-            .map(|(name, t)| (name, t.detach().copy()))
-            .collect();
-        weights.sort_by(|a, b| a.0.cmp(&b.0));
-        weights
-    })
 }
 
 #[cfg(test)]

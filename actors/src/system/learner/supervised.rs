@@ -47,14 +47,7 @@ impl SupervisedMsg {
 
 impl Engine for Trainer {
     fn weights(&self) -> (u64, Vec<(String, Tensor)>) {
-        let _guard = tch::no_grad_guard();
-        let vars = self.model().var_store().variables();
-        (
-            self.steps(),
-            vars.into_iter()
-                .map(|(n, v)| (n, v.detach().copy()))
-                .collect(),
-        )
+        (self.steps(), self.model().trainable_copy())
     }
 
     fn save(&self, dir: &Path) -> anyhow::Result<()> {
