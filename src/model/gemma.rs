@@ -11,6 +11,7 @@ use super::config::ModelConfig;
 use super::layers::{GatedMlp, RmsNorm};
 use super::lora::LoraPlan;
 use super::self_attention::SelfAttention;
+use super::share::{Share, Tensors};
 use super::trunk::Trunk;
 use tch::{nn, Tensor};
 
@@ -75,5 +76,28 @@ impl Gemma2 {
         }
         step.finish();
         self.norm.forward(&x)
+    }
+}
+
+impl Share for Block {
+    fn share(&self, t: &Tensors) -> Self {
+        Block {
+            input_norm: self.input_norm.share(t),
+            attn: self.attn.share(t),
+            post_attn_norm: self.post_attn_norm.share(t),
+            pre_mlp_norm: self.pre_mlp_norm.share(t),
+            mlp: self.mlp.share(t),
+            post_mlp_norm: self.post_mlp_norm.share(t),
+        }
+    }
+}
+
+impl Share for Gemma2 {
+    fn share(&self, t: &Tensors) -> Self {
+        Gemma2 {
+            trunk: self.trunk.share(t),
+            blocks: self.blocks.share(t),
+            norm: self.norm.share(t),
+        }
     }
 }

@@ -8,6 +8,7 @@ use super::attention::{AttendOptions, Step};
 use super::config::ModelConfig;
 use super::layers::{activate, dropout, init, LayerNorm};
 use super::lora::{Adapter, LoraPlan};
+use super::share::{Share, Tensors};
 use tch::{nn, Tensor};
 
 /// HF's Conv1D: y = x W + b with W stored as [in, out], plus a LoRA adapter where the plan
@@ -125,5 +126,40 @@ impl Gpt2 {
         }
         step.finish();
         self.ln_f.forward(&x)
+    }
+}
+
+impl Share for Conv1D {
+    fn share(&self, t: &Tensors) -> Self {
+        Conv1D {
+            weight: t.get(&self.weight),
+            bias: t.get(&self.bias),
+            adapter: self.adapter.as_ref().map(|a| a.share(t)),
+        }
+    }
+}
+
+impl Share for Block {
+    fn share(&self, t: &Tensors) -> Self {
+        Block {
+            ln_1: self.ln_1.share(t),
+            c_attn: self.c_attn.share(t),
+            c_proj: self.c_proj.share(t),
+            ln_2: self.ln_2.share(t),
+            c_fc: self.c_fc.share(t),
+            mlp_proj: self.mlp_proj.share(t),
+        }
+    }
+}
+
+impl Share for Gpt2 {
+    fn share(&self, t: &Tensors) -> Self {
+        Gpt2 {
+            wte: t.get(&self.wte),
+            wpe: t.get(&self.wpe),
+            blocks: self.blocks.share(t),
+            ln_f: self.ln_f.share(t),
+            config: self.config.clone(),
+        }
     }
 }

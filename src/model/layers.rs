@@ -4,6 +4,7 @@
 
 use super::config::Activation;
 use super::lora::{Adapter, LoraPlan};
+use super::share::{Share, Tensors};
 use tch::{nn, Kind, Tensor};
 
 /// The normal init every fresh weight matrix gets (HF's `initializer_range` 0.02).
@@ -46,6 +47,16 @@ impl Linear {
     }
 }
 
+impl Share for Linear {
+    fn share(&self, t: &Tensors) -> Self {
+        Linear {
+            weight: t.get(&self.weight),
+            bias: t.opt(&self.bias),
+            adapter: self.adapter.as_ref().map(|a| a.share(t)),
+        }
+    }
+}
+
 /// LayerNorm with weight and bias (GPT-2, GPT-NeoX).
 pub struct LayerNorm {
     weight: Tensor,
@@ -65,6 +76,16 @@ impl LayerNorm {
     pub fn forward(&self, x: &Tensor) -> Tensor {
         let dim = *self.weight.size().last().expect("1-D weight");
         x.layer_norm([dim], Some(&self.weight), Some(&self.bias), self.eps, true)
+    }
+}
+
+impl Share for LayerNorm {
+    fn share(&self, t: &Tensors) -> Self {
+        LayerNorm {
+            weight: t.get(&self.weight),
+            bias: t.get(&self.bias),
+            eps: self.eps,
+        }
     }
 }
 
@@ -115,6 +136,16 @@ impl RmsNorm {
     }
 }
 
+impl Share for RmsNorm {
+    fn share(&self, t: &Tensors) -> Self {
+        RmsNorm {
+            weight: t.get(&self.weight),
+            eps: self.eps,
+            plus_one: self.plus_one,
+        }
+    }
+}
+
 /// Dropout only while training and only when asked for.
 pub fn dropout(x: Tensor, p: f64, train: bool) -> Tensor {
     if train && p > 0.0 {
@@ -160,5 +191,16 @@ impl GatedMlp {
     pub fn forward(&self, x: &Tensor) -> Tensor {
         let gated = activate(&self.gate.forward(x), self.activation) * self.up.forward(x);
         self.down.forward(&gated)
+    }
+}
+
+impl Share for GatedMlp {
+    fn share(&self, t: &Tensors) -> Self {
+        GatedMlp {
+            gate: self.gate.share(t),
+            up: self.up.share(t),
+            down: self.down.share(t),
+            activation: self.activation,
+        }
     }
 }

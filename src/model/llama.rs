@@ -10,6 +10,7 @@ use super::config::ModelConfig;
 use super::layers::{GatedMlp, RmsNorm};
 use super::lora::LoraPlan;
 use super::self_attention::SelfAttention;
+use super::share::{Share, Tensors};
 use super::trunk::Trunk;
 use tch::{nn, Tensor};
 
@@ -63,5 +64,26 @@ impl Llama {
         }
         step.finish();
         self.norm.forward(&x)
+    }
+}
+
+impl Share for Block {
+    fn share(&self, t: &Tensors) -> Self {
+        Block {
+            input_norm: self.input_norm.share(t),
+            attn: self.attn.share(t),
+            post_norm: self.post_norm.share(t),
+            mlp: self.mlp.share(t),
+        }
+    }
+}
+
+impl Share for Llama {
+    fn share(&self, t: &Tensors) -> Self {
+        Llama {
+            trunk: self.trunk.share(t),
+            blocks: self.blocks.share(t),
+            norm: self.norm.share(t),
+        }
     }
 }

@@ -176,6 +176,17 @@ impl Adapter {
         Some(update.to_kind(x.kind()))
     }
 
+    /// This adapter on the new model's copies of `A` and `B`, behind its switch.
+    pub fn share(&self, t: &super::share::Tensors) -> Adapter {
+        Adapter {
+            a: t.get(&self.a),
+            b: t.get(&self.b),
+            scale: self.scale,
+            dropout: self.dropout,
+            switch: t.switch.clone(),
+        }
+    }
+
     /// The dense update `scale * B A` [out, in], f32.
     pub fn delta(&self) -> Tensor {
         self.b.matmul(&self.a) * self.scale

@@ -19,6 +19,7 @@ pub mod lora;
 pub mod neox;
 pub mod rope;
 pub mod self_attention;
+pub mod share;
 pub mod trunk;
 pub mod weights;
 

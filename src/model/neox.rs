@@ -10,6 +10,7 @@ use super::attention::{AttendOptions, Step};
 use super::config::ModelConfig;
 use super::layers::{activate, dropout, LayerNorm, Linear};
 use super::lora::LoraPlan;
+use super::share::{Share, Tensors};
 use super::trunk::Trunk;
 use tch::{nn, Tensor};
 
@@ -98,5 +99,28 @@ impl NeoX {
         }
         step.finish();
         self.norm.forward(&x)
+    }
+}
+
+impl Share for Block {
+    fn share(&self, t: &Tensors) -> Self {
+        Block {
+            input_norm: self.input_norm.share(t),
+            qkv: self.qkv.share(t),
+            dense: self.dense.share(t),
+            post_norm: self.post_norm.share(t),
+            up: self.up.share(t),
+            down: self.down.share(t),
+        }
+    }
+}
+
+impl Share for NeoX {
+    fn share(&self, t: &Tensors) -> Self {
+        NeoX {
+            trunk: self.trunk.share(t),
+            blocks: self.blocks.share(t),
+            norm: self.norm.share(t),
+        }
     }
 }

@@ -191,3 +191,12 @@ mod tests {
         assert!((norm(&y) - norm(&x)).abs() < 1e-4);
     }
 }
+
+impl super::share::Share for RopeTables {
+    fn share(&self, t: &super::share::Tensors) -> Self {
+        RopeTables {
+            cos: t.get(&self.cos),
+            sin: t.get(&self.sin),
+        }
+    }
+}

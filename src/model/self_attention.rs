@@ -7,6 +7,7 @@ use super::config::ModelConfig;
 use super::layers::{Linear, RmsNorm};
 use super::lora::LoraPlan;
 use super::rope::Rotation;
+use super::share::{Share, Tensors};
 use tch::{nn, Tensor};
 
 pub struct SelfAttention {
@@ -72,5 +73,20 @@ impl SelfAttention {
         let v = split(self.v.forward(h), kv_heads, &None);
         self.o
             .forward(&step.attend(layer, &q, &k, &v, dropout, self.options))
+    }
+}
+
+impl Share for SelfAttention {
+    fn share(&self, t: &Tensors) -> Self {
+        SelfAttention {
+            q: self.q.share(t),
+            k: self.k.share(t),
+            v: self.v.share(t),
+            q_norm: self.q_norm.share(t),
+            k_norm: self.k_norm.share(t),
+            o: self.o.share(t),
+            options: self.options,
+            heads: self.heads,
+        }
     }
 }

@@ -4,6 +4,7 @@
 use super::config::ModelConfig;
 use super::layers::init;
 use super::rope::{RopeTables, Rotation};
+use super::share::{Share, Tensors};
 use tch::{nn, Tensor};
 
 pub struct Trunk {
@@ -37,5 +38,15 @@ impl Trunk {
     /// The rotation of one forward's positions, in the model's dtype.
     pub fn rotation(&self, positions: &Tensor) -> Rotation {
         self.rope.at(positions, self.embed.kind())
+    }
+}
+
+impl Share for Trunk {
+    fn share(&self, t: &Tensors) -> Self {
+        Trunk {
+            embed: t.get(&self.embed),
+            rope: self.rope.share(t),
+            config: self.config.clone(),
+        }
     }
 }

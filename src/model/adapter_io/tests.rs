@@ -284,3 +284,34 @@ fn a_target_that_names_no_layer_is_refused() {
     );
     assert!(err.contains("c_attn, c_fc, c_proj"), "{err}");
 }
+
+#[test]
+fn shared_models_hold_one_base_and_their_own_adapters() {
+    for name in ["gpt2", "llama", "gpt2-score"] {
+        let c = case(name);
+        let model = adapted(&c);
+        let mut shared = model.share();
+        assert_close(&outputs(&shared, &c.ids), &c.outputs, name);
+        let (vars, others) = (model.var_store().variables(), shared.var_store().variables());
+        assert_eq!(vars.len(), others.len(), "{name}");
+        let trainable: Vec<String> = model.trainable().into_iter().map(|(n, _)| n).collect();
+        for (n, t) in &vars {
+            let same_storage = t.data_ptr() == others[n].data_ptr();
+            assert_eq!(same_storage, !trainable.contains(n), "{name}: {n}");
+        }
+        // The share's adapters and switch are its own.
+        let zeros: Vec<(String, Tensor)> =
+            shared.trainable().into_iter().map(|(n, t)| (n, t.zeros_like())).collect();
+        crate::model::load_weights(&mut shared, &zeros).unwrap();
+        shared.set_adapters(false);
+        assert_close(&outputs(&model, &c.ids), &c.outputs, name);
+        model.set_adapters(false);
+        shared.set_adapters(true);
+        let (base, _) = Model::load(&c.base, c.head, DType::F32, Device::Cpu).unwrap();
+        if c.head == Head::LanguageModel {
+            // Zero adapters are the base model; off is the base model.
+            assert_close(&outputs(&shared, &c.ids), &outputs(&base, &c.ids), name);
+            assert!(outputs(&model, &c.ids).equal(&outputs(&base, &c.ids)), "{name}");
+        }
+    }
+}
