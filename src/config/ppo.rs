@@ -336,6 +336,11 @@ impl PpoStage {
         self.algo.validate().map_err(|e| format!("ppo.algo.{e}"))?;
         if let Some(lora) = &self.lora {
             lora.validate().map_err(|e| format!("ppo.lora.{e}"))?;
+            if self.has_nodes() {
+                return Err("ppo.lora: generator and reference nodes load full models; \
+                            run them in-process with LoRA"
+                    .into());
+            }
         }
         self.reward.validate("ppo.reward")?;
         self.optimizer

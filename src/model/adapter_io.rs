@@ -131,9 +131,11 @@ impl Model {
     }
 
     /// Writes a `peft` adapter folder into `dir`: the adapters (and a scalar head, as
-    /// `modules_to_save`) under `peft`'s names and an `adapter_config.json` naming `base`
-    /// as the base model. `peft.PeftModel.from_pretrained(base, dir)` scores as this model.
-    pub fn save_adapter(&self, dir: &Path, base: &Path) -> Result<()> {
+    /// `modules_to_save`) under `peft`'s names and an `adapter_config.json` naming the
+    /// folder the base was loaded from. `peft.PeftModel.from_pretrained(base, dir)` scores
+    /// as this model.
+    pub fn save_adapter(&self, dir: &Path) -> Result<()> {
+        let base = self.source.as_deref().unwrap_or(Path::new(""));
         let lora = self.lora().ok_or_else(|| {
             Error::Invalid("only a model with LoRA adapters has an adapter folder".into())
         })?;
@@ -166,6 +168,20 @@ impl Model {
         });
         let text = serde_json::to_string_pretty(&config).expect("JSON value serialises");
         weights::write_atomic(&dir.join(ADAPTER_CONFIG), text.as_bytes())
+    }
+
+    /// What a stage saves: a plain folder of merged weights in `dir` and, with LoRA, a
+    /// `peft` adapter folder beside it, `<dir>-adapter`.
+    pub fn export(&self, dir: &Path) -> Result<()> {
+        self.save(dir)?;
+        if self.lora.is_none() {
+            return Ok(());
+        }
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        self.save_adapter(&dir.with_file_name(format!("{name}-adapter")))
     }
 
     /// Reads a `peft` adapter folder's tensors into this model's adapters (built with the

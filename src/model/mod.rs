@@ -74,6 +74,8 @@ pub struct Model {
     vs: nn::VarStore,
     /// LoRA adapters on the linear layers (None: every weight trains).
     lora: Option<lora::LoraPlan>,
+    /// The folder the weights were loaded from: a LoRA adapter's base model.
+    source: Option<PathBuf>,
     backbone: Backbone,
     lm_head: Option<Tensor>,
     score: Option<Tensor>,
@@ -161,6 +163,7 @@ impl Model {
         Ok(Model {
             vs,
             lora: plan,
+            source: None,
             backbone,
             lm_head,
             score,
@@ -204,6 +207,7 @@ impl Model {
         // file's tensors and the model, not the bytes besides.
         let (file_tensors, files) = read_weights(dir)?;
         let mut model = Model::build(raw, &config_path, head, (dtype, device), lora)?;
+        model.source = Some(dir.to_path_buf());
         let report = model.fill(&file_tensors, &files)?;
         model.unfold(&file_tensors, &config_path)?;
         Ok((model, report))

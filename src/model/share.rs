@@ -52,7 +52,10 @@ impl Model {
     /// trainable tensors (LoRA's adapters and a scalar head) and its own adapter switch.
     /// Only for models with LoRA: without it every weight trains and nothing is shared.
     pub fn share(&self) -> Model {
-        let plan = self.lora.as_ref().expect("only a LoRA model shares its base");
+        let plan = self
+            .lora
+            .as_ref()
+            .expect("only a LoRA model shares its base");
         let vs = nn::VarStore::new(self.vs.device());
         let root = vs.root();
         let trainable: Vec<String> = self.trainable().into_iter().map(|(n, _)| n).collect();
@@ -84,6 +87,7 @@ impl Model {
             backbone: self.backbone.share(&tensors),
             vs,
             lora: Some(plan),
+            source: self.source.clone(),
             lm_head: tensors.opt(&self.lm_head),
             score: tensors.opt(&self.score),
             score_bias: self.score_bias,

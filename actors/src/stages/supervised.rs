@@ -99,8 +99,9 @@ pub fn build_trainer(
     per_epoch: u64,
     total: u64,
 ) -> anyhow::Result<Trainer> {
-    let (mut model, report) =
-        Model::load(&stage.init, head, stage.dtype, parse_device(&stage.device)?)?;
+    let device = parse_device(&stage.device)?;
+    let lora = stage.lora.as_ref();
+    let (mut model, report) = Model::load_with_lora(&stage.init, head, stage.dtype, device, lora)?;
     if !report.initialized.is_empty() {
         info!(tensors = ?report.initialized, "initialised new tensors");
     }

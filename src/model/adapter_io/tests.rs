@@ -154,7 +154,7 @@ fn written_adapter_folders_hold_peft_tensors_and_settings() {
     for name in CASES {
         let c = case(name);
         let dir = temp(&format!("adapter-{name}"));
-        adapted(&c).save_adapter(&dir, &c.base).unwrap();
+        adapted(&c).save_adapter(&dir).unwrap();
         let original: BTreeMap<String, Tensor> = weights::read(&c.adapter.join(ADAPTER_WEIGHTS))
             .unwrap()
             .into_iter()
@@ -292,7 +292,10 @@ fn shared_models_hold_one_base_and_their_own_adapters() {
         let model = adapted(&c);
         let mut shared = model.share();
         assert_close(&outputs(&shared, &c.ids), &c.outputs, name);
-        let (vars, others) = (model.var_store().variables(), shared.var_store().variables());
+        let (vars, others) = (
+            model.var_store().variables(),
+            shared.var_store().variables(),
+        );
         assert_eq!(vars.len(), others.len(), "{name}");
         let trainable: Vec<String> = model.trainable().into_iter().map(|(n, _)| n).collect();
         for (n, t) in &vars {
@@ -300,8 +303,11 @@ fn shared_models_hold_one_base_and_their_own_adapters() {
             assert_eq!(same_storage, !trainable.contains(n), "{name}: {n}");
         }
         // The share's adapters and switch are its own.
-        let zeros: Vec<(String, Tensor)> =
-            shared.trainable().into_iter().map(|(n, t)| (n, t.zeros_like())).collect();
+        let zeros: Vec<(String, Tensor)> = shared
+            .trainable()
+            .into_iter()
+            .map(|(n, t)| (n, t.zeros_like()))
+            .collect();
         crate::model::load_weights(&mut shared, &zeros).unwrap();
         shared.set_adapters(false);
         assert_close(&outputs(&model, &c.ids), &c.outputs, name);
@@ -311,7 +317,10 @@ fn shared_models_hold_one_base_and_their_own_adapters() {
         if c.head == Head::LanguageModel {
             // Zero adapters are the base model; off is the base model.
             assert_close(&outputs(&shared, &c.ids), &outputs(&base, &c.ids), name);
-            assert!(outputs(&model, &c.ids).equal(&outputs(&base, &c.ids)), "{name}");
+            assert!(
+                outputs(&model, &c.ids).equal(&outputs(&base, &c.ids)),
+                "{name}"
+            );
         }
     }
 }

@@ -23,8 +23,9 @@ use rlhf::generate::GenerateOptions;
 use rlhf::model::{Head, Model};
 use rlhf::ppo::learner::PpoLearner;
 use rlhf::rng::Rng;
+use std::collections::hash_map::{Entry, HashMap};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// The learner's minibatch random stream, derived from the run's seed.
@@ -96,8 +97,15 @@ impl ModelSource {
     /// The reward is `reward` (the config's `[ppo.reward]`), built on the reward actor's
     /// thread; its `kind = "model"` is the `reward` model.
     pub fn new(policy: LoadModel, reward_model: LoadModel, reward: RewardConfig) -> ModelSource {
+        // The reward actor scores with the reward model as trained: adapters off (a LoRA
+        // run's value model trains adapters on the same base).
+        let frozen = reward_model.clone();
         let context = BuildContext {
-            model: reward_model.clone(),
+            model: Arc::new(move |device: &str| {
+                let model = frozen(device)?;
+                model.set_adapters(false);
+                Ok(model)
+            }),
             runtime: tokio::runtime::Handle::try_current().ok(),
         };
         let scorers: BuildScorers = Arc::new(move |device: &str| {
@@ -114,12 +122,22 @@ impl ModelSource {
         }
     }
 
+    /// The stage's folders. With `[ppo.lora]` each folder is loaded once per device and
+    /// every actor there gets its own adapters on that one frozen base (see
+    /// [`Model::share`]): generators, reference and learner share the policy's weights,
+    /// the reward actor and the value model the reward model's.
     pub fn from_folders(stage: &PpoStage) -> ModelSource {
-        let dtype = stage.dtype;
+        let (dtype, lora) = (stage.dtype, stage.lora.clone());
         let load = move |path: PathBuf, head: Head| -> LoadModel {
-            Arc::new(move |device: &str| {
-                Ok(Model::load(&path, head, dtype, parse_device(device)?)?.0)
-            })
+            let lora = lora.clone();
+            let build = move |device: &str| -> anyhow::Result<Model> {
+                let device = parse_device(device)?;
+                Ok(Model::load_with_lora(&path, head, dtype, device, lora.as_ref())?.0)
+            };
+            match stage.lora.is_some() {
+                true => shared_bases(build),
+                false => Arc::new(build),
+            }
         };
         ModelSource::new(
             load(stage.policy.clone(), Head::LanguageModel),
@@ -127,6 +145,23 @@ impl ModelSource {
             stage.reward.clone(),
         )
     }
+}
+
+/// A loader that builds one LoRA model per device with `build` and hands out
+/// [`Model::share`]s of it: one copy of the frozen base weights per device, adapters of
+/// their own for every caller.
+pub(super) fn shared_bases(
+    build: impl Fn(&str) -> anyhow::Result<Model> + Send + Sync + 'static,
+) -> LoadModel {
+    let bases: Mutex<HashMap<String, Model>> = Mutex::default();
+    Arc::new(move |device: &str| {
+        let mut bases = bases.lock().expect("no loader panics holding the lock");
+        let base = match bases.entry(device.to_string()) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => e.insert(build(device)?),
+        };
+        Ok(base.share())
+    })
 }
 
 /// Start the four actors, each on its configured device and thread budget.
@@ -180,10 +215,10 @@ pub(super) async fn spawn_with(
             name,
             threads: a.reference.threads,
             build: Box::new(move || {
-                Ok(Reference {
-                    model: policy(&device)?,
-                    sampling,
-                })
+                let model = policy(&device)?;
+                // With LoRA the reference policy is the base: adapters off.
+                model.set_adapters(false);
+                Ok(Reference { model, sampling })
             }),
             apply: reference_apply,
         };

@@ -1,6 +1,6 @@
 //! The PPO actor system end to end on tiny random models.
 
-use super::actors::{spawn_with, LEARNER_STREAM};
+use super::actors::{shared_bases, spawn_with, LEARNER_STREAM};
 use super::prompts::PromptCycle;
 use super::*;
 use crate::system::generator::{EpisodeKey, Sampler};
@@ -11,7 +11,7 @@ use rlhf::config::{Actors as Placements, OnNan, Placement, RewardConfig};
 use rlhf::data::SftSequence;
 use rlhf::device::{parse_device, DType};
 use rlhf::generate::GenerateOptions;
-use rlhf::model::{Architecture, Head, Model, ModelConfig, ModelShape};
+use rlhf::model::{Architecture, Head, LoraConfig, Model, ModelConfig, ModelShape};
 use rlhf::optim::OptimizerConfig;
 use rlhf::ppo::learner::PpoLearner;
 use rlhf::ppo::PpoConfig;
@@ -21,8 +21,15 @@ use rlhf::sampling::Sampling;
 use std::sync::Arc;
 
 pub(super) fn source() -> ModelSource {
+    tiny_source(None)
+}
+
+/// Tiny random GPT-2 models; with `lora`, every actor's model shares one base per device
+/// (as [`ModelSource::from_folders`] loads them).
+fn tiny_source(lora: Option<LoraConfig>) -> ModelSource {
     let build = |head: Head| -> LoadModel {
-        Arc::new(move |device: &str| {
+        let (lora, shared) = (lora.clone(), lora.is_some());
+        let build = move |device: &str| -> anyhow::Result<Model> {
             let shape = ModelShape {
                 arch: Architecture::Gpt2,
                 vocab_size: 64,
@@ -35,10 +42,15 @@ pub(super) fn source() -> ModelSource {
             };
             let device = parse_device(device)?;
             let config = ModelConfig::new_json(&shape);
-            Ok(crate::seeded(3, || {
-                Model::new(config, head, DType::F32, device)
+            Ok(crate::seeded(3, || match &lora {
+                Some(lora) => Model::new_with_lora(config, head, DType::F32, device, lora),
+                None => Model::new(config, head, DType::F32, device),
             })?)
-        })
+        };
+        match shared {
+            true => shared_bases(build),
+            false => Arc::new(build),
+        }
     };
     ModelSource::new(
         build(Head::LanguageModel),
@@ -115,10 +127,12 @@ impl PlainLoop {
             pad_token_id: 0,
             static_batch: false,
         };
+        let reference = model();
+        reference.set_adapters(false);
         PlainLoop {
             sampler: Sampler::new(model(), options, seed),
             reference: Reference {
-                model: model(),
+                model: reference,
                 sampling: stage.sampling.clone(),
             },
             reward: (source.scorers)("cpu").unwrap(),
@@ -322,8 +336,37 @@ async fn a_skipped_nan_update_is_counted_and_changes_nothing() {
 /// exactly PPO, the same rollouts and updates as a plain loop over the same functions.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn synchronous_actor_system_equals_a_plain_loop() {
-    let (stage, seed, tokens) = (
-        stage(),
+    equals_a_plain_loop(stage(), source).await;
+}
+
+/// With LoRA: the learner sends adapters alone, generators apply them on the shared base,
+/// the reference is the base with adapters off, and the run is still the plain loop's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lora_actor_system_equals_a_plain_loop_and_syncs_adapters_alone() {
+    let lora = LoraConfig {
+        rank: 4,
+        ..LoraConfig::default()
+    };
+    let stage = PpoStage {
+        lora: Some(lora.clone()),
+        ..stage()
+    };
+    let weights = equals_a_plain_loop(stage, move || tiny_source(Some(lora.clone()))).await;
+    // Two blocks with four adapted layers each, A and B: 16 tensors and no base weight.
+    assert_eq!(weights.len(), 16);
+    assert!(weights
+        .iter()
+        .all(|(n, _)| rlhf::model::lora::is_adapter(n)));
+}
+
+/// Runs 3 synchronous steps on the actors and in a plain loop from two `source()`s (so
+/// nothing is shared between the two), checks that they agree, and returns the weights
+/// the learner hands out.
+async fn equals_a_plain_loop(
+    stage: PpoStage,
+    make_source: impl Fn() -> ModelSource,
+) -> Vec<(String, tch::Tensor)> {
+    let (seed, tokens) = (
         5,
         Tokens {
             eos: vec![63],
@@ -339,10 +382,14 @@ async fn synchronous_actor_system_equals_a_plain_loop() {
         vec![30, 31, 32, 33],
         vec![40],
     ];
-    let dir = std::env::temp_dir().join(format!("rlhf-ppo-invariant-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!(
+        "rlhf-ppo-invariant-{}-{}",
+        std::process::id(),
+        stage.lora.is_some()
+    ));
     let config = RunConfig::for_ppo(dir.clone(), seed, stage.clone());
     let mut run_dir = RunDir::create(&dir, &config).unwrap();
-    let source = source();
+    let source = make_source();
     let actors = spawn(&stage, tokens, seed, &source).await.unwrap();
     assert_eq!(
         pipeline(
@@ -364,7 +411,8 @@ async fn synchronous_actor_system_equals_a_plain_loop() {
     let (version, weights) = ask_common(&actors.learner, Common::Weights).await.unwrap();
     actors.stop();
 
-    let mut plain = PlainLoop::new(&source, &stage, seed);
+    let plain_source = make_source();
+    let mut plain = PlainLoop::new(&plain_source, &stage, seed);
     let mut plain_stats = Vec::new();
     for _ in 0..3 {
         let batch = plain.batch(&prompts);
@@ -414,7 +462,13 @@ async fn synchronous_actor_system_equals_a_plain_loop() {
     // steps of up to lr, so single entries can differ by ~1e-4 while the mean is ~1e-7.
     let plain = learner.policy_weights();
     assert_eq!(weights.len(), plain.len());
-    let initial = (source.policy)("cpu").unwrap().var_store().variables();
+    let initial_model = (source.policy)("cpu").unwrap();
+    let initial = initial_model.var_store().variables();
+    let initial_trainable: Vec<String> = initial_model
+        .trainable()
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
     let (mut diff_sum, mut count, mut worst, mut moved) = (0.0f64, 0i64, 0.0f64, 0.0f64);
     for ((name, a), (other, b)) in weights.iter().zip(&plain) {
         assert_eq!(name, other);
@@ -431,5 +485,17 @@ async fn synchronous_actor_system_equals_a_plain_loop() {
         "max |weight difference| {worst}"
     );
     assert!(moved > 1e-3, "the updates should move the weights");
+    // Training moved no frozen weight of the base the actors shared.
+    let after = (source.policy)("cpu").unwrap();
+    let fresh = (make_source().policy)("cpu")
+        .unwrap()
+        .var_store()
+        .variables();
+    for (name, t) in after.var_store().variables() {
+        if !initial_trainable.contains(&name) {
+            assert!(t.equal(&fresh[&name]), "{name} changed");
+        }
+    }
     let _ = std::fs::remove_dir_all(&dir);
+    weights
 }

@@ -43,14 +43,14 @@ impl Engine for PpoEngine {
     }
 
     fn save(&self, dir: &Path) -> anyhow::Result<()> {
-        self.learner.policy().save(dir)?;
+        self.learner.policy().export(dir)?;
         // The value model beside it, if there is one: `<dir>-value`.
         if let Some(value) = self.learner.value() {
             let name = dir
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            value.save(&dir.with_file_name(format!("{name}-value")))?;
+            value.export(&dir.with_file_name(format!("{name}-value")))?;
         }
         Ok(())
     }

@@ -51,7 +51,7 @@ impl Engine for Trainer {
     }
 
     fn save(&self, dir: &Path) -> anyhow::Result<()> {
-        Ok(self.model().save(dir)?)
+        Ok(self.model().export(dir)?)
     }
 
     fn save_state(&self, dir: &Path) -> anyhow::Result<()> {
