@@ -2,13 +2,14 @@
 //! merged weights a plain Hugging Face folder gets, and `peft` adapter folders
 //! (`adapter_config.json` + `adapter_model.safetensors`) both ways.
 
+use super::config::Architecture;
 use super::lora::{is_adapter, matches_target, LoraConfig, A_SUFFIX, B_SUFFIX};
-use super::{weights, Architecture, Head, Model, ModelConfig};
+use super::{weights, Head, Model};
 use crate::{Error, Result};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
-use tch::{nn, Kind, Tensor};
+use tch::{Kind, Tensor};
 
 /// The scalar head, trained whole beside the adapters (`peft`'s `modules_to_save`).
 const SCORE: &str = "score.weight";
@@ -17,45 +18,41 @@ const PEFT_PREFIX: &str = "base_model.model.";
 pub const ADAPTER_CONFIG: &str = "adapter_config.json";
 pub const ADAPTER_WEIGHTS: &str = "adapter_model.safetensors";
 
-/// Freezes every base weight of a freshly built model with adapters, after checking that
-/// each named target matched a layer (a typo would otherwise train nothing there).
-pub(super) fn freeze_base(
-    vs: &nn::VarStore,
-    lora: &LoraConfig,
-    config: &ModelConfig,
-    path: &Path,
-) -> Result<()> {
-    let vars = vs.variables();
-    let adapted: Vec<&str> = vars.keys().filter_map(|n| module_of(n, A_SUFFIX)).collect();
-    for target in &lora.targets {
-        if !adapted.iter().any(|m| matches_target(m, target)) {
-            let layers: BTreeSet<&str> = vars
-                .iter()
-                .filter(|(n, t)| t.dim() == 2 && (n.contains(".h.") || n.contains(".layers.")))
-                .filter_map(|(n, _)| n.strip_suffix(".weight")?.rsplit('.').next())
-                .collect();
-            return Err(Error::Invalid(format!(
-                "lora.targets: `{target}` names no linear layer of {} ({} model); its layers: {}",
-                path.display(),
-                config.model_type,
-                layers.into_iter().collect::<Vec<_>>().join(", ")
-            )));
-        }
-    }
-    for (name, var) in vars {
-        if !is_adapter(&name) && name != SCORE {
-            let _ = var.set_requires_grad(false);
-        }
-    }
-    Ok(())
-}
-
 /// `transformer.h.0.attn.c_attn` for `transformer.h.0.attn.c_attn.<suffix>`.
 fn module_of<'a>(name: &'a str, suffix: &str) -> Option<&'a str> {
     name.strip_suffix(suffix)?.strip_suffix('.')
 }
 
 impl Model {
+    /// Freezes every base weight of a freshly built model with adapters, after checking that
+    /// each named target matched a layer (a typo would otherwise train nothing there).
+    pub(super) fn freeze_base(&self, path: &Path) -> Result<()> {
+        let (lora, config) = (self.lora().expect("a LoRA model"), &self.config);
+        let vars = self.vs.variables();
+        let adapted: Vec<&str> = vars.keys().filter_map(|n| module_of(n, A_SUFFIX)).collect();
+        for target in &lora.targets {
+            if !adapted.iter().any(|m| matches_target(m, target)) {
+                let layers: BTreeSet<&str> = vars
+                    .iter()
+                    .filter(|(n, t)| t.dim() == 2 && (n.contains(".h.") || n.contains(".layers.")))
+                    .filter_map(|(n, _)| n.strip_suffix(".weight")?.rsplit('.').next())
+                    .collect();
+                return Err(Error::Invalid(format!(
+                    "lora.targets: `{target}` names no linear layer of {} ({} model); its layers: {}",
+                    path.display(),
+                    config.model_type,
+                    layers.into_iter().collect::<Vec<_>>().join(", ")
+                )));
+            }
+        }
+        for (name, var) in vars {
+            if !is_adapter(&name) && name != SCORE {
+                let _ = var.set_requires_grad(false);
+            }
+        }
+        Ok(())
+    }
+
     /// The LoRA config the model was built with (None: full fine-tuning).
     pub fn lora(&self) -> Option<&LoraConfig> {
         self.lora.as_ref().map(|plan| &plan.config)

@@ -8,7 +8,7 @@ use super::attention::{AttendOptions, Step};
 use super::config::ModelConfig;
 use super::layers::{activate, dropout, init, LayerNorm};
 use super::lora::{Adapter, LoraPlan};
-use super::share::{Share, Tensors};
+use super::lora::{Share, Tensors};
 use tch::{nn, Tensor};
 
 /// HF's Conv1D: y = x W + b with W stored as [in, out], plus a LoRA adapter where the plan

@@ -4,7 +4,7 @@
 
 use super::config::Activation;
 use super::lora::{Adapter, LoraPlan};
-use super::share::{Share, Tensors};
+use super::lora::{Share, Tensors};
 use tch::{nn, Kind, Tensor};
 
 /// The normal init every fresh weight matrix gets (HF's `initializer_range` 0.02).

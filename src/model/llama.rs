@@ -9,8 +9,8 @@ use super::attention::Step;
 use super::config::ModelConfig;
 use super::layers::{GatedMlp, RmsNorm};
 use super::lora::LoraPlan;
+use super::lora::{Share, Tensors};
 use super::self_attention::SelfAttention;
-use super::share::{Share, Tensors};
 use super::trunk::Trunk;
 use tch::{nn, Tensor};
 

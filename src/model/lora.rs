@@ -4,6 +4,7 @@
 //! are `peft`'s, so adapters go both ways (see `adapter_io`).
 
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tch::{nn, Kind, Tensor};
@@ -177,7 +178,7 @@ impl Adapter {
     }
 
     /// This adapter on the new model's copies of `A` and `B`, behind its switch.
-    pub fn share(&self, t: &super::share::Tensors) -> Adapter {
+    pub fn share(&self, t: &Tensors) -> Adapter {
         Adapter {
             a: t.get(&self.a),
             b: t.get(&self.b),
@@ -190,5 +191,50 @@ impl Adapter {
     /// The dense update `scale * B A` [out, in], f32.
     pub fn delta(&self) -> Tensor {
         self.b.matmul(&self.a) * self.scale
+    }
+}
+
+// Sharing: the frozen base of one LoRA model under another's adapters (`Model::share`).
+
+/// The new model's variables, by the storage of the old model's: trainable ones copied,
+/// frozen ones shared. Tensors that are not variables (rope tables) are shared as they are.
+/// Adapters take the new model's switch.
+pub struct Tensors {
+    map: HashMap<usize, Tensor>,
+    pub switch: Arc<Switch>,
+}
+
+impl Tensors {
+    pub fn new(map: HashMap<usize, Tensor>, switch: Arc<Switch>) -> Tensors {
+        Tensors { map, switch }
+    }
+
+    /// The new model's tensor for one of the old model's.
+    pub fn get(&self, t: &Tensor) -> Tensor {
+        match self.map.get(&(t.data_ptr() as usize)) {
+            Some(new) => new.shallow_clone(),
+            None => t.shallow_clone(),
+        }
+    }
+
+    pub fn opt(&self, t: &Option<Tensor>) -> Option<Tensor> {
+        t.as_ref().map(|t| self.get(t))
+    }
+}
+
+/// A layer rebuilt on the new model's tensors.
+pub trait Share {
+    fn share(&self, t: &Tensors) -> Self;
+}
+
+impl<T: Share> Share for Vec<T> {
+    fn share(&self, t: &Tensors) -> Self {
+        self.iter().map(|x| x.share(t)).collect()
+    }
+}
+
+impl<T: Share> Share for Option<T> {
+    fn share(&self, t: &Tensors) -> Self {
+        self.as_ref().map(|x| x.share(t))
     }
 }

@@ -19,7 +19,6 @@ pub mod lora;
 pub mod neox;
 pub mod rope;
 pub mod self_attention;
-pub mod share;
 pub mod trunk;
 pub mod weights;
 
@@ -30,7 +29,9 @@ pub use lora::LoraConfig;
 use crate::device::DType;
 use crate::{Error, Result};
 use attention::Step;
+use lora::{LoraPlan, Share, Switch, Tensors};
 use serde_json::{json, Value};
+use std::collections::HashMap;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use tch::{nn, Device, Kind, Tensor};
@@ -157,10 +158,7 @@ impl Model {
             .get(REWARD_BIAS_KEY)
             .and_then(Value::as_f64)
             .unwrap_or(0.0);
-        if let Some(plan) = &plan {
-            adapter_io::freeze_base(&vs, &plan.config, &config, path)?;
-        }
-        Ok(Model {
+        let model = Model {
             vs,
             lora: plan,
             source: None,
@@ -171,7 +169,11 @@ impl Model {
             head,
             config,
             raw_config,
-        })
+        };
+        if model.lora.is_some() {
+            model.freeze_base(path)?;
+        }
+        Ok(model)
     }
 
     /// Load a Hugging Face folder. A scalar head missing from the file (a reward model
@@ -449,6 +451,65 @@ impl Model {
             c.embd_dropout = p;
             c.attn_dropout = p;
             c.resid_dropout = p;
+        }
+    }
+}
+
+impl Model {
+    /// A model on the same frozen base weights (no copy) with its own copies of the
+    /// trainable tensors (LoRA's adapters and a scalar head) and its own adapter switch.
+    /// Only for models with LoRA: without it every weight trains and nothing is shared.
+    pub fn share(&self) -> Model {
+        let plan = self
+            .lora
+            .as_ref()
+            .expect("only a LoRA model shares its base");
+        let vs = nn::VarStore::new(self.vs.device());
+        let root = vs.root();
+        let trainable: Vec<String> = self.trainable().into_iter().map(|(n, _)| n).collect();
+        let mut map = HashMap::new();
+        let _guard = tch::no_grad_guard();
+        for (name, old) in self.vs.variables() {
+            let train = trainable.contains(&name);
+            let new = match train {
+                true => old.detach().copy(),
+                false => old.shallow_clone(),
+            };
+            let (parent, leaf) = name.rsplit_once('.').unwrap_or(("", &name));
+            let path = parent
+                .split('.')
+                .filter(|c| !c.is_empty())
+                .fold(root.clone(), |p, c| p.sub(c));
+            let new = path.add(leaf, new, train);
+            map.insert(old.data_ptr() as usize, new);
+        }
+        let tensors = Tensors::new(map, Switch::new());
+        let plan = LoraPlan {
+            config: plan.config.clone(),
+            switch: tensors.switch.clone(),
+        };
+        Model {
+            backbone: self.backbone.share(&tensors),
+            vs,
+            lora: Some(plan),
+            source: self.source.clone(),
+            lm_head: tensors.opt(&self.lm_head),
+            score: tensors.opt(&self.score),
+            score_bias: self.score_bias,
+            head: self.head,
+            config: self.config.clone(),
+            raw_config: self.raw_config.clone(),
+        }
+    }
+}
+
+impl Share for Backbone {
+    fn share(&self, t: &Tensors) -> Self {
+        match self {
+            Backbone::Gpt2(m) => Backbone::Gpt2(m.share(t)),
+            Backbone::Llama(m) => Backbone::Llama(m.share(t)),
+            Backbone::NeoX(m) => Backbone::NeoX(m.share(t)),
+            Backbone::Gemma2(m) => Backbone::Gemma2(m.share(t)),
         }
     }
 }

@@ -10,7 +10,7 @@ use super::attention::{AttendOptions, Step};
 use super::config::ModelConfig;
 use super::layers::{activate, dropout, LayerNorm, Linear};
 use super::lora::LoraPlan;
-use super::share::{Share, Tensors};
+use super::lora::{Share, Tensors};
 use super::trunk::Trunk;
 use tch::{nn, Tensor};
 

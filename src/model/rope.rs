@@ -107,6 +107,15 @@ impl RopeTables {
     }
 }
 
+impl super::lora::Share for RopeTables {
+    fn share(&self, t: &super::lora::Tensors) -> Self {
+        RopeTables {
+            cos: t.get(&self.cos),
+            sin: t.get(&self.sin),
+        }
+    }
+}
+
 /// The cos/sin of one forward's positions.
 pub struct Rotation {
     cos: Tensor,
@@ -189,14 +198,5 @@ mod tests {
                 .double_value(&[])
         };
         assert!((norm(&y) - norm(&x)).abs() < 1e-4);
-    }
-}
-
-impl super::share::Share for RopeTables {
-    fn share(&self, t: &super::share::Tensors) -> Self {
-        RopeTables {
-            cos: t.get(&self.cos),
-            sin: t.get(&self.sin),
-        }
     }
 }

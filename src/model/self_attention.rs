@@ -6,8 +6,8 @@ use super::attention::{AttendOptions, Step};
 use super::config::ModelConfig;
 use super::layers::{Linear, RmsNorm};
 use super::lora::LoraPlan;
+use super::lora::{Share, Tensors};
 use super::rope::Rotation;
-use super::share::{Share, Tensors};
 use tch::{nn, Tensor};
 
 pub struct SelfAttention {

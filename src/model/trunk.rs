@@ -3,8 +3,8 @@
 
 use super::config::ModelConfig;
 use super::layers::init;
+use super::lora::{Share, Tensors};
 use super::rope::{RopeTables, Rotation};
-use super::share::{Share, Tensors};
 use tch::{nn, Tensor};
 
 pub struct Trunk {
