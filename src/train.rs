@@ -334,7 +334,9 @@ impl Trainer {
                 loss *= f64::NAN;
                 batch_stats.loss = f64::NAN;
             }
-            (loss * (weight / total)).backward();
+            // With gradient checkpointing, also the blocks' share of the gradients, before
+            // the next micro-batch's forward (one micro-batch's block inputs at a time).
+            crate::model::backward(&(loss * (weight / total)), &[&self.model]);
             stats.add(&batch_stats, weight, total);
         }
         let step = self.steps() + 1;

@@ -2,15 +2,16 @@
 //! the attention and the MLP (before and after each), a GeGLU MLP (tanh GELU), attention
 //! scores scaled by `query_pre_attn_scalar`^-1/2 and soft-capped, sliding windows on
 //! alternate layers. The logits' soft-cap is applied with the head (`Model::logits`).
-// `x = x + f(x)`, not `x += f(x)`: Tensor's `+=` adds in place and would clobber the
+// `x + f(x)`, never `x += f(x)`: Tensor's `+=` adds in place and would clobber the
 // residual stream that autograd saved for the backward pass.
-#![allow(clippy::assign_op_pattern)]
 
 use super::attention::Step;
+use super::blocks::Blocks;
 use super::config::ModelConfig;
 use super::layers::{GatedMlp, RmsNorm};
 use super::lora::LoraPlan;
 use super::lora::{Share, Tensors};
+use super::rope::Rotation;
 use super::self_attention::SelfAttention;
 use super::trunk::Trunk;
 use tch::{nn, Tensor};
@@ -55,27 +56,50 @@ impl Gemma2 {
             norm: RmsNorm::plus_one(&p / "norm", d, eps),
         }
     }
+}
 
-    /// Final hidden states [B, T, d] (after the last RMSNorm).
-    pub fn forward(&self, ids: &Tensor, mut step: Step, train: bool) -> Tensor {
-        let c = &self.trunk.config;
+impl Blocks for Gemma2 {
+    fn config(&self) -> &ModelConfig {
+        &self.trunk.config
+    }
+
+    fn embed(&self, ids: &Tensor, step: &Step, _train: bool) -> (Tensor, Option<Rotation>) {
         let embed = &self.trunk.embed;
-        let rotation = self.trunk.rotation(&step.positions);
-        let attn_p = if train { c.attn_dropout } else { 0.0 };
         // The scale is rounded to the model's dtype first, as transformers does.
-        let scale = Tensor::from((c.hidden_size as f64).sqrt())
+        let scale = Tensor::from((self.trunk.config.hidden_size as f64).sqrt())
             .to_kind(embed.kind())
             .to_device(embed.device());
-        let mut x = self.trunk.lookup(ids) * scale;
-        for (i, block) in self.blocks.iter().enumerate() {
-            let h = block.input_norm.forward(&x);
-            let attn = block.attn.forward(&h, &rotation, &mut step, i, attn_p);
-            x = x + block.post_attn_norm.forward(&attn);
-            let h = block.mlp.forward(&block.pre_mlp_norm.forward(&x));
-            x = x + block.post_mlp_norm.forward(&h);
-        }
-        step.finish();
-        self.norm.forward(&x)
+        (
+            self.trunk.lookup(ids) * scale,
+            Some(self.trunk.rotation(&step.positions)),
+        )
+    }
+
+    fn block(
+        &self,
+        i: usize,
+        x: &Tensor,
+        rotation: Option<&Rotation>,
+        step: &mut Step,
+        train: bool,
+    ) -> Tensor {
+        let c = &self.trunk.config;
+        let block = &self.blocks[i];
+        let rotation = rotation.expect("rotary backbone");
+        let attn_p = if train { c.attn_dropout } else { 0.0 };
+        let h = block.input_norm.forward(x);
+        let attn = block.attn.forward(&h, rotation, step, i, attn_p);
+        let x = x + block.post_attn_norm.forward(&attn);
+        let h = block.mlp.forward(&block.pre_mlp_norm.forward(&x));
+        x + block.post_mlp_norm.forward(&h)
+    }
+
+    fn final_norm(&self, x: &Tensor) -> Tensor {
+        self.norm.forward(x)
+    }
+
+    fn depth(&self) -> usize {
+        self.blocks.len()
     }
 }
 

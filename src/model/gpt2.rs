@@ -1,14 +1,15 @@
 //! GPT-2: learned positions, pre-LayerNorm blocks, GELU MLP, tied input/output embeddings.
 //! Weights keep the Hugging Face names and shapes (Conv1D: [in, out]) so checkpoints map 1:1.
-// `x = x + f(x)`, not `x += f(x)`: Tensor's `+=` adds in place and would clobber the
+// `x + f(x)`, never `x += f(x)`: Tensor's `+=` adds in place and would clobber the
 // residual stream that autograd saved for the backward pass.
-#![allow(clippy::assign_op_pattern)]
 
 use super::attention::{AttendOptions, Step};
+use super::blocks::Blocks;
 use super::config::ModelConfig;
 use super::layers::{activate, dropout, init, LayerNorm};
 use super::lora::{Adapter, LoraPlan};
 use super::lora::{Share, Tensors};
+use super::rope::Rotation;
 use tch::{nn, Tensor};
 
 /// HF's Conv1D: y = x W + b with W stored as [in, out], plus a LoRA adapter where the plan
@@ -88,44 +89,63 @@ impl Gpt2 {
         }
     }
 
-    /// The input embedding, which is also the (tied) output projection.
     pub fn config_mut(&mut self) -> &mut ModelConfig {
         &mut self.config
     }
 
+    /// The input embedding, which is also the (tied) output projection.
     pub fn embedding(&self) -> &Tensor {
         &self.wte
     }
+}
 
-    /// Final hidden states [B, T, d] (after ln_f).
-    pub fn forward(&self, ids: &Tensor, mut step: Step, train: bool) -> Tensor {
-        let c = &self.config;
-        let drop = |x: Tensor, p: f64| dropout(x, p, train);
-        let attn_p = if train { c.attn_dropout } else { 0.0 };
+impl Blocks for Gpt2 {
+    fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    fn embed(&self, ids: &Tensor, step: &Step, train: bool) -> (Tensor, Option<Rotation>) {
         let embedded = Tensor::embedding(&self.wte, ids, -1, false, false)
             + Tensor::embedding(&self.wpe, &step.positions, -1, false, false);
-        let mut x = drop(embedded, c.embd_dropout);
-        let (b, t) = (ids.size()[0], ids.size()[1]);
+        (dropout(embedded, self.config.embd_dropout, train), None)
+    }
+
+    fn block(
+        &self,
+        i: usize,
+        x: &Tensor,
+        _rotation: Option<&Rotation>,
+        step: &mut Step,
+        train: bool,
+    ) -> Tensor {
+        let (c, block) = (&self.config, &self.blocks[i]);
+        let drop = |x: Tensor| dropout(x, c.resid_dropout, train);
+        let attn_p = if train { c.attn_dropout } else { 0.0 };
+        let (b, t) = (x.size()[0], x.size()[1]);
         let heads_shape = [b, t, c.num_heads, c.head_dim];
-        for (i, block) in self.blocks.iter().enumerate() {
-            let qkv = block.c_attn.forward(&block.ln_1.forward(&x));
-            let parts = qkv.split(c.hidden_size, 2);
-            let heads = |t: &Tensor| t.view(heads_shape).transpose(1, 2);
-            let attn = step.attend(
-                i,
-                &heads(&parts[0]),
-                &heads(&parts[1]),
-                &heads(&parts[2]),
-                attn_p,
-                AttendOptions::default(),
-            );
-            x = x + drop(block.c_proj.forward(&attn), c.resid_dropout);
-            let hidden = block.c_fc.forward(&block.ln_2.forward(&x));
-            let hidden = activate(&hidden, c.activation);
-            x = x + drop(block.mlp_proj.forward(&hidden), c.resid_dropout);
-        }
-        step.finish();
-        self.ln_f.forward(&x)
+        let qkv = block.c_attn.forward(&block.ln_1.forward(x));
+        let parts = qkv.split(c.hidden_size, 2);
+        let heads = |t: &Tensor| t.view(heads_shape).transpose(1, 2);
+        let attn = step.attend(
+            i,
+            &heads(&parts[0]),
+            &heads(&parts[1]),
+            &heads(&parts[2]),
+            attn_p,
+            AttendOptions::default(),
+        );
+        let x = x + drop(block.c_proj.forward(&attn));
+        let hidden = block.c_fc.forward(&block.ln_2.forward(&x));
+        let hidden = activate(&hidden, c.activation);
+        x + drop(block.mlp_proj.forward(&hidden))
+    }
+
+    fn final_norm(&self, x: &Tensor) -> Tensor {
+        self.ln_f.forward(x)
+    }
+
+    fn depth(&self) -> usize {
+        self.blocks.len()
     }
 }
 

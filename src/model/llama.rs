@@ -1,15 +1,16 @@
 //! Llama: rotary positions, RMSNorm, SwiGLU MLP, grouped-query attention. The same file
 //! serves, through the config, Qwen2 (biases on q/k/v), Qwen3 (RMSNorm over each head's
 //! queries and keys), Mistral and Qwen's sliding windows, and Llama 3.1's rope scaling.
-// `x = x + f(x)`, not `x += f(x)`: Tensor's `+=` adds in place and would clobber the
+// `x + f(x)`, never `x += f(x)`: Tensor's `+=` adds in place and would clobber the
 // residual stream that autograd saved for the backward pass.
-#![allow(clippy::assign_op_pattern)]
 
 use super::attention::Step;
+use super::blocks::Blocks;
 use super::config::ModelConfig;
 use super::layers::{GatedMlp, RmsNorm};
 use super::lora::LoraPlan;
 use super::lora::{Share, Tensors};
+use super::rope::Rotation;
 use super::self_attention::SelfAttention;
 use super::trunk::Trunk;
 use tch::{nn, Tensor};
@@ -49,21 +50,44 @@ impl Llama {
             norm: RmsNorm::new(&p / "norm", d, eps),
         }
     }
+}
 
-    /// Final hidden states [B, T, d] (after the last RMSNorm).
-    pub fn forward(&self, ids: &Tensor, mut step: Step, train: bool) -> Tensor {
+impl Blocks for Llama {
+    fn config(&self) -> &ModelConfig {
+        &self.trunk.config
+    }
+
+    fn embed(&self, ids: &Tensor, step: &Step, _train: bool) -> (Tensor, Option<Rotation>) {
+        (
+            self.trunk.lookup(ids),
+            Some(self.trunk.rotation(&step.positions)),
+        )
+    }
+
+    fn block(
+        &self,
+        i: usize,
+        x: &Tensor,
+        rotation: Option<&Rotation>,
+        step: &mut Step,
+        train: bool,
+    ) -> Tensor {
         let c = &self.trunk.config;
-        let rotation = self.trunk.rotation(&step.positions);
+        let block = &self.blocks[i];
+        let rotation = rotation.expect("rotary backbone");
         let attn_p = if train { c.attn_dropout } else { 0.0 };
-        let mut x = self.trunk.lookup(ids);
-        for (i, block) in self.blocks.iter().enumerate() {
-            let h = block.input_norm.forward(&x);
-            x = x + block.attn.forward(&h, &rotation, &mut step, i, attn_p);
-            let h = block.post_norm.forward(&x);
-            x = x + block.mlp.forward(&h);
-        }
-        step.finish();
-        self.norm.forward(&x)
+        let h = block.input_norm.forward(x);
+        let x = x + block.attn.forward(&h, rotation, step, i, attn_p);
+        let h = block.post_norm.forward(&x);
+        x + block.mlp.forward(&h)
+    }
+
+    fn final_norm(&self, x: &Tensor) -> Tensor {
+        self.norm.forward(x)
+    }
+
+    fn depth(&self) -> usize {
+        self.blocks.len()
     }
 }
 

@@ -8,6 +8,7 @@
 pub mod adapter_io;
 pub mod attention;
 pub mod bias_fold;
+mod blocks;
 pub mod config;
 mod families;
 pub mod gemma;
@@ -17,6 +18,7 @@ pub mod layers;
 pub mod llama;
 pub mod lora;
 pub mod neox;
+mod recompute;
 pub mod rope;
 pub mod self_attention;
 pub mod trunk;
@@ -31,6 +33,7 @@ use crate::{Error, Result};
 use attention::Step;
 use lora::{LoraPlan, Share, Switch, Tensors};
 use serde_json::{json, Value};
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -50,6 +53,17 @@ enum Backbone {
     Llama(llama::Llama),
     NeoX(neox::NeoX),
     Gemma2(gemma::Gemma2),
+}
+
+impl Backbone {
+    fn blocks(&self) -> &dyn blocks::Blocks {
+        match self {
+            Backbone::Gpt2(m) => m,
+            Backbone::Llama(m) => m,
+            Backbone::NeoX(m) => m,
+            Backbone::Gemma2(m) => m,
+        }
+    }
 }
 
 impl Architecture {
@@ -85,6 +99,10 @@ pub struct Model {
     head: Head,
     config: ModelConfig,
     raw_config: Value,
+    /// Whether forwards with autograd on keep only each block's input (see `recompute`).
+    checkpointing: bool,
+    /// Checkpointed forwards whose blocks still await their backward pass, oldest first.
+    pending: RefCell<Vec<recompute::Recompute>>,
 }
 
 /// What loading did besides filling the expected tensors.
@@ -169,6 +187,8 @@ impl Model {
             head,
             config,
             raw_config,
+            checkpointing: false,
+            pending: RefCell::new(Vec::new()),
         };
         if model.lora.is_some() {
             model.freeze_base(path)?;
@@ -376,6 +396,11 @@ impl Model {
 
     /// Final hidden states [B, T, d]. `valid` marks real tokens ([B, T], None = all real);
     /// with a cache the tokens are appended to it and attend to everything cached before.
+    ///
+    /// With gradient checkpointing on, a forward without a cache while autograd records
+    /// keeps only each block's input: after `loss.backward()` the caller must run
+    /// [`Model::backward_recomputed`] (or call [`backward`]) for the blocks' and the
+    /// embedding's gradients.
     pub fn forward(
         &self,
         ids: &Tensor,
@@ -384,13 +409,46 @@ impl Model {
         train: bool,
     ) -> Tensor {
         self.adapters_train(train);
-        let step = Step::new(ids, valid, cache);
-        match &self.backbone {
-            Backbone::Gpt2(m) => m.forward(ids, step, train),
-            Backbone::Llama(m) => m.forward(ids, step, train),
-            Backbone::NeoX(m) => m.forward(ids, step, train),
-            Backbone::Gemma2(m) => m.forward(ids, step, train),
+        let blocks = self.backbone.blocks();
+        if self.checkpointing && cache.is_none() && recompute::grad_enabled() {
+            let step = Step::new(ids, valid, None);
+            let (hidden, pending) = recompute::forward(blocks, ids, step, train);
+            self.pending.borrow_mut().push(pending);
+            return hidden;
         }
+        blocks::forward(blocks, ids, Step::new(ids, valid, cache), train)
+    }
+
+    /// Training forwards keep each transformer block's input alone and recompute the
+    /// block in the backward pass: activation memory falls from every block's graph to
+    /// one [B, T, d] tensor per block, for one more forward pass of the blocks.
+    /// Generation (forwards with a cache) and no_grad forwards are unchanged.
+    pub fn set_gradient_checkpointing(&mut self, on: bool) {
+        self.checkpointing = on;
+        if !on {
+            self.discard_recomputed();
+        }
+    }
+
+    pub fn gradient_checkpointing(&self) -> bool {
+        self.checkpointing
+    }
+
+    /// The second half of a backward pass through checkpointed forwards, to run after
+    /// `loss.backward()`: each pending forward's blocks are recomputed and their (and the
+    /// embedding's) gradients added to `.grad`. Forwards the loss did not reach are
+    /// dropped. Without checkpointing there is nothing pending and this does nothing.
+    pub fn backward_recomputed(&self) {
+        let pending = std::mem::take(&mut *self.pending.borrow_mut());
+        for recompute in pending {
+            recompute.backward(self.backbone.blocks());
+        }
+    }
+
+    /// Drops pending checkpointed forwards whose loss will not be backpropagated (an
+    /// abandoned step), freeing their stored block inputs.
+    pub fn discard_recomputed(&self) {
+        self.pending.borrow_mut().clear();
     }
 
     /// Next-token logits for hidden states [..., d] -> [..., vocab], soft-capped where the
@@ -499,6 +557,8 @@ impl Model {
             head: self.head,
             config: self.config.clone(),
             raw_config: self.raw_config.clone(),
+            checkpointing: self.checkpointing,
+            pending: RefCell::new(Vec::new()),
         }
     }
 }
@@ -511,6 +571,15 @@ impl Share for Backbone {
             Backbone::NeoX(m) => Backbone::NeoX(m.share(t)),
             Backbone::Gemma2(m) => Backbone::Gemma2(m.share(t)),
         }
+    }
+}
+
+/// `loss.backward()`, then the recomputed blocks of every checkpointed forward of
+/// `models` that the loss was built on (see [`Model::set_gradient_checkpointing`]).
+pub fn backward(loss: &Tensor, models: &[&Model]) {
+    loss.backward();
+    for model in models {
+        model.backward_recomputed();
     }
 }
 

@@ -2,15 +2,16 @@
 //! (`use_parallel_residual`), one fused QKV projection laid out head by head
 //! ([q_h, k_h, v_h] for each head h), rotary embeddings on the leading `rotary_pct` of
 //! each head, and an untied output projection named `embed_out`.
-// `x = x + f(x)`, not `x += f(x)`: Tensor's `+=` adds in place and would clobber the
+// `x + f(x)`, never `x += f(x)`: Tensor's `+=` adds in place and would clobber the
 // residual stream that autograd saved for the backward pass.
-#![allow(clippy::assign_op_pattern)]
 
 use super::attention::{AttendOptions, Step};
+use super::blocks::Blocks;
 use super::config::ModelConfig;
 use super::layers::{activate, dropout, LayerNorm, Linear};
 use super::lora::LoraPlan;
 use super::lora::{Share, Tensors};
+use super::rope::Rotation;
 use super::trunk::Trunk;
 use tch::{nn, Tensor};
 
@@ -59,46 +60,70 @@ impl NeoX {
             norm: LayerNorm::new(&p / "final_layer_norm", d, eps),
         }
     }
+}
 
-    /// Final hidden states [B, T, d] (after the final LayerNorm).
-    pub fn forward(&self, ids: &Tensor, mut step: Step, train: bool) -> Tensor {
+impl Blocks for NeoX {
+    fn config(&self) -> &ModelConfig {
+        &self.trunk.config
+    }
+
+    fn embed(&self, ids: &Tensor, step: &Step, train: bool) -> (Tensor, Option<Rotation>) {
         let c = &self.trunk.config;
-        let (b, t) = (ids.size()[0], ids.size()[1]);
-        let rotation = self.trunk.rotation(&step.positions);
+        (
+            dropout(self.trunk.lookup(ids), c.embd_dropout, train),
+            Some(self.trunk.rotation(&step.positions)),
+        )
+    }
+
+    fn block(
+        &self,
+        i: usize,
+        x: &Tensor,
+        rotation: Option<&Rotation>,
+        step: &mut Step,
+        train: bool,
+    ) -> Tensor {
+        let c = &self.trunk.config;
+        let block = &self.blocks[i];
+        let rotation = rotation.expect("rotary backbone");
+        let (b, t) = (x.size()[0], x.size()[1]);
         let attn_p = if train { c.attn_dropout } else { 0.0 };
         let drop = |x: Tensor| dropout(x, c.resid_dropout, train);
-        let mut x = dropout(self.trunk.lookup(ids), c.embd_dropout, train);
-        for (i, block) in self.blocks.iter().enumerate() {
-            // [B, T, 3d] -> [B, H, T, 3 hd]: each head's q, k and v sit side by side.
-            let qkv = block
-                .qkv
-                .forward(&block.input_norm.forward(&x))
-                .view([b, t, c.num_heads, 3 * c.head_dim])
-                .transpose(1, 2);
-            let qkv = qkv.chunk(3, 3);
-            let q = rotation.apply(&qkv[0]);
-            let k = rotation.apply(&qkv[1]);
-            let attn = drop(block.dense.forward(&step.attend(
-                i,
-                &q,
-                &k,
-                &qkv[2],
-                attn_p,
-                AttendOptions::default(),
-            )));
-            let mlp = |h: &Tensor| {
-                let hidden = activate(&block.up.forward(&block.post_norm.forward(h)), c.activation);
-                drop(block.down.forward(&hidden))
-            };
-            if c.parallel_residual {
-                x = mlp(&x) + attn + x;
-            } else {
-                let mid = attn + x;
-                x = mlp(&mid) + mid;
-            }
+        // [B, T, 3d] -> [B, H, T, 3 hd]: each head's q, k and v sit side by side.
+        let qkv = block
+            .qkv
+            .forward(&block.input_norm.forward(x))
+            .view([b, t, c.num_heads, 3 * c.head_dim])
+            .transpose(1, 2);
+        let qkv = qkv.chunk(3, 3);
+        let q = rotation.apply(&qkv[0]);
+        let k = rotation.apply(&qkv[1]);
+        let attn = drop(block.dense.forward(&step.attend(
+            i,
+            &q,
+            &k,
+            &qkv[2],
+            attn_p,
+            AttendOptions::default(),
+        )));
+        let mlp = |h: &Tensor| {
+            let hidden = activate(&block.up.forward(&block.post_norm.forward(h)), c.activation);
+            drop(block.down.forward(&hidden))
+        };
+        if c.parallel_residual {
+            mlp(x) + attn + x
+        } else {
+            let mid = attn + x;
+            mlp(&mid) + mid
         }
-        step.finish();
-        self.norm.forward(&x)
+    }
+
+    fn final_norm(&self, x: &Tensor) -> Tensor {
+        self.norm.forward(x)
+    }
+
+    fn depth(&self) -> usize {
+        self.blocks.len()
     }
 }
 

@@ -241,6 +241,22 @@ impl PpoLearner {
         }
     }
 
+    /// Gradient checkpointing for both models' training forwards (see
+    /// [`Model::set_gradient_checkpointing`]).
+    pub fn set_gradient_checkpointing(&mut self, on: bool) {
+        self.policy.set_gradient_checkpointing(on);
+        if let Some(c) = &mut self.critic {
+            c.model.set_gradient_checkpointing(on);
+        }
+    }
+
+    fn discard_recomputed(&self) {
+        self.policy.discard_recomputed();
+        if let Some(c) = &self.critic {
+            c.model.discard_recomputed();
+        }
+    }
+
     /// The policy version: the number of updates applied.
     pub fn version(&self) -> u64 {
         self.version
@@ -368,7 +384,10 @@ impl PpoLearner {
         };
         let sums = self.rolled_back_on_error(plan.steps, |learner| {
             learner.minibatch_steps(&batch, targets, &ptx, rng, plan)
-        })?;
+        });
+        // An abandoned step leaves its checkpointed forwards unconsumed.
+        self.discard_recomputed();
+        let sums = sums?;
 
         // 6. The KL controller (on the current policy's KL) and the version.
         self.kl.update(kl_weighted, rows as u64);
@@ -554,7 +573,9 @@ impl PpoLearner {
         if let Some(c) = &mut self.critic {
             c.optimizer.zero_grad();
         }
-        loss.backward();
+        let mut models = vec![&self.policy];
+        models.extend(self.critic.as_ref().map(|c| &c.model));
+        crate::model::backward(loss, &models);
         let grad_policy = self.policy_optimizer.clip_grad_norm(self.max_grad_norm);
         let grad_value = match &mut self.critic {
             Some(c) => c.optimizer.clip_grad_norm(self.max_grad_norm),
@@ -576,3 +597,7 @@ mod tests;
 #[cfg(test)]
 #[path = "update_tests.rs"]
 mod update_tests;
+
+#[cfg(test)]
+#[path = "checkpointing_tests.rs"]
+mod checkpointing_tests;

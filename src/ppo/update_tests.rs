@@ -361,7 +361,7 @@ fn reference_update(
 }
 
 /// Pretraining batches of random text, `count` of them, each different.
-fn ptx_batches(rng: &mut Rng, count: usize) -> Vec<SftBatch> {
+pub(super) fn ptx_batches(rng: &mut Rng, count: usize) -> Vec<SftBatch> {
     let seqs: Vec<crate::data::SftSequence> = (0..16)
         .map(|_| {
             let ids = (0..3 + rng.below(6))

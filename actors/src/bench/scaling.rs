@@ -139,6 +139,7 @@ fn measure(
         batch,
         seq_len: s.seq_len,
         k: 2,
+        gradient_checkpointing: false,
     };
     let mut training = Training::new(
         shape.random_model(Head::LanguageModel, positions, &shape.device)?,

@@ -32,6 +32,9 @@ pub struct TrainBench {
     /// Responses per prompt (rm): C(K,2) comparisons each.
     #[arg(long, default_value_t = 4)]
     pub k: i64,
+    /// Recompute each block in the backward pass instead of keeping its activations.
+    #[arg(long)]
+    pub gradient_checkpointing: bool,
 }
 
 /// `rlhf bench train`.
@@ -40,10 +43,11 @@ pub fn run(shape: &ShapeArgs, settings: &TrainBench) -> anyhow::Result<()> {
         Mode::Sft => Head::LanguageModel,
         Mode::Rm => Head::Scalar,
     };
-    let model = shape.model(head, settings.seq_len)?;
+    let mut model = shape.model(head, settings.seq_len)?;
+    model.set_gradient_checkpointing(settings.gradient_checkpointing);
     let mut bench = Training::new(model, settings)?;
     let config = bench.trainer.model().config().clone();
-    let settings_json = match settings.mode {
+    let mut settings_json = match settings.mode {
         Mode::Sft => {
             json!({"bench": "train-sft", "batch": settings.batch, "seq_len": settings.seq_len, "dropout": 0.0})
         }
@@ -51,6 +55,7 @@ pub fn run(shape: &ShapeArgs, settings: &TrainBench) -> anyhow::Result<()> {
             json!({"bench": "train-rm", "prompts": settings.batch, "k": settings.k, "seq_len": settings.seq_len, "dropout": 0.0})
         }
     };
+    settings_json["gradient_checkpointing"] = json!(settings.gradient_checkpointing);
     let unit = bench.unit();
     shape.time(&config, unit, settings_json, bench.flops(), || bench.run())?;
     Ok(())

@@ -108,6 +108,7 @@ pub fn build_trainer(
     if let Some(p) = stage.dropout {
         model.set_dropout(p);
     }
+    model.set_gradient_checkpointing(stage.gradient_checkpointing);
     Ok(Trainer::new(
         model,
         &stage.optimizer,

@@ -324,3 +324,34 @@ fn shared_models_hold_one_base_and_their_own_adapters() {
         }
     }
 }
+
+#[test]
+fn recomputed_blocks_give_adapters_the_plain_gradients() {
+    for name in ["gpt2", "llama"] {
+        let c = case(name);
+        let grads = |checkpointing: bool| -> Vec<Tensor> {
+            let mut model = adapted(&c);
+            model.set_gradient_checkpointing(checkpointing);
+            let logits = model.logits(&model.forward(&c.ids, None, None, true));
+            let loss = logits
+                .log_softmax(-1, Kind::Float)
+                .select(2, 7)
+                .mean(Kind::Float);
+            crate::model::backward(&loss, &[&model]);
+            model
+                .trainable()
+                .iter()
+                .map(|(_, t)| t.grad().copy())
+                .collect()
+        };
+        let (plain, recomputed) = (grads(false), grads(true));
+        assert_eq!(plain.len(), recomputed.len());
+        for (a, b) in plain.iter().zip(&recomputed) {
+            assert!(
+                a.abs().max().double_value(&[]) > 0.0,
+                "{name}: a zero gradient"
+            );
+            assert_close(a, b, name);
+        }
+    }
+}

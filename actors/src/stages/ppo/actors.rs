@@ -290,6 +290,7 @@ pub(super) async fn spawn_with(
                         &s.algo,
                         s.sampling.clone(),
                     );
+                    learner.set_gradient_checkpointing(s.gradient_checkpointing);
                     arm(&mut learner);
                     Ok(PpoEngine {
                         learner,
