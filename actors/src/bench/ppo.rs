@@ -5,9 +5,10 @@
 use super::nodes::NodeProcs;
 use super::shape::{load_folder, merge, ShapeArgs};
 use super::sys::{self, PpoWork};
-use crate::stages::ppo::{pipeline, spawn, ModelSource, Run, Tokens};
+use crate::stages::ppo::{pipeline, shared_bases, spawn, ModelSource, Run, Tokens};
 use crate::stages::run_dir::RunDir;
 use crate::system::reward::Decoder;
+use crate::system::reward::LoadModel;
 use clap::Args;
 use rlhf::config::{Actors, ChatConfig, DataKeys, Placement, PpoStage, RewardConfig, RunConfig};
 use rlhf::data::read_prompts;
@@ -74,6 +75,9 @@ pub struct PpoBench {
     /// replicas of any kind).
     #[arg(long)]
     pub chunks: Option<usize>,
+    /// Recompute each block in the learner's backward pass (`ppo.gradient_checkpointing`).
+    #[arg(long)]
+    pub gradient_checkpointing: bool,
 }
 
 /// Mean seconds of each phase over the timed steps, and the steady-state rate.
@@ -99,7 +103,7 @@ pub async fn run(shape: &ShapeArgs, settings: &PpoBench) -> anyhow::Result<()> {
         .config()
         .clone();
     let value_config = match &settings.reward_model {
-        Some(dir) => load_folder(dir, Head::Scalar, &shape.dtype, "cpu", positions)?
+        Some(dir) => load_folder(dir, Head::Scalar, (&shape.dtype, "cpu"), positions, None)?
             .config()
             .clone(),
         None => policy_config.clone(),
@@ -107,17 +111,26 @@ pub async fn run(shape: &ShapeArgs, settings: &PpoBench) -> anyhow::Result<()> {
     let source = {
         let policy_shape = Arc::new(shape.clone());
         let reward_shape = policy_shape.clone();
-        let (reward_dir, dtype) = (settings.reward_model.clone(), shape.dtype.clone());
-        ModelSource::new(
-            Arc::new(move |device: &str| {
-                policy_shape.build_model(Head::LanguageModel, positions, device)
-            }),
-            Arc::new(move |device: &str| match &reward_dir {
-                Some(dir) => load_folder(dir, Head::Scalar, &dtype, device, positions),
-                None => reward_shape.build_model(Head::Scalar, positions, device),
-            }),
-            RewardConfig::Model,
-        )
+        let (reward_dir, dtype, lora) = (
+            settings.reward_model.clone(),
+            shape.dtype.clone(),
+            shape.lora(),
+        );
+        let policy =
+            move |device: &str| policy_shape.build_model(Head::LanguageModel, positions, device);
+        let reward = move |device: &str| match &reward_dir {
+            Some(dir) => {
+                let on = (dtype.as_str(), device);
+                load_folder(dir, Head::Scalar, on, positions, lora.clone())
+            }
+            None => reward_shape.build_model(Head::Scalar, positions, device),
+        };
+        // With LoRA every actor on a device shares one base, as `rlhf ppo` loads them.
+        let (policy, reward): (LoadModel, LoadModel) = match shape.lora_rank > 0 {
+            true => (shared_bases(policy), shared_bases(reward)),
+            false => (Arc::new(policy), Arc::new(reward)),
+        };
+        ModelSource::new(policy, reward, RewardConfig::Model)
     };
     let peak = shape.peak()?;
     let vocab = policy_config.vocab_size;
@@ -328,8 +341,8 @@ fn stage(shape: &ShapeArgs, s: &PpoBench, max_staleness: u64) -> anyhow::Result<
             ..OptimizerConfig::default()
         },
         dtype: DType::parse(&shape.dtype)?,
-        lora: None,
-        gradient_checkpointing: false,
+        lora: shape.lora(),
+        gradient_checkpointing: s.gradient_checkpointing,
         actors: Actors {
             generator: Placement {
                 replicas: s.generators,

@@ -75,7 +75,13 @@ pub fn run(shape: &ShapeArgs, s: &ScoreBench) -> anyhow::Result<()> {
     }
     if s.scorer != Scorer::Reference {
         let model = match &s.reward_model {
-            Some(dir) => load_folder(dir, Head::Scalar, &shape.dtype, &shape.device, positions)?,
+            Some(dir) => load_folder(
+                dir,
+                Head::Scalar,
+                (&shape.dtype, &shape.device),
+                positions,
+                None,
+            )?,
             None => shape.build_model(Head::Scalar, positions, &shape.device)?,
         };
         let batch = random_rollout(&model, s);

@@ -4,7 +4,7 @@
 use super::sys::{self, IdleWait, Peak};
 use clap::{Args, ValueEnum};
 use rlhf::device::{parse_device, DType};
-use rlhf::model::{Architecture, Head, Model, ModelConfig, ModelShape};
+use rlhf::model::{Architecture, Head, LoraConfig, Model, ModelConfig, ModelShape};
 use rlhf::rng::Rng;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -57,6 +57,10 @@ pub struct ShapeArgs {
     /// Share of the machine's CPU that other processes may use on an idle machine.
     #[arg(long, default_value_t = 0.1)]
     pub idle_threshold: f64,
+    /// LoRA adapters of this rank (alpha = 2 x rank) on every linear layer, base frozen;
+    /// 0: every weight trains.
+    #[arg(long, default_value_t = 0)]
+    pub lora_rank: i64,
 }
 
 /// What [`ShapeArgs::time`] measured.
@@ -101,7 +105,7 @@ impl ShapeArgs {
         device: &str,
     ) -> anyhow::Result<Model> {
         match &self.model {
-            Some(dir) => load_folder(dir, head, &self.dtype, device, max_positions),
+            Some(dir) => load_folder(dir, head, (&self.dtype, device), max_positions, self.lora()),
             None => self.random_model(head, max_positions, device),
         }
     }
@@ -127,13 +131,21 @@ impl ShapeArgs {
             eos_token_id: self.vocab - 1,
         };
         tch::manual_seed(0);
-        let dtype = DType::parse(&self.dtype)?;
-        Ok(Model::new(
-            ModelConfig::new_json(&shape),
-            head,
-            dtype,
-            parse_device(device)?,
-        )?)
+        let (dtype, device) = (DType::parse(&self.dtype)?, parse_device(device)?);
+        let config = ModelConfig::new_json(&shape);
+        Ok(match self.lora() {
+            Some(lora) => Model::new_with_lora(config, head, dtype, device, &lora)?,
+            None => Model::new(config, head, dtype, device)?,
+        })
+    }
+
+    /// `--lora-rank` as a LoRA config (None at 0).
+    pub fn lora(&self) -> Option<LoraConfig> {
+        (self.lora_rank > 0).then(|| LoraConfig {
+            rank: self.lora_rank,
+            alpha: 2.0 * self.lora_rank as f64,
+            ..LoraConfig::default()
+        })
     }
 
     /// The idle-machine wait before each timed repeat.
@@ -240,12 +252,13 @@ pub fn merge(into: &mut Value, from: &Value) {
 pub fn load_folder(
     dir: &Path,
     head: Head,
-    dtype: &str,
-    device: &str,
+    (dtype, device): (&str, &str),
     max_positions: i64,
+    lora: Option<LoraConfig>,
 ) -> anyhow::Result<Model> {
     tch::manual_seed(0);
-    let (mut model, _) = Model::load(dir, head, DType::parse(dtype)?, parse_device(device)?)?;
+    let (dtype, device) = (DType::parse(dtype)?, parse_device(device)?);
+    let (mut model, _) = Model::load_with_lora(dir, head, dtype, device, lora.as_ref())?;
     let have = model.config().max_positions;
     anyhow::ensure!(
         have >= max_positions,

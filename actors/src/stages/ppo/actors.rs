@@ -150,7 +150,7 @@ impl ModelSource {
 /// A loader that builds one LoRA model per device with `build` and hands out
 /// [`Model::share`]s of it: one copy of the frozen base weights per device, adapters of
 /// their own for every caller.
-pub(super) fn shared_bases(
+pub fn shared_bases(
     build: impl Fn(&str) -> anyhow::Result<Model> + Send + Sync + 'static,
 ) -> LoadModel {
     let bases: Mutex<HashMap<String, Model>> = Mutex::default();

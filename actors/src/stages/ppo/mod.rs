@@ -39,7 +39,7 @@ mod tests;
 mod weights;
 mod work_queue;
 
-pub use actors::{spawn, ModelSource, Tokens};
+pub use actors::{shared_bases, spawn, ModelSource, Tokens};
 pub use run::{pipeline, Run};
 
 use crate::stages::resume::last_good;
