@@ -61,6 +61,7 @@ pub mod losses;
 pub mod metric_names;
 pub mod model;
 pub mod optim;
+pub mod plan;
 pub mod ppo;
 pub mod rng;
 pub mod rollout;

@@ -5,7 +5,7 @@
 //! One file per section: `ppo.rs` (`[ppo]`, its actors' placement), `reward.rs`
 //! (`[ppo.reward]`), `cluster.rs` (`[ppo.cluster]`), `stage.rs` (`[pretrain]`, `[sft]`, `[rm]`), `pipeline.rs`
 //! (`[pipeline]`), `model.rs` (`[model]`), `data.rs` (the data keys, `truncate`,
-//! `assistant_turns` of the stages), `sections.rs` (`[world]`, `[tokenizer]`,
+//! `assistant_turns` of the stages), `devices.rs` (`[devices]`), `sections.rs` (`[world]`, `[tokenizer]`,
 //! `[chat]`, `[generate]`, `[metrics]`); `defaults.rs` holds the defaults several sections share.
 //! Everything is re-exported here, as `rlhf::config::*`. Every default is a named constant
 //! next to its section.
@@ -15,6 +15,7 @@ use crate::{Error, Result};
 mod cluster;
 mod data;
 mod defaults;
+mod devices;
 mod model;
 mod pipeline;
 mod ppo;
@@ -24,6 +25,7 @@ mod stage;
 
 pub use cluster::ClusterConfig;
 pub use data::{AssistantTurns, DataKeys, Truncate};
+pub use devices::{canonical_device, parse_size, DevicesConfig};
 pub use model::{ArchName, ModelSection};
 pub use pipeline::{GrpoVariant, PipelineConfig};
 pub use ppo::{Actors, Placement, PpoStage};
@@ -72,6 +74,10 @@ pub struct RunConfig {
     /// The Prometheus endpoint; how a run is watched, not what it computes.
     #[serde(default)]
     pub metrics: MetricsConfig,
+    /// Memory budgets of the devices for the memory plan (`rlhf plan`), where the
+    /// machine's own figure is not the one to plan for.
+    #[serde(default)]
+    pub devices: DevicesConfig,
 }
 
 impl RunConfig {
@@ -120,6 +126,7 @@ impl RunConfig {
             dpo.validate("dpo")?;
         }
         self.chat.validate()?;
+        self.devices.validate()?;
         if self.tokenizer.vocab_size < 300 {
             return Err(format!(
                 "tokenizer.vocab_size must be at least 300, got {}",
@@ -157,6 +164,7 @@ impl RunConfig {
             ppo: Some(ppo),
             dpo: None,
             metrics: MetricsConfig::default(),
+            devices: DevicesConfig::default(),
         }
     }
 

@@ -3,6 +3,7 @@
 mod eval;
 pub mod generate;
 mod node;
+mod plan;
 
 use crate::pipeline::init;
 use crate::system::{runtime, telemetry};
@@ -101,6 +102,11 @@ pub enum Command {
     Eval(eval::EvalArgs),
     /// Complete prompts with a model in Hugging Face layout.
     Generate(generate::GenerateArgs),
+    /// The memory plan: bytes per actor and device (weights, gradients, optimizer state,
+    /// KV cache, activations) against each device's budget; fails naming the actor, the
+    /// device and the shortfall when a stage cannot fit. Training commands run the same
+    /// check at start.
+    Plan(plan::PlanArgs),
     /// Measure throughput.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -132,6 +138,8 @@ pub fn init_logging(format: LogFormat) {
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(config) = cli.command.training_config() {
+        // The memory plan before any model is loaded.
+        plan::check(config, cli.command.stages())?;
         start_metrics(config, cli.metrics_addr.as_deref())?;
     }
     match cli.command {
@@ -154,6 +162,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Eval(args) => eval::run(&args),
         Command::Generate(args) => generate::run(&args),
+        Command::Plan(args) => plan::run(&args),
         Command::Bench(command) => bench::run(command),
         Command::Node(args) => node::run(&args),
     }
@@ -170,6 +179,19 @@ impl Command {
             | Command::Dpo { config, .. }
             | Command::Ppo { config, .. } => Some(config),
             _ => None,
+        }
+    }
+
+    /// The stages a training command runs, whose memory plan it checks at start.
+    fn stages(&self) -> &'static [&'static str] {
+        match self {
+            Command::Pretrain { .. } => &["pretrain"],
+            Command::Sft { .. } => &["sft"],
+            Command::Rm { .. } => &["rm"],
+            Command::Dpo { .. } => &["dpo"],
+            Command::Ppo { .. } => &["ppo"],
+            Command::Pipeline { .. } => &["pretrain", "sft", "rm", "dpo", "ppo"],
+            _ => &[],
         }
     }
 }
