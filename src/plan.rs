@@ -32,7 +32,7 @@ use crate::device::DType;
 use crate::model::lora::LoraConfig;
 use crate::model::{Architecture, ModelConfig};
 use crate::ppo::Baseline;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 /// Resident memory of an `rlhf` process on CPU before any model is built: libtorch's code
@@ -443,10 +443,24 @@ pub fn ppo(stage: &PpoStage, policy: &ModelConfig, reward: &ModelConfig) -> Plan
             kind.to_string()
         }
     };
+    // With LoRA every actor on a device shares one copy of a model's frozen base
+    // (`Model::share`): the first actor there holds it, the others only their adapters.
+    let mut held = BTreeSet::new();
+    let mut base = |model: &'static str, device: &str, bytes: u64| -> u64 {
+        match lora.is_none() || held.insert((model, canonical_device(device))) {
+            true => bytes,
+            false => 0,
+        }
+    };
+    let policy_base = frozen(policy, Head::LanguageModel, dtype).weights;
+    let reward_base = frozen(reward, Head::Scalar, dtype).weights;
     // Generators: a policy copy (with its adapters), the KV cache, the prefill's transients.
     let generators = &stage.actors.generator;
     for i in 0..generators.replicas {
-        let mut bytes = frozen(policy, Head::LanguageModel, dtype);
+        let mut bytes = Bytes {
+            weights: base("policy", generators.device_of(i), policy_base),
+            ..Bytes::default()
+        };
         if let Some(lora) = lora {
             bytes.weights += 4 * lora_parameters(policy, lora);
         }
@@ -474,17 +488,11 @@ pub fn ppo(stage: &PpoStage, policy: &ModelConfig, reward: &ModelConfig) -> Plan
     }
     // References: a frozen policy copy each, scoring a chunk's log-probs.
     let references = &stage.actors.reference;
-    let mut shared = false;
     for i in 0..references.replicas {
         let device = canonical_device(references.device_of(i));
-        let shares = lora.is_some()
-            && (0..generators.replicas)
-                .any(|g| canonical_device(generators.device_of(g)) == device);
-        let mut bytes = if shares {
-            shared = true;
-            Bytes::default()
-        } else {
-            frozen(policy, Head::LanguageModel, dtype)
+        let mut bytes = Bytes {
+            weights: base("policy", &device, policy_base),
+            ..Bytes::default()
         };
         bytes.activations = activation_bytes(
             policy,
@@ -500,15 +508,10 @@ pub fn ppo(stage: &PpoStage, policy: &ModelConfig, reward: &ModelConfig) -> Plan
         );
         plan.push(name("reference", i, references.replicas), &device, bytes);
     }
-    if shared {
+    if lora.is_some() {
         plan.notes.push(
-            "reference: with LoRA, the policy's base with its adapters off; counted once, in \
-             the generator on the same device"
-                .into(),
-        );
-    } else if lora.is_some() {
-        plan.notes.push(
-            "reference: a frozen copy of the policy's base per replica (no generator on its device)"
+            "lora: one copy of each model's frozen base per device, counted at the first actor \
+             there; the reference is the policy's base with its adapters off"
                 .into(),
         );
     }
@@ -516,7 +519,10 @@ pub fn ppo(stage: &PpoStage, policy: &ModelConfig, reward: &ModelConfig) -> Plan
     if matches!(stage.reward, crate::config::RewardConfig::Model) {
         let rewards = &stage.actors.reward;
         for i in 0..rewards.replicas {
-            let mut bytes = frozen(reward, Head::Scalar, dtype);
+            let mut bytes = Bytes {
+                weights: base("reward", rewards.device_of(i), reward_base),
+                ..Bytes::default()
+            };
             bytes.activations = activation_bytes(
                 reward,
                 dtype,
@@ -548,7 +554,9 @@ pub fn ppo(stage: &PpoStage, policy: &ModelConfig, reward: &ModelConfig) -> Plan
         train: true,
         checkpointing: stage.gradient_checkpointing,
     };
+    let device = &stage.actors.learner.device;
     let mut learner = trained(policy, Head::LanguageModel, dtype, lora);
+    learner.weights = learner.weights - policy_base + base("policy", device, policy_base);
     learner.activations = activation_bytes(policy, dtype, pass(Head::LanguageModel));
     if algo.ptx_coef > 0.0 {
         learner.activations += activation_bytes(
@@ -565,6 +573,9 @@ pub fn ppo(stage: &PpoStage, policy: &ModelConfig, reward: &ModelConfig) -> Plan
     let with_value = algo.baseline != Baseline::Group;
     if with_value {
         let mut value = trained(reward, Head::Scalar, dtype, lora);
+        // With LoRA the value model's head is a copy of its own beside the shared base.
+        let head = lora.map_or(0, |_| reward.hidden_size as u64 * e);
+        value.weights = value.weights - reward_base + base("reward", device, reward_base) + head;
         value.activations = activation_bytes(reward, dtype, pass(Head::Scalar));
         learner.add(value);
     }
@@ -575,12 +586,13 @@ pub fn ppo(stage: &PpoStage, policy: &ModelConfig, reward: &ModelConfig) -> Plan
     };
     learner.other = (stage.max_staleness + 1) * published;
     if algo.on_nan == crate::config::OnNan::Skip && algo.optimizer_steps(rows) > 1 {
-        // The rollback snapshot: every weight and the optimizer state, of both models.
+        // The rollback snapshot: the trained tensors and the optimizer state, of both
+        // models (with LoRA the adapters and head alone, which is what their gradients hold).
         let mut snapshot = trained(policy, Head::LanguageModel, dtype, lora);
         if with_value {
             snapshot.add(trained(reward, Head::Scalar, dtype, lora));
         }
-        learner.other += snapshot.weights + snapshot.optimizer;
+        learner.other += snapshot.grads + snapshot.optimizer;
         plan.notes.push(
             "learner: on_nan = \"skip\" keeps a rollback copy of the weights and optimizer \
              state (in `other`)"

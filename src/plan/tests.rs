@@ -202,7 +202,13 @@ fn ppo_lora_group_baseline_and_snapshot() {
     // LoRA with the reference beside the generator: no second copy of the base.
     let lora = ppo(&ppo_stage("[lora]\nrank = 2"), &model, &model);
     assert_eq!(lora.entries[1].bytes.weights, 0);
-    assert!(lora.notes[0].starts_with("reference: with LoRA"));
+    assert!(lora.notes[0].starts_with("lora: one copy of each model's frozen base"));
+    // The learner on the same device: the shared bases are counted at the generator and
+    // the reward actor; it holds the 128 adapter parameters of each of its two models (and
+    // the value head) in f32.
+    let scalar = parameters(&model, Head::Scalar);
+    assert_eq!(lora.entries[2].bytes.weights, scalar * 4);
+    assert_eq!(lora.entries[3].bytes.weights, 2 * 128 * 4 + 4 * 4);
     // Published weights are the 128 adapter parameters.
     assert_eq!(lora.entries[3].bytes.other, 2 * 128 * 4);
     // The reference on another device keeps its copy.
