@@ -9,7 +9,10 @@ use std::path::Path;
 fn shipped(name: &str) -> String {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let text = std::fs::read_to_string(root.join("configs/plan").join(name)).unwrap();
-    text.replace("configs/plan/", &format!("{}/configs/plan/", root.display()))
+    text.replace(
+        "configs/plan/",
+        &format!("{}/configs/plan/", root.display()),
+    )
 }
 
 #[test]
@@ -36,10 +39,7 @@ fn plan_prints_every_actor_and_refuses_what_does_not_fit() {
     assert!(total(&with_lora) < total(&table), "{with_lora}");
     // A budget below the plan: one error line naming the actors, the device and the gap,
     // from `rlhf plan` and from `rlhf sft` before it loads anything.
-    let sft = shipped("sft.toml").replace(
-        "[sft]",
-        "[devices]\nmemory = { cpu = \"1GiB\" }\n[sft]",
-    );
+    let sft = shipped("sft.toml").replace("[sft]", "[devices]\nmemory = { cpu = \"1GiB\" }\n[sft]");
     let sft = write(dir.join("sft.toml"), sft);
     for command in ["plan", "sft"] {
         let out = rlhf(&[command, "--config", sft.to_str().unwrap()]);
