@@ -170,10 +170,10 @@ impl Adapter {
         } else {
             x32
         };
-        let update = x32
-            .linear(&self.a, None::<Tensor>)
-            .linear(&self.b, None::<Tensor>)
-            * self.scale;
+        // Scaled at rank r, not at the layer's full output width: the same product for
+        // r/out of the work and no second [.., out] tensor.
+        let update =
+            (x32.linear(&self.a, None::<Tensor>) * self.scale).linear(&self.b, None::<Tensor>);
         Some(update.to_kind(x.kind()))
     }
 
