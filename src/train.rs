@@ -318,8 +318,7 @@ impl Trainer {
         self.optimizer.zero_grad();
         // Dropout masks from (seed, step) alone: what makes a resumed run exact. Without
         // dropout nothing draws from the generator, and it is left alone.
-        let c = self.model.config();
-        if c.embd_dropout > 0.0 || c.attn_dropout > 0.0 || c.resid_dropout > 0.0 {
+        if self.model.draws_dropout() {
             tch::manual_seed(dropout_seed(self.seed, self.steps() + 1));
         }
         #[cfg(any(test, feature = "fault-injection"))]

@@ -286,3 +286,38 @@ fn a_trainer_takes_the_same_steps() {
         }
     }
 }
+
+/// LoRA adapters with dropout of their own (the model's is 0): the recompute draws the
+/// adapters' masks again, so their gradients are the plain backward's.
+#[test]
+fn adapter_dropout_masks_are_reproduced() {
+    let _lock = hold();
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let adapter = fixtures.join("lora/gpt2");
+    let lora = rlhf::model::LoraConfig {
+        dropout: 0.3,
+        ..rlhf::model::adapter_io::read_adapter_config(&adapter).unwrap()
+    };
+    let model = |checkpointing: bool| {
+        let base = fixtures.join("gpt2-tiny");
+        let (mut model, _) = Model::load_with_lora(
+            &base,
+            Head::LanguageModel,
+            DType::F32,
+            Device::Cpu,
+            Some(&lora),
+        )
+        .unwrap();
+        model.load_adapter(&adapter).unwrap();
+        model.set_gradient_checkpointing(checkpointing);
+        assert!(model.draws_dropout());
+        model
+    };
+    let with_grad = assert_same(
+        "lora dropout",
+        &model(false),
+        &model(true),
+        &[sft(0), sft(3)],
+    );
+    assert_eq!(with_grad, 8, "every adapter tensor gets a gradient");
+}

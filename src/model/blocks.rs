@@ -9,16 +9,12 @@
 //! generator's state back, only seed it).
 
 use super::attention::Step;
-use super::config::ModelConfig;
 use super::rope::Rotation;
 use crate::rng::Rng;
 use tch::{Device, Kind, Tensor};
 
 /// One backbone, part by part.
 pub(super) trait Blocks {
-    /// The resolved config (its dropout probabilities included).
-    fn config(&self) -> &ModelConfig;
-
     /// The first block's input [B, T, d] (embeddings, scaled or dropped out where the
     /// architecture says), and the rotation every block applies (rotary backbones).
     fn embed(&self, ids: &Tensor, step: &Step, train: bool) -> (Tensor, Option<Rotation>);
@@ -40,8 +36,13 @@ pub(super) trait Blocks {
 }
 
 /// Final hidden states [B, T, d]: the embedding, every block, the final norm.
-pub(super) fn forward(m: &dyn Blocks, ids: &Tensor, mut step: Step, train: bool) -> Tensor {
-    let seeds = DropoutSeeds::draw(m.config(), train);
+/// `seeds`: [`DropoutSeeds::draw`] for a forward that draws dropout masks.
+pub(super) fn forward(
+    m: &dyn Blocks,
+    ids: &Tensor,
+    mut step: Step,
+    (train, seeds): (bool, Option<DropoutSeeds>),
+) -> Tensor {
     let (mut x, rotation) = m.embed(ids, &step, train);
     for i in 0..m.depth() {
         reseed(seeds, i);
@@ -62,11 +63,10 @@ pub(super) struct DropoutSeeds {
 
 impl DropoutSeeds {
     /// Drawn from libtorch's generator (which the trainer seeds per step), so runs stay
-    /// deterministic; none without dropout (the generator is then left alone) or outside
-    /// training.
-    pub(super) fn draw(c: &ModelConfig, train: bool) -> Option<DropoutSeeds> {
-        let dropout = c.embd_dropout > 0.0 || c.attn_dropout > 0.0 || c.resid_dropout > 0.0;
-        (train && dropout).then(|| {
+    /// deterministic; none when the forward draws no mask (the generator is then left
+    /// alone): see `Model::draws_dropout`.
+    pub(super) fn draw(dropout: bool) -> Option<DropoutSeeds> {
+        dropout.then(|| {
             let draw = Tensor::randint(i64::MAX, [1], (Kind::Int64, Device::Cpu));
             DropoutSeeds {
                 base: draw.int64_value(&[0]) as u64,

@@ -59,10 +59,6 @@ impl Gemma2 {
 }
 
 impl Blocks for Gemma2 {
-    fn config(&self) -> &ModelConfig {
-        &self.trunk.config
-    }
-
     fn embed(&self, ids: &Tensor, step: &Step, _train: bool) -> (Tensor, Option<Rotation>) {
         let embed = &self.trunk.embed;
         // The scale is rounded to the model's dtype first, as transformers does.

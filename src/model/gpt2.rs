@@ -100,10 +100,6 @@ impl Gpt2 {
 }
 
 impl Blocks for Gpt2 {
-    fn config(&self) -> &ModelConfig {
-        &self.config
-    }
-
     fn embed(&self, ids: &Tensor, step: &Step, train: bool) -> (Tensor, Option<Rotation>) {
         let embedded = Tensor::embedding(&self.wte, ids, -1, false, false)
             + Tensor::embedding(&self.wpe, &step.positions, -1, false, false);

@@ -53,10 +53,6 @@ impl Llama {
 }
 
 impl Blocks for Llama {
-    fn config(&self) -> &ModelConfig {
-        &self.trunk.config
-    }
-
     fn embed(&self, ids: &Tensor, step: &Step, _train: bool) -> (Tensor, Option<Rotation>) {
         (
             self.trunk.lookup(ids),

@@ -410,13 +410,23 @@ impl Model {
     ) -> Tensor {
         self.adapters_train(train);
         let blocks = self.backbone.blocks();
+        // Drawn here for both paths, so a recomputed forward draws the plain one's masks.
+        let seeds = blocks::DropoutSeeds::draw(train && self.draws_dropout());
         if self.checkpointing && cache.is_none() && recompute::grad_enabled() {
             let step = Step::new(ids, valid, None);
-            let (hidden, pending) = recompute::forward(blocks, ids, step, train);
+            let (hidden, pending) = recompute::forward(blocks, ids, step, (train, seeds));
             self.pending.borrow_mut().push(pending);
             return hidden;
         }
-        blocks::forward(blocks, ids, Step::new(ids, valid, cache), train)
+        blocks::forward(blocks, ids, Step::new(ids, valid, cache), (train, seeds))
+    }
+
+    /// Whether a training forward draws dropout masks: the model's own dropout, or its
+    /// LoRA adapters'.
+    pub fn draws_dropout(&self) -> bool {
+        let c = &self.config;
+        let adapters = self.lora().is_some_and(|l| l.dropout > 0.0);
+        c.embd_dropout > 0.0 || c.attn_dropout > 0.0 || c.resid_dropout > 0.0 || adapters
     }
 
     /// Training forwards keep each transformer block's input alone and recompute the

@@ -63,10 +63,6 @@ impl NeoX {
 }
 
 impl Blocks for NeoX {
-    fn config(&self) -> &ModelConfig {
-        &self.trunk.config
-    }
-
     fn embed(&self, ids: &Tensor, step: &Step, train: bool) -> (Tensor, Option<Rotation>) {
         let c = &self.trunk.config;
         (

@@ -45,10 +45,8 @@ pub(super) fn forward(
     m: &dyn Blocks,
     ids: &Tensor,
     mut step: Step<'static>,
-    train: bool,
+    (train, seeds): (bool, Option<DropoutSeeds>),
 ) -> (Tensor, Recompute) {
-    // Drawn where the plain forward draws them: both forwards use the same masks.
-    let seeds = DropoutSeeds::draw(m.config(), train);
     let (embedded, rotation) = m.embed(ids, &step, train);
     let mut inputs = Vec::with_capacity(m.depth());
     let last = tch::no_grad(|| {
